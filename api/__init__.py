@@ -1,0 +1,1 @@
+"""ParkTwin api layer."""

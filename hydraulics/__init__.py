@@ -1,0 +1,1 @@
+"""ParkTwin hydraulics layer."""

@@ -1,0 +1,1 @@
+"""ParkTwin kernels layer."""

@@ -1,0 +1,300 @@
+"""Assembly of the linearised network equations and the flow update (EPANET's matrixcoeffs/newflows).
+
+The sparsity pattern is fixed per network: every link joining two junctions owns one off-diagonal
+entry, whatever its status, so the symbolic factorisation is done once (kernels.symbolic) and reused by
+every scenario, iteration and time step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from hydraulics import coefficients as co
+from hydraulics.coefficients import ACTIVE, CLOSED
+from hydraulics.epanet_units import CBIG, MINPDIFF, SolverNetwork
+from hydraulics.network import LinkKind, PumpCurveKind
+
+PDA_QTOL = 0.0001
+
+
+@dataclass
+class IterationData:
+    """P and Y of every link for one iteration, kept for the flow update."""
+
+    p: np.ndarray
+    y: np.ndarray
+    max_flow_change: np.ndarray | None = None
+
+    def subset(self, mask):
+        return IterationData(self.p[:, mask], self.y[:, mask])
+
+
+class Assembler:
+    def __init__(self, sn: SolverNetwork, backend):
+        from kernels.symbolic import plan_symbolic
+        self.sn = sn
+        self.backend = backend
+        nj = sn.n_junctions
+        n1, n2 = sn.start, sn.end
+        j1, j2 = n1 < nj, n2 < nj
+        self.edge_links = np.flatnonzero(j1 & j2)
+        self.edge_of_link = np.full(sn.n_links, -1, np.int64)
+        self.edge_of_link[self.edge_links] = np.arange(len(self.edge_links))
+        self.plan = plan_symbolic(nj, n1[self.edge_links], n2[self.edge_links])
+        links = np.arange(sn.n_links)
+        ones = np.ones(sn.n_links)
+        shape_n = (sn.n_nodes, sn.n_links)
+        self.start_inc = sp.csr_matrix((ones, (n1, links)), shape=shape_n)
+        self.end_inc = sp.csr_matrix((ones, (n2, links)), shape=shape_n)
+        self.start_j = self.start_inc[:nj]
+        self.end_j = self.end_inc[:nj]
+        self.j1, self.j2 = j1, j2
+        self.groups = co.link_groups(sn)
+        self.ctl_valves = self.groups["ctl"]
+        self.const_hp = np.array([k for p, k in enumerate(sn.pump_link) if sn.pump_type[p] == PumpCurveKind.CONST_HP],
+                                 dtype=np.int64)
+        self.el_j = sn.elevation_ft[:nj, None]
+        self.has_emitter = bool((sn.emitter_ke[:nj] > 0).any())
+
+    # ------------------------------------------------------------------ coefficients
+    def head_loss_coeffs(self, st):
+        sn, xp = self.sn, np
+        q, status, setting = st.flow, st.status, st.setting
+        p = np.zeros_like(q)
+        y = np.zeros_like(q)
+        km = sn.minor_ft_per_cfs2[:, None]
+        g = self.groups
+        rows = g["pipe"]
+        if len(rows):
+            p[rows], y[rows] = co.pipe_coeffs(xp, sn, q[rows], status[rows], st.resistance[rows], km[rows],
+                                              st.rel_roughness[rows], sn.viscosity_diameter[rows, None])
+        for pnum, k in enumerate(sn.pump_link):
+            p[k], y[k] = co.pump_coeffs(xp, sn, pnum, q[k], status[k], setting[k])
+        rows = g["pbv"]
+        if len(rows):
+            pv, yv = co.valve_coeffs(xp, q[rows], status[rows], km[rows])
+            sv = setting[rows]
+            active = ~np.isnan(sv) & (sv != 0.0) & ~(km[rows] * q[rows] ** 2 > sv)
+            p[rows] = np.where(active, CBIG, pv)
+            y[rows] = np.where(active, np.nan_to_num(sv) * CBIG, yv)
+        rows = g["tcv"]
+        if len(rows):
+            sv = setting[rows]
+            d4 = sn.diameter_ft[rows, None] ** 4
+            km_t = np.where(np.isnan(sv), km[rows], 0.02517 * np.nan_to_num(sv) / d4)
+            p[rows], y[rows] = co.valve_coeffs(xp, q[rows], status[rows], km_t)
+        for k in g["gpv"]:
+            pv, yv = co.valve_coeffs(xp, q[k], status[k], km[k])
+            c = sn.valve_curve[k]
+            lo, hi = sn.curve_offset[c], sn.curve_offset[c + 1]
+            qa = np.maximum(np.abs(q[k]), co.TINY)
+            h0, r = co.curve_segment(xp, sn.curve_x[lo:hi], sn.curve_y[lo:hi], qa)
+            r = np.maximum(r, co.TINY)
+            closed = status[k] == CLOSED
+            p[k] = np.where(closed, pv, 1.0 / r)
+            y[k] = np.where(closed, yv, (h0 / r + qa) * co.sgn(xp, q[k]))
+        rows = self.ctl_valves
+        if len(rows):
+            pv, yv = co.valve_coeffs(xp, q[rows], status[rows], km[rows])
+            missing = np.isnan(setting[rows])
+            p[rows] = np.where(missing, pv, 0.0)
+            y[rows] = np.where(missing, yv, 0.0)
+        return p, y
+
+    # ------------------------------------------------------------------ assembly and solve
+    def build_and_solve(self, st):
+        sn = self.sn
+        nj = sn.n_junctions
+        p, y = self.head_loss_coeffs(st)
+        q = st.flow
+        live = p != 0.0
+        pl = np.where(live, p, 0.0)
+        yl = np.where(live, y, 0.0)
+        ql = np.where(live, q, 0.0)
+        xflow = self.end_inc @ ql - self.start_inc @ ql
+        aij = -pl[self.edge_links]
+        aii = self.start_j @ pl + self.end_j @ pl
+        f = self.start_j @ yl - self.end_j @ yl
+        h = st.head
+        from_fixed = np.where((~self.j1)[:, None], pl * h[sn.start], 0.0)
+        to_fixed = np.where((~self.j2)[:, None], pl * h[sn.end], 0.0)
+        f += self.end_j @ from_fixed + self.start_j @ to_fixed
+        if self.has_emitter:
+            hl, hg = co.emitter_headloss(np, sn.emitter_ke[:nj, None], sn.emitter_qexp, st.emitter_flow, sn.emitter_backflow)
+            has = sn.emitter_ke[:nj, None] > 0
+            aii += np.where(has, 1.0 / hg, 0.0)
+            f += np.where(has, (hl + self.el_j) / hg, 0.0)
+            xflow[:nj] -= np.where(has, st.emitter_flow, 0.0)
+        has_leak = st.leak_ke > 0
+        if has_leak.any():
+            hl, hg = co.emitter_headloss(np, st.leak_ke, 2.0, st.leak_flow, False)
+            aii += np.where(has_leak, 1.0 / hg, 0.0)
+            f += np.where(has_leak, (hl + self.el_j) / hg, 0.0)
+            xflow[:nj] -= np.where(has_leak, st.leak_flow, 0.0)
+        if sn.pda:
+            self._demand_coeffs(st, aii, f)
+        xflow[:nj] -= st.demand_flow
+        f += xflow[:nj]
+        self._valve_coeffs(st, p, y, xflow, aii, aij, f)
+        x, bad = self.backend.solve(self.plan, aii, aij, f)
+        return np.asarray(x), np.asarray(bad), IterationData(p, y)
+
+    def _demand_coeffs(self, st, aii, f):
+        sn = self.sn
+        dp = sn.preq_ft - sn.pmin_ft
+        n = 1.0 / sn.pexp
+        full = st.full_demand
+        has = full > 0.0
+        hl, hg = co.demand_headloss(np, st.demand_flow, full, dp, n)
+        use = has & (hg > 0.0)
+        safe = np.where(use, hg, 1.0)
+        aii += np.where(use, 1.0 / safe, 0.0)
+        f += np.where(use, (hl + self.el_j + sn.pmin_ft) / safe, 0.0)
+
+    def _valve_coeffs(self, st, p, y, xflow, aii, aij, f):
+        """PRV/PSV/FCV with a setting, in EPANET's valve order (each may change Xflow for the next)."""
+        sn = self.sn
+        nj = sn.n_junctions
+        km = sn.minor_ft_per_cfs2
+        for k in self.ctl_valves:
+            has_setting = ~np.isnan(st.setting[k])
+            if not has_setting.any():
+                continue
+            n1, n2 = sn.start[k], sn.end[k]
+            e = self.edge_of_link[k]
+            q = st.flow[k]
+            setting = np.nan_to_num(st.setting[k])
+            active = has_setting & (st.status[k] == ACTIVE)
+            passive = has_setting & ~active
+            kind = sn.kind[k]
+            pv, yv = co.valve_coeffs(np, q, st.status[k], np.full(q.shape, km[k]))
+            if kind == LinkKind.FCV:
+                xflow[n1] -= np.where(active, setting, 0.0)
+                xflow[n2] += np.where(active, setting, 0.0)
+                if n1 < nj:
+                    f[n1] -= np.where(active, setting, 0.0)
+                if n2 < nj:
+                    f[n2] += np.where(active, setting, 0.0)
+                pa = 1.0 / CBIG
+                ya = q - setting
+                p[k] = np.where(active, pa, np.where(passive, pv, p[k]))
+                y[k] = np.where(active, ya, np.where(passive, yv, y[k]))
+                self._add_link(k, e, n1, n2, np.where(has_setting, p[k], 0.0), np.where(passive, yv - q, 0.0), aii, aij, f)
+                continue
+            if kind == LinkKind.PRV:
+                hset = sn.elevation_ft[n2] + setting
+                ya = q + xflow[n2]
+                row_fix, row_other, xf = n2, n1, xflow[n2]
+                spill = np.where(active & (xf < 0.0), xf, 0.0)
+            else:
+                hset = sn.elevation_ft[n1] + setting
+                ya = q - xflow[n1]
+                row_fix, row_other, xf = n1, n2, xflow[n1]
+                spill = np.where(active & (xf > 0.0), xf, 0.0)
+            if row_fix < nj:
+                f[row_fix] += np.where(active, hset * CBIG, 0.0)
+                aii[row_fix] += np.where(active, CBIG, 0.0)
+            if row_other < nj:
+                f[row_other] += spill
+            p[k] = np.where(active, 0.0, np.where(passive, pv, p[k]))
+            y[k] = np.where(active, ya, np.where(passive, yv, y[k]))
+            link_p = np.where(passive, pv, 0.0)
+            if kind == LinkKind.PSV:
+                link_p = np.where(active, 1.0 / CBIG, link_p)
+                # EPANET adds the connectivity term to the downstream diagonal only.
+                if n2 < nj:
+                    aii[n2] += np.where(active, 1.0 / CBIG, 0.0)
+                if e >= 0:
+                    aij[e] -= np.where(active, 1.0 / CBIG, 0.0)
+                self._add_link(k, e, n1, n2, np.where(passive, pv, 0.0), np.where(passive, yv - q, 0.0), aii, aij, f)
+            else:
+                self._add_link(k, e, n1, n2, link_p, np.where(passive, yv - q, 0.0), aii, aij, f)
+
+    def _add_link(self, k, e, n1, n2, pk, rhs, aii, aij, f):
+        nj = self.sn.n_junctions
+        if e >= 0:
+            aij[e] -= pk
+        if n1 < nj:
+            aii[n1] += pk
+            f[n1] += rhs
+        if n2 < nj:
+            aii[n2] += pk
+            f[n2] -= rhs
+
+    # ------------------------------------------------------------------ flow update
+    def new_flows(self, st, it: IterationData, relax, accuracy: float):
+        sn = self.sn
+        nj = sn.n_junctions
+        h = st.head
+        dh = h[sn.start] - h[sn.end]
+        dq = (it.y - it.p * dh) * relax
+        if len(self.const_hp):
+            rows = self.const_hp
+            dq[rows] = np.where(dq[rows] > st.flow[rows], st.flow[rows] / 2.0, dq[rows])
+        st.flow -= dq
+        qsum = np.abs(st.flow).sum(axis=0)
+        dqsum = np.abs(dq).sum(axis=0)
+        maxchange = np.abs(dq).max(axis=0) if dq.size else np.zeros(h.shape[1])
+        open_links = st.status > CLOSED
+        qo = np.where(open_links, st.flow, 0.0)
+        outflow = self.start_inc @ qo - self.end_inc @ qo
+        st.node_outflow[nj:] = -outflow[nj:]
+        pj = h[:nj] - self.el_j
+        if self.has_emitter:
+            has = sn.emitter_ke[:nj, None] > 0
+            hl, hg = co.emitter_headloss(np, sn.emitter_ke[:nj, None], sn.emitter_qexp, st.emitter_flow, sn.emitter_backflow)
+            de = np.where(has, (hl - pj) / hg * relax, 0.0)
+            st.emitter_flow -= de
+            qsum += np.abs(np.where(has, st.emitter_flow, 0.0)).sum(axis=0)
+            dqsum += np.abs(de).sum(axis=0)
+            maxchange = np.maximum(maxchange, np.abs(de).max(axis=0))
+        has_leak = st.leak_ke > 0
+        if has_leak.any():
+            hl, hg = co.emitter_headloss(np, st.leak_ke, 2.0, st.leak_flow, False)
+            dl = np.where(has_leak, (hl - pj) / hg * relax, 0.0)
+            st.leak_flow -= dl
+            qsum += np.abs(np.where(has_leak, st.leak_flow, 0.0)).sum(axis=0)
+            dqsum += np.abs(dl).sum(axis=0)
+            maxchange = np.maximum(maxchange, np.abs(dl).max(axis=0))
+        if sn.pda:
+            dd = self._new_demand_flows(st, pj, relax)
+            qsum += np.abs(np.where(st.full_demand > 0, st.demand_flow, 0.0)).sum(axis=0)
+            dqsum += np.abs(dd).sum(axis=0)
+            maxchange = np.maximum(maxchange, np.abs(dd).max(axis=0))
+        it.max_flow_change = maxchange
+        return np.where(qsum > accuracy, dqsum / np.where(qsum > 0, qsum, 1.0), dqsum)
+
+    def _new_demand_flows(self, st, pj, relax):
+        sn = self.sn
+        dp = max(sn.preq_ft - sn.pmin_ft, MINPDIFF)
+        n = 1.0 / sn.pexp
+        full = st.full_demand
+        has = full > 0.0
+        hl, hg = co.demand_headloss(np, st.demand_flow, full, dp, n)
+        dq = np.where(has, (hl - (pj - sn.pmin_ft)) / hg * relax, 0.0)
+        cap = 0.4 * np.abs(full)
+        dq = np.where(np.abs(dq) > cap, 0.4 * co.sgn(np, dq) * full, dq)
+        dq = np.where(has, dq, 0.0)
+        st.demand_flow -= dq
+        return dq
+
+    def pda_converged(self, st) -> np.ndarray:
+        sn = self.sn
+        nj = sn.n_junctions
+        dp = sn.preq_ft - sn.pmin_ft
+        p = st.head[:nj] - self.el_j
+        full = st.full_demand
+        r = np.clip((p - sn.pmin_ft) / (dp if dp > 0 else 1.0), 0.0, None)
+        q = np.where(p <= sn.pmin_ft, 0.0, np.where(p >= sn.preq_ft, full, full * r ** sn.pexp))
+        bad = (full > 0.0) & (np.abs(q - st.demand_flow) > PDA_QTOL)
+        return ~bad.any(axis=0)
+
+    def max_head_error(self, st) -> np.ndarray:
+        p, y = self.head_loss_coeffs(st)
+        h = st.head
+        dh = h[self.sn.start] - h[self.sn.end]
+        use = (st.status > CLOSED) & (p != 0.0)
+        err = np.where(use, np.abs(dh - y / np.where(p != 0.0, p, 1.0)), 0.0)
+        return err.max(axis=0)

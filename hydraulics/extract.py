@@ -1,0 +1,40 @@
+"""Map the solver's internal state (ft, cfs, EPANET status codes) back to SI results."""
+from __future__ import annotations
+
+import numpy as np
+
+from hydraulics.coefficients import ACTIVE, CLOSED
+from hydraulics.epanet_units import M_PER_FT
+
+
+def status_codes(internal_status: np.ndarray) -> np.ndarray:
+    """EPANET StatusType -> the result layout's int8 (0 closed, 1 open, 2 active)."""
+    return np.where(internal_status <= CLOSED, 0, np.where(internal_status == ACTIVE, 2, 1)).astype(np.int8)
+
+
+def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
+    sn, net = solver.sn, solver.net
+    nj = net.n_junctions
+    cfs = sn.m3s_per_cfs
+    rows = slice(None) if cols is None else cols
+    head = st.head.T * M_PER_FT                                     # [B, N]
+    res.head_m[rows, t_index] = head
+    res.pressure_m[rows, t_index] = head - net.elevation_m[None, :]
+    demand = np.empty((st.batch_size, net.n_nodes))
+    demand[:, :nj] = (st.demand_flow + st.emitter_flow).T * cfs
+    demand[:, nj:] = st.node_outflow[nj:].T * cfs
+    res.demand_m3s[rows, t_index] = demand
+    leak = np.zeros((st.batch_size, net.n_nodes))
+    leak[:, :nj] = st.leak_flow.T * cfs
+    res.leak_m3s[rows, t_index] = leak
+    # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
+    flow = np.where(st.status <= CLOSED, 0.0, st.flow).T * cfs
+    res.flow_m3s[rows, t_index] = flow
+    res.status[rows, t_index] = status_codes(st.status).T
+    res.converged[rows, t_index] = outcome.converged
+    res.iterations[rows, t_index] = outcome.iterations
+    if outcome.failed.any():
+        failed_rows = np.arange(res.batch_size)[rows][outcome.failed]
+        for b in failed_rows:
+            if not res.failure[b]:
+                res.failure[b] = f"hydraulic equations could not be solved at t={int(res.time_s[t_index])} s (EPANET error 110)"

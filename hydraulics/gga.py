@@ -1,0 +1,161 @@
+"""Todini-Pilati gradient algorithm, batched over scenarios, following EPANET 2.3's hydsolve().
+
+One call solves one time step for B scenarios. Each scenario keeps its own iteration count, status
+check schedule, relaxation factor and convergence flag; scenarios that have converged are frozen while
+the others iterate. A scenario whose matrix cannot be factorised (and is not rescued by fixing a control
+valve, as EPANET's badvalve() does) is flagged, never raised.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hydraulics.assemble import Assembler
+from hydraulics.coefficients import ACTIVE, XFCV, XPRESSURE
+from hydraulics.epanet_units import SolverNetwork
+from hydraulics.network import LinkKind
+from hydraulics.status import link_status, pressure_switch, valve_status
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    converged: np.ndarray      # [B] bool
+    iterations: np.ndarray     # [B] int
+    relative_error: np.ndarray # [B]
+    failed: np.ndarray         # [B] bool: matrix could not be solved (EPANET error 110)
+
+
+@dataclass(frozen=True)
+class GgaSettings:
+    accuracy: float
+    max_trials: int
+    extra_trials: int
+    check_frequency: int
+    max_check: int
+    damp_limit: float
+    head_error_limit_ft: float
+    flow_change_limit_cfs: float
+
+
+class GradientSolver:
+    """Reusable per network: owns the assembler (sparsity plan) and the valve tables."""
+
+    def __init__(self, sn: SolverNetwork, backend, settings: GgaSettings, junction_controls=()):
+        self.sn = sn
+        self.backend = backend
+        self.settings = settings
+        self.assembler = Assembler(sn, backend)
+        self.junction_controls = junction_controls
+        kind = sn.kind
+        self.valve_rows = np.flatnonzero(kind >= LinkKind.PRV)
+
+    def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
+        s = self.settings
+        batch = state.batch_size
+        running = np.ones(batch, bool) if active is None else active.copy()
+        iters = np.ones(batch, np.int64)
+        next_check = np.full(batch, s.check_frequency, np.int64)
+        relax = np.ones(batch)
+        relerr = np.zeros(batch)
+        converged = np.zeros(batch, bool)
+        failed = np.zeros(batch, bool)
+        max_trials = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
+        running &= iters <= max_trials
+        while running.any():
+            cols = np.flatnonzero(running)
+            sub = _take(state, cols)
+            x, bad_node, pdata = self.assembler.build_and_solve(sub)
+            bad = bad_node >= 0
+            if bad.any():
+                rescued = self._bad_valve(sub, bad_node)
+                failed[cols[bad & ~rescued]] = True
+                running[cols[bad & ~rescued]] = False
+                _put(state, sub, cols)
+                # EPANET retries a rescued scenario without counting an iteration.
+                ok = ~bad
+                if not ok.any():
+                    continue
+                cols, sub, x, pdata = cols[ok], _take(sub, np.flatnonzero(ok)), x[:, ok], pdata.subset(ok)
+            nj = self.sn.n_junctions
+            sub.head[:nj] = x
+            err = self.assembler.new_flows(sub, pdata, relax[cols], s.accuracy)
+            relerr[cols] = err
+            relax[cols] = 1.0
+            if s.damp_limit > 0.0:
+                damp = err <= s.damp_limit
+                relax[cols[damp]] = 0.6
+                valve_changed = valve_status(self.sn, sub, only=damp)
+            else:
+                valve_changed = valve_status(self.sn, sub)
+            conv = self._has_converged(sub, err, pdata)
+            it = iters[cols]
+            stop = np.zeros(len(cols), bool)
+            # Converged: finish unless some status changes (then keep iterating).
+            in_extra = conv & (it > s.max_trials)
+            stop |= in_extra
+            check = conv & ~in_extra
+            if check.any():
+                changed = valve_changed.copy()
+                changed |= link_status(self.sn, sub, only=check)
+                changed |= pressure_switch(self.sn, sub, self.junction_controls, only=check)
+                done = check & ~changed
+                stop |= done
+                more = check & changed
+                next_check[cols[more]] = it[more] + s.check_frequency
+            periodic = ~conv & (it <= s.max_check) & (it == next_check[cols])
+            if periodic.any():
+                link_status(self.sn, sub, only=periodic)
+                next_check[cols[periodic]] += s.check_frequency
+            converged[cols] = conv
+            _put(state, sub, cols)
+            finished = cols[stop]
+            running[finished] = False
+            iters[cols[~stop]] += 1
+            running &= iters <= max_trials
+        return StepOutcome(converged=converged & ~failed, iterations=np.minimum(iters, max_trials),
+                           relative_error=relerr, failed=failed)
+
+    def _has_converged(self, sub, relerr, pdata) -> np.ndarray:
+        s = self.settings
+        conv = relerr <= s.accuracy
+        if s.head_error_limit_ft > 0.0 and conv.any():
+            conv &= self.assembler.max_head_error(sub) <= s.head_error_limit_ft
+        if s.flow_change_limit_cfs > 0.0 and conv.any():
+            conv &= pdata.max_flow_change <= s.flow_change_limit_cfs
+        if self.sn.pda and conv.any():
+            conv &= self.assembler.pda_converged(sub)
+        return conv
+
+    def _bad_valve(self, sub, bad_node: np.ndarray) -> np.ndarray:
+        """badvalve(): an active PRV/PSV/FCV at the failing node is fixed open; the retry goes on."""
+        rescued = np.zeros(len(bad_node), bool)
+        sn = self.sn
+        for b in np.flatnonzero(bad_node >= 0):
+            n = bad_node[b]
+            for k in self.valve_rows:
+                if n != sn.start[k] and n != sn.end[k]:
+                    continue
+                kind = sn.kind[k]
+                if kind in (LinkKind.PRV, LinkKind.PSV, LinkKind.FCV) and sub.status[k, b] == ACTIVE:
+                    sub.status[k, b] = XFCV if kind == LinkKind.FCV else XPRESSURE
+                    rescued[b] = True
+                break
+        return rescued
+
+
+def _take(state, cols):
+    from dataclasses import fields, replace
+    values = {}
+    for f in fields(state):
+        arr = getattr(state, f.name)
+        values[f.name] = arr[:, cols] if arr.shape[1] != 1 else arr
+    return replace(state, **values)
+
+
+def _put(state, sub, cols):
+    from dataclasses import fields
+    for f in fields(state):
+        dst = getattr(state, f.name)
+        if dst.shape[1] != 1:
+            dst[:, cols] = getattr(sub, f.name)

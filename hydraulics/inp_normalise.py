@@ -1,0 +1,727 @@
+"""Rewrite EPANET 2.3 .inp text into an equivalent text that WNTR 1.5 reads the way EPANET does.
+
+EPANET (input2.c/input3.c) matches keywords by prefix and case-insensitively, accepts optional
+fields with defaults, clock times, unit words and ranges that WNTR's reader rejects or silently
+misreads.  ``normalise`` tokenises the file the way EPANET does, interprets every line with
+EPANET's rules and writes it back in the one canonical spelling WNTR understands.  Only files that
+EPANET itself has already opened are normalised, so the input is known to be well formed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+MAXTOKS = 40                      # EPANET reads at most 40 tokens of a line (types.h MAXTOKS)
+PSI_PER_FT, M_PER_FT, VISCOS, DIFFUS = 0.4333, 0.3048, 1.1e-5, 1.3e-8
+SI_FLOWS = ('LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
+FLOW_WORDS = ('CFS', 'GPM', 'MGD', 'IMGD', 'AFD', 'LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
+SECTIONS = ('[TITLE]', '[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]',
+            '[CONTROLS]', '[RULES]', '[DEMANDS]', '[SOURCES]', '[EMITTERS]', '[PATTERNS]',
+            '[CURVES]', '[QUALITY]', '[STATUS]', '[ROUGHNESS]', '[ENERGY]', '[REACTIONS]',
+            '[MIXING]', '[REPORT]', '[TIMES]', '[OPTIONS]', '[COORDINATES]', '[VERTICES]',
+            '[LABELS]', '[BACKDROP]', '[TAGS]', '[LEAKAGE]', '[END]')
+# WNTR reads sections in its own fixed order, so the rewritten file may order them freely.
+OUT_ORDER = ('[TITLE]', '[OPTIONS]', '[TIMES]', '[PATTERNS]', '[CURVES]', '[JUNCTIONS]',
+             '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]', '[DEMANDS]', '[EMITTERS]',
+             '[STATUS]', '[CONTROLS]', '[RULES]', '[ENERGY]', '[QUALITY]', '[SOURCES]',
+             '[REACTIONS]', '[MIXING]', '[COORDINATES]', '[VERTICES]', '[LABELS]', '[BACKDROP]',
+             '[TAGS]')
+VALVE_TYPES = ('PRV', 'PSV', 'PBV', 'FCV', 'TCV', 'GPV', 'PCV')
+PRESSURE_VALVES = ('PRV', 'PSV', 'PBV')
+
+
+class NormaliseError(Exception):
+    """A construct that EPANET accepts but WNTR cannot represent faithfully."""
+
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+@dataclass
+class Line:
+    no: int
+    toks: list[str]
+    comment: str
+    raw: str
+
+
+@dataclass
+class Normalised:
+    text: str
+    line_map: list[int]                      # output line index -> original line number (0: none)
+    flow_units: str
+    pressure_units: str
+    emitter_backflow: bool = True
+    demand_model: str = 'DDA'
+    unbalanced: tuple[str, int] = ('STOP', 0)
+    tolerances: dict = field(default_factory=dict)
+    leakage: tuple = ()
+    dropped: tuple = ()
+    workarounds: tuple = ()
+    implicit_pattern_junctions: frozenset = frozenset()
+
+
+def match(s: str, kw: str) -> bool:
+    """EPANET's match(): s starts with keyword kw, case-insensitively."""
+    return s.lstrip(' ').upper().startswith(kw.upper())
+
+
+def findmatch(s: str, kws) -> int:
+    return next((i for i, k in enumerate(kws) if match(s, k)), -1)
+
+
+def tokenise(line: str) -> tuple[list[str], str]:
+    """EPANET's gettokens(): cut at ';', split on blanks, a leading quote runs to the next quote."""
+    body, _, comment = line.partition(';')
+    toks, i, n = [], 0, len(body)
+    while i < n and len(toks) < MAXTOKS:
+        if body[i] in ' \t\r\n':
+            i += 1
+        elif body[i] == '"':
+            j = body.find('"', i + 1)
+            j = n if j < 0 else j
+            toks.append(body[i + 1:j])
+            i = j + 1
+        else:
+            j = i
+            while j < n and body[j] not in ' \t\r\n':
+                j += 1
+            toks.append(body[i:j])
+            i = j
+    return toks, comment.rstrip('\r\n')
+
+
+def num(tok: str) -> float:
+    """C strtod() on a whole token, as EPANET's getfloat()."""
+    try:
+        return float(tok)
+    except ValueError:
+        return float.fromhex(tok)   # strtod also reads hex floats; ValueError if not a number
+
+
+def isnum(tok: str) -> bool:
+    try:
+        num(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def hours(time: str, units: str) -> float:
+    """EPANET's hour(): a time token plus optional unit / AM-PM token -> hours, or -1."""
+    parts = [p for p in time.split(':') if p][:4]
+    try:
+        y = [num(p) for p in parts] + [0.0, 0.0, 0.0]
+    except ValueError:
+        return -1.0
+    if not parts:
+        return -1.0
+    if len(parts) == 1:
+        if not units:
+            return y[0]
+        if match(units, 'SEC'):
+            return y[0] / 3600.0
+        if match(units, 'MIN'):
+            return y[0] / 60.0
+        if match(units, 'HOU'):
+            return y[0]
+        if match(units, 'DAY'):
+            return y[0] * 24.0
+    h = y[0] + y[1] / 60.0 + y[2] / 3600.0 if len(parts) > 1 else y[0]
+    if not units:
+        return h
+    if match(units, 'AM'):
+        return -1.0 if h >= 13.0 else (h - 12.0 if h >= 12.0 else h)
+    if match(units, 'PM'):
+        return -1.0 if h >= 13.0 else (h if h >= 12.0 else h + 12.0)
+    return -1.0
+
+
+def hms(seconds: int) -> str:
+    return '%d:%02d:%02d' % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
+
+
+def fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def split_sections(text: str) -> list[tuple[str, Line]]:
+    """Assign every data line to its section the way EPANET's readdata() does."""
+    out, sect = [], None
+    for no, raw in enumerate(text.split('\n'), start=1):
+        toks, comment = tokenise(raw)
+        if not toks:
+            continue
+        if toks[0].startswith('['):
+            k = findmatch(toks[0], SECTIONS)
+            if k < 0:
+                raise NormaliseError(no, 'unknown section %s' % toks[0])
+            sect = SECTIONS[k]
+            if sect == '[END]':
+                break
+            continue
+        if sect is not None:
+            out.append((sect, Line(no, toks, comment, raw.rstrip('\r'))))
+    return out
+
+
+class _Net:
+    """EPANET's view of the options, times and object tables, collected in a first pass."""
+
+    def __init__(self):
+        self.flow, self.headloss, self.press, self.spgrav = 'GPM', 'H-W', None, 1.0
+        self.viscos = self.diffus = self.tolerance = None
+        self.opt = {'TRIALS': 200, 'ACCURACY': 0.001, 'CHECKFREQ': 2, 'MAXCHECK': 10,
+                    'DAMPLIMIT': 0.0, 'DEMAND MULTIPLIER': 1.0, 'HEADERROR': 0.0,
+                    'FLOWCHANGE': 0.0}
+        self.tol = {}
+        self.unbalanced, self.def_pat, self.model, self.backflow = -1, '1', 'DDA', True
+        self.pmin, self.preq, self.pexp, self.emit_n = 0.0, 0.1, 0.5, 0.5
+        self.quality = ['NONE']
+        self.t = {'dur': 0, 'hstep': 3600, 'qstep': 0, 'pstep': 3600, 'pstart': 0,
+                  'rstep': 3600, 'rstart': 0, 'rulestep': 0, 'tstart': 0}
+        self.statistic = 'NONE'
+        self.nodes, self.links = {}, {}          # id -> 'J'/'R'/'T', id -> type word
+        self.patterns, self.curves = [], set()
+        self.speed, self.setting, self.status = {}, {}, {}
+        self.notes, self.dropped = [], []
+
+    @property
+    def us(self):
+        return self.flow not in SI_FLOWS
+
+    @property
+    def kp(self):
+        """Factor from the file's pressure unit to the unit WNTR assumes (psi or m), via EPANET's
+        Ucf[PRESSURE] (input1.c initunits), which uses the specific gravity and PSIperFT=0.4333."""
+        press = self.press or ('PSI' if self.us else 'METERS')
+        pcf = {'PSI': PSI_PER_FT * self.spgrav, 'KPA': 6.895 * PSI_PER_FT * self.spgrav,
+               'BAR': 0.068948 * PSI_PER_FT * self.spgrav, 'METERS': M_PER_FT, 'FEET': 1.0}[press]
+        return (PSI_PER_FT if self.us else M_PER_FT) / pcf
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+def _option(net: _Net, ln: Line):
+    """EPANET's optionchoice() then optionvalue() (input3.c)."""
+    t, n = ln.toks, len(ln.toks) - 1
+    k = t[0]
+    if match(k, 'UNIT'):
+        if n >= 1:
+            if match(t[1], 'SI'):
+                # WNTR 1.5 has no "SI" flow unit; EPANET reads it as LPS (input2.c getunitsoption)
+                net.note('UNITS SI written as LPS')
+            net.flow = next((w for w in FLOW_WORDS if match(t[1], w)), 'LPS')
+        return
+    if match(k, 'PRESSURE') and n >= 1 and not match(t[1], 'EXP'):
+        net.press = next(w for w in ('PSI', 'KPA', 'METERS', 'BAR', 'FEET') if match(t[1], w))
+        return
+    if match(k, 'HEADL'):
+        if n >= 1:
+            net.headloss = next(w for w in ('H-W', 'D-W', 'C-M') if match(t[1], w))
+        return
+    if match(k, 'HYDR') or match(k, 'MAP') or match(k, 'VERI'):
+        net.dropped.append((ln.no, 'option %s (files only, no effect on the model)' % k.upper()))
+        return
+    if match(k, 'QUAL'):
+        if n >= 1:
+            q = t[1]
+            if match(q, 'NONE') or match(q, 'AGE'):
+                net.quality = ['NONE' if match(q, 'NONE') else 'AGE']
+            elif match(q, 'TRACE'):
+                net.quality = ['TRACE', t[2]]
+            elif match(q, 'CHEM'):
+                net.quality = ['Chemical', 'mg/L']
+            else:
+                # WNTR only accepts mg/ug units; EPANET keeps any label (quality only)
+                net.quality = [q, 'ug/L' if n >= 2 and 'ug' in t[2].lower() else 'mg/L']
+        return
+    if match(k, 'UNBA'):
+        if n >= 1:
+            net.unbalanced = -1 if match(t[1], 'STOP') else (_atoi(t[2]) if n >= 2 else 0)
+        return
+    if match(k, 'PATT'):
+        if n >= 1:
+            net.def_pat = t[1]
+        return
+    if match(k, 'DEMAND') and n >= 2 and match(t[1], 'MODEL'):
+        net.model = 'PDA' if match(t[2], 'PDA') else 'DDA'
+        return
+    if match(k, 'BACK') and n >= 2 and match(t[1], 'ALLOW'):
+        net.backflow = match(t[2], 'YES')
+        return
+    if match(k, 'DEMAND') and n < 2:
+        return
+    if match(k, 'SEGM'):
+        return
+    nv = 2 if any(match(k, w) for w in ('SPEC', 'EMIT', 'DEMAND', 'MINI', 'REQ', 'PRESSURE')) else 1
+    if n < nv:
+        return
+    y = num(t[nv])
+    if match(k, 'TOLER'):
+        net.tolerance = y
+    elif match(k, 'DIFF'):
+        net.diffus = y
+    elif match(k, 'DAMPLIMIT'):
+        net.opt['DAMPLIMIT'] = y
+    elif match(k, 'FLOWCHANGE'):
+        net.opt['FLOWCHANGE'] = y
+    elif match(k, 'HEADERROR'):
+        net.opt['HEADERROR'] = y
+    elif match(k, 'MINI'):
+        net.preq = y + 0.1 if net.preq == 0.1 else net.preq
+        net.pmin = y
+    elif match(k, 'REQ'):
+        net.preq = y
+    elif match(k, 'PRESSURE'):
+        net.pexp = y
+    elif match(k, 'VISC'):
+        net.viscos = y
+    elif match(k, 'SPEC'):
+        net.spgrav = y
+    elif match(k, 'TRIAL'):
+        net.opt['TRIALS'] = int(y)
+    elif match(k, 'ACCU'):
+        # EPANET clamps ACCURACY to [1e-5, 0.1] (input3.c optionvalue); WNTR keeps any value
+        net.opt['ACCURACY'] = min(max(y, 1e-5), 0.1)
+    elif match(k, 'HTOL') or match(k, 'QTOL') or match(k, 'RQTOL'):
+        net.tol[k.upper()] = y
+    elif match(k, 'CHECKFREQ'):
+        net.opt['CHECKFREQ'] = int(y)
+    elif match(k, 'MAXCHECK'):
+        net.opt['MAXCHECK'] = int(y)
+    elif match(k, 'EMIT'):
+        net.emit_n = y
+    elif match(k, 'DEMAND'):
+        net.opt['DEMAND MULTIPLIER'] = y
+
+
+def _atoi(tok: str) -> int:
+    digits = ''
+    for ch in tok.strip():
+        if ch.isdigit() or (not digits and ch in '+-'):
+            digits += ch
+        else:
+            break
+    return int(digits) if digits.strip('+-') else 0
+
+
+def _time(net: _Net, ln: Line):
+    """EPANET's timedata(): value (units) or clock time (AM/PM) -> whole seconds."""
+    t, n = ln.toks, len(ln.toks) - 1
+    if match(t[0], 'STAT'):
+        net.statistic = next((w for w in ('NONE', 'AVERAGE', 'MINIMUM', 'MAXIMUM', 'RANGE')
+                              if match(t[n], w)), 'NONE')
+        return
+    if isnum(t[n]):
+        y = num(t[n])
+    else:
+        y = hours(t[n], '')
+        if y < 0.0:
+            y = hours(t[n - 1], t[n])
+    sec = int(3600.0 * y + 0.5)
+    key = ('dur' if match(t[0], 'DURA') else 'hstep' if match(t[0], 'HYDR') else
+           'qstep' if match(t[0], 'QUAL') else 'rulestep' if match(t[0], 'RULE') else
+           None if match(t[0], 'MINI') else
+           ('pstep' if match(t[1], 'TIME') else 'pstart') if match(t[0], 'PATT') else
+           ('rstep' if match(t[1], 'TIME') else 'rstart') if match(t[0], 'REPO') else 'tstart')
+    if key == 'tstart':
+        sec %= 86400
+    if key:
+        net.t[key] = sec
+
+
+def _adjust_times(t: dict):
+    """EPANET's adjustdata() (input1.c): the time steps EPANET actually uses."""
+    if t['pstep'] <= 0:
+        t['pstep'] = 3600
+    if t['rstep'] == 0:
+        t['rstep'] = t['pstep']
+    if t['hstep'] <= 0:
+        t['hstep'] = 3600
+    t['hstep'] = min(t['hstep'], t['pstep'], t['rstep'])
+    if t['rstart'] > t['dur']:
+        t['rstart'] = 0
+    if t['qstep'] == 0:
+        t['qstep'] = t['hstep'] // 10
+    if t['rulestep'] == 0:
+        t['rulestep'] = t['hstep'] // 10
+    t['rulestep'] = min(t['rulestep'], t['hstep'])
+    t['qstep'] = min(t['qstep'], t['hstep'])
+
+
+def _check_id(ln: Line, tok: str):
+    if not tok or any(ch.isspace() for ch in tok):
+        raise NormaliseError(ln.no, 'ID %r contains blanks, which WNTR cannot represent' % tok)
+
+
+def _collect(net: _Net, lines: list[tuple[str, Line]]):
+    """First pass: options, times and the node/link/pattern/curve tables EPANET builds."""
+    for sect, ln in lines:
+        t = ln.toks
+        if sect == '[OPTIONS]':
+            _option(net, ln)
+        elif sect == '[TIMES]':
+            _time(net, ln)
+        elif sect == '[JUNCTIONS]':
+            _check_id(ln, t[0])
+            net.nodes[t[0]] = 'J'
+        elif sect in ('[RESERVOIRS]', '[TANKS]'):
+            _check_id(ln, t[0])
+            # EPANET's tankdata(): <= 3 fields or a zero diameter make a reservoir, whatever the section
+            net.nodes[t[0]] = 'R' if len(t) <= 3 or num(t[5]) == 0.0 else 'T'
+        elif sect == '[PIPES]' and len(t) >= 3:
+            _check_id(ln, t[0])
+            cv = any(match(x, 'CV') for x in t[6:8])
+            net.links[t[0]] = 'CV' if cv else 'PIPE'
+        elif sect == '[PUMPS]' and len(t) >= 3:
+            _check_id(ln, t[0])
+            net.links[t[0]] = 'PUMP'
+            pairs = dict(_pump_pairs(t))
+            net.speed[t[0]] = num(pairs['SPEED']) if 'SPEED' in pairs else 1.0
+        elif sect == '[VALVES]' and len(t) >= 5:
+            _check_id(ln, t[0])
+            vt = VALVE_TYPES[findmatch(t[4], VALVE_TYPES)]
+            if vt == 'PCV':
+                raise NormaliseError(ln.no, 'PCV valve %s (EPANET 2.3 position control valve) has '
+                                     'no WNTR equivalent' % t[0])
+            if vt == 'GPV' and len(t) < 6:
+                raise NormaliseError(ln.no, 'GPV %s has no head-loss curve' % t[0])
+            net.links[t[0]] = vt
+            net.setting[t[0]] = t[5] if vt == 'GPV' else (num(t[5]) if len(t) > 5 else 0.0)
+        elif sect == '[PATTERNS]' and t[0] not in net.patterns:
+            _check_id(ln, t[0])
+            net.patterns.append(t[0])
+        elif sect == '[CURVES]':
+            _check_id(ln, t[0])
+            net.curves.add(t[0])
+    for sect, ln in lines:
+        if sect == '[STATUS]':
+            _status(net, ln)
+
+
+def _pump_pairs(t):
+    """EPANET's pumpdata() keyword/value pairs (a trailing unpaired keyword is ignored)."""
+    for m in range(4, len(t), 2):
+        kw = next(w for w in ('POWER', 'HEAD', 'PATT', 'SPEE') if match(t[m - 1], w))
+        yield {'PATT': 'PATTERN', 'SPEE': 'SPEED'}.get(kw, kw), t[m]
+
+
+def _range(ids, a: str, b: str):
+    """EPANET's ID ranges in [STATUS]/[QUALITY]/[REACTIONS]: numeric if both ends are, else text."""
+    i1, i2 = _atoi(a), _atoi(b)
+    if i1 > 0 and i2 > 0:
+        return [x for x in ids if i1 <= _atoi(x) <= i2]
+    return [x for x in ids if a <= x <= b]
+
+
+def _status(net: _Net, ln: Line):
+    """EPANET's statusdata()/changestatus(): the initial status and setting each link ends with."""
+    t = ln.toks
+    n = len(t) - 1
+    word = 'OPEN' if match(t[n], 'OPEN') else 'CLOSED' if match(t[n], 'CLOSED') else None
+    y = None if word else num(t[n])
+    targets = [t[0]] if n == 1 else _range(list(net.links), t[0], t[1])
+    for link in targets:
+        kind = net.links[link]
+        if kind in ('PIPE', 'GPV'):
+            if word:
+                net.status[link] = word
+        elif kind == 'PUMP':
+            if word == 'OPEN' or (word is None and y > 0.0):
+                # EPANET sets the pump speed to the numeric status, or 1.0 for OPEN
+                net.speed[link] = 1.0 if word else y
+                net.status[link] = 'OPEN'
+            else:
+                net.status[link] = 'CLOSED'
+        elif kind != 'CV':
+            if word is None:
+                net.setting[link] = y
+            net.status[link] = word or 'ACTIVE'
+
+
+class _Out:
+    def __init__(self):
+        self.sections = {s: [] for s in OUT_ORDER}
+
+    def add(self, sect: str, no: int, *toks):
+        self.sections[sect].append((no, ' '.join(str(x) for x in toks)))
+
+    def render(self) -> tuple[str, list[int]]:
+        text, nos = [], []
+        for sect in OUT_ORDER:
+            text.append(sect)
+            nos.append(0)
+            for no, line in self.sections[sect]:
+                text.append(line)
+                nos.append(no)
+            text.append('')
+            nos.append(0)
+        text.append('[END]')
+        nos.append(0)
+        return '\n'.join(text) + '\n', nos
+
+
+def _emit_options(net: _Net, out: _Out):
+    S = '[OPTIONS]'
+    out.add(S, 0, 'UNITS', net.flow)
+    out.add(S, 0, 'HEADLOSS', net.headloss)
+    out.add(S, 0, 'SPECIFIC GRAVITY', fmt(net.spgrav))
+    v = net.viscos
+    # WNTR holds a relative viscosity; EPANET reads values <= 1e-3 as absolute (ft2/s or m2/s)
+    rel = 1.0 if v is None else v if v > 1e-3 else v / (1.0 if net.us else M_PER_FT ** 2) / VISCOS
+    out.add(S, 0, 'VISCOSITY', fmt(rel))
+    d = net.diffus
+    rel = 1.0 if d is None else d if d > 1e-4 else d / (1.0 if net.us else M_PER_FT ** 2) / DIFFUS
+    out.add(S, 0, 'DIFFUSIVITY', fmt(rel))
+    for key in ('TRIALS', 'CHECKFREQ', 'MAXCHECK'):
+        out.add(S, 0, key, int(net.opt[key]))
+    for key in ('ACCURACY', 'DAMPLIMIT', 'DEMAND MULTIPLIER'):
+        out.add(S, 0, key, fmt(net.opt[key]))
+    # WNTR stores HEADERROR/FLOWCHANGE unconverted; the model is SI, so give them in m and m3/s
+    from wntr.epanet.util import FlowUnits
+    out.add(S, 0, 'HEADERROR', fmt(net.opt['HEADERROR'] * (M_PER_FT if net.us else 1.0)))
+    out.add(S, 0, 'FLOWCHANGE', fmt(net.opt['FLOWCHANGE'] * FlowUnits[net.flow].factor))
+    out.add(S, 0, 'UNBALANCED', 'STOP' if net.unbalanced < 0 else 'CONTINUE %d' % net.unbalanced)
+    if net.def_pat in net.patterns:
+        out.add(S, 0, 'PATTERN', net.def_pat)
+    out.add(S, 0, 'DEMAND MODEL', net.model)
+    # EPANET's PDA limits are in the file's pressure unit (with specific gravity) and REQUIRED
+    # defaults to MINIMUM + 0.1; WNTR's own default (0.07 m) differs
+    out.add(S, 0, 'MINIMUM PRESSURE', fmt(net.pmin * net.kp))
+    out.add(S, 0, 'REQUIRED PRESSURE', fmt(net.preq * net.kp))
+    out.add(S, 0, 'PRESSURE EXPONENT', fmt(net.pexp))
+    out.add(S, 0, 'EMITTER EXPONENT', fmt(net.emit_n))
+    out.add(S, 0, 'QUALITY', *net.quality)
+    if net.tolerance is not None:
+        out.add(S, 0, 'TOLERANCE', fmt(net.tolerance))
+
+
+def _emit_times(net: _Net, out: _Out):
+    t, S = net.t, '[TIMES]'
+    _adjust_times(t)
+    for key, name in (('dur', 'DURATION'), ('hstep', 'HYDRAULIC TIMESTEP'),
+                      ('qstep', 'QUALITY TIMESTEP'), ('pstep', 'PATTERN TIMESTEP'),
+                      ('pstart', 'PATTERN START'), ('rstep', 'REPORT TIMESTEP'),
+                      ('rstart', 'REPORT START'), ('rulestep', 'RULE TIMESTEP')):
+        # WNTR reads a bare number as hours and ignores unit words; H:MM:SS is unambiguous
+        out.add(S, 0, name, hms(t[key]))
+    h, rest = divmod(t['tstart'], 3600)
+    # WNTR's clock parser mishandles 12 AM/PM and 24-hour times with AM; write h (0-11) AM/PM
+    out.add(S, 0, 'START CLOCKTIME', '%s %s' % (hms(h % 12 * 3600 + rest), 'AM' if h < 12 else 'PM'))
+    out.add(S, 0, 'STATISTIC', net.statistic)
+
+
+def _emit_network(net: _Net, lines, out: _Out):
+    defpat = net.def_pat if net.def_pat in net.patterns else None
+    implicit, leakage = set(), []
+    kp = net.kp
+    for sect, ln in lines:
+        t, no = ln.toks, ln.no
+        if sect == '[TITLE]':
+            out.add(sect, no, ln.raw.strip())
+        elif sect == '[PATTERNS]':
+            out.add(sect, no, *t)
+        elif sect == '[CURVES]':
+            # EPANET 2.3 allows a 4th (curve type) field that WNTR does not expect
+            out.add(sect, no, *t[:3])
+        elif sect == '[JUNCTIONS]':
+            elev = t[1] if len(t) > 1 else '0'
+            dem = t[2] if len(t) > 2 else '0'
+            pat = t[3] if len(t) > 3 else defpat
+            if pat is None and defpat is None:
+                implicit.add(t[0])
+            # EPANET allows elevation/demand to be omitted; WNTR requires them
+            out.add(sect, no, t[0], elev, dem, *([pat] if pat else []))
+        elif sect in ('[RESERVOIRS]', '[TANKS]'):
+            if net.nodes[t[0]] == 'R':
+                # a [TANKS] entry without a diameter is a reservoir for EPANET
+                pat = t[2:3] if len(t) == 3 else []
+                out.add('[RESERVOIRS]', no, t[0], t[1], *pat)
+            else:
+                minvol = t[6] if len(t) > 6 else '0'
+                curve = t[7] if len(t) > 7 and t[7] and not t[7].startswith('*') else '*'
+                over = ['YES'] if len(t) > 8 and match(t[8], 'YES') else []
+                out.add('[TANKS]', no, *t[:6], minvol, curve, *over)
+        elif sect == '[PIPES]' and len(t) >= 3:
+            _emit_pipe(net, ln, out)
+        elif sect == '[PUMPS]' and len(t) >= 3:
+            pairs = dict(_pump_pairs(t))
+            kw = ['HEAD', pairs['HEAD']] if 'HEAD' in pairs else ['POWER', pairs['POWER']]
+            # EPANET's validatepumps() prefers a head curve when both HEAD and POWER are given
+            extra = ['SPEED', fmt(net.speed[t[0]])]
+            if 'PATTERN' in pairs:
+                extra += ['PATTERN', pairs['PATTERN']]
+            out.add(sect, no, *t[:3], *kw, *extra)
+        elif sect == '[VALVES]' and len(t) >= 5:
+            vt = net.links[t[0]]
+            s = net.setting[t[0]]
+            if vt in PRESSURE_VALVES:
+                s = fmt(s * kp)
+            elif vt != 'GPV':
+                s = fmt(s)
+            out.add(sect, no, *t[:4], vt, s, t[6] if len(t) > 6 else '0')
+        elif sect == '[DEMANDS]':
+            if net.nodes.get(t[0]) != 'J':
+                net.dropped.append((no, 'demand on non-junction %s (EPANET ignores it)' % t[0]))
+                continue
+            pat = t[2] if len(t) > 2 else defpat
+            out.add(sect, no, t[0], t[1], *([pat] if pat else []),
+                    *([';' + ln.comment] if ln.comment.strip() else []))
+        elif sect == '[EMITTERS]':
+            if net.nodes.get(t[0]) != 'J':
+                continue
+            ke = num(t[1])
+            if net.us:
+                # EPANET converts psi with the specific gravity and the file's exponent; WNTR
+                # assumes SG 1 and exponent 0.5 (wntr.epanet.util to_si EmitterCoeff)
+                ke = ke * (PSI_PER_FT * net.spgrav / M_PER_FT) ** net.emit_n \
+                    / math.sqrt(PSI_PER_FT / M_PER_FT)
+            out.add(sect, no, t[0], fmt(ke))
+        elif sect == '[LEAKAGE]':
+            if net.links.get(t[0]) in ('PIPE', 'CV'):
+                leakage.append((t[0], num(t[1]), num(t[2])))
+        elif sect == '[CONTROLS]':
+            _emit_control(net, ln, out)
+        elif sect == '[ENERGY]':
+            _emit_energy(net, ln, out)
+        elif sect in ('[QUALITY]', '[SOURCES]', '[REACTIONS]', '[MIXING]'):
+            _emit_quality(net, sect, ln, out)
+        elif sect == '[COORDINATES]':
+            # EPANET skips coordinates of unknown nodes or with bad numbers; WNTR raises
+            if len(t) >= 3 and t[0] in net.nodes and isnum(t[1]) and isnum(t[2]):
+                out.add(sect, no, *t[:3])
+        elif sect == '[VERTICES]':
+            if len(t) >= 3 and t[0] in net.links and isnum(t[1]) and isnum(t[2]):
+                out.add(sect, no, *t[:3])
+        elif sect in ('[LABELS]', '[BACKDROP]'):
+            out.add(sect, no, ln.raw.split(';')[0].strip())
+        elif sect == '[TAGS]' and len(t) >= 3:
+            # WNTR compares NODE/LINK case-sensitively; tags are metadata, blanks become '_'
+            kind = 'NODE' if match(t[0], 'NODE') else 'LINK' if match(t[0], 'LINK') else None
+            if kind:
+                out.add(sect, no, kind, t[1], '_'.join(t[2].split()))
+        elif sect in ('[REPORT]', '[ROUGHNESS]'):
+            net.note('%s section dropped (reporting only / ignored by EPANET)' % sect)
+    for link, word in net.status.items():
+        if word != 'ACTIVE':
+            out.add('[STATUS]', 0, link, word)
+    for link, kind in net.links.items():
+        # EPANET opens a GPV by default; WNTR would start it ACTIVE
+        if kind == 'GPV' and link not in net.status:
+            out.add('[STATUS]', 0, link, 'OPEN')
+    _emit_rules(net, [ln for sect, ln in lines if sect == '[RULES]'], out)
+    return implicit, tuple(leakage)
+
+
+def _emit_pipe(net: _Net, ln: Line, out: _Out):
+    """EPANET's pipedata(): defaults for missing fields; status may replace the minor loss."""
+    t = ln.toks
+    length = t[3] if len(t) > 3 else ('100' if not net.us else '330')
+    diam = t[4] if len(t) > 4 else ('254' if not net.us else '10')
+    rough = t[5] if len(t) > 5 else {'H-W': '130', 'D-W': '0.0005', 'C-M': '0.01'}[net.headloss]
+    minor, status = '0', 'OPEN'
+    for tok in t[6:8]:
+        if match(tok, 'CV'):
+            status = 'CV'
+        elif match(tok, 'CLOSED'):
+            status = 'CLOSED'
+        elif match(tok, 'OPEN'):
+            status = 'OPEN'
+        else:
+            minor = tok
+    if net.status.get(t[0]) in ('OPEN', 'CLOSED'):
+        status = net.status.pop(t[0])
+    out.add('[PIPES]', ln.no, *t[:3], length, diam, rough, minor, status)
+
+
+def _setting_words(net: _Net, link: str, tok: str, ln: Line) -> list[str]:
+    """A control/rule target value in EPANET's meaning, as one or more WNTR-readable values.
+
+    EPANET: a numeric pipe setting means open (>0) or closed; a numeric pump setting is a speed
+    that also opens (>0) or closes (0) the pump; OPEN gives a pump speed 1.0."""
+    kind = net.links[link]
+    word = next((w for w in ('OPEN', 'CLOSED', 'ACTIVE') if match(tok, w)), None)
+    if kind == 'PUMP':
+        if word == 'OPEN' or (word is None and num(tok) == 1.0):
+            return ['OPEN'] + ([] if net.speed[link] == 1.0 else ['1.0'])
+        if word or num(tok) == 0.0:
+            return [word or 'CLOSED']
+        return ['OPEN', fmt(num(tok))]
+    if word:
+        return [word]
+    if kind in ('PIPE', 'CV'):
+        return ['OPEN' if num(tok) > 0.0 else 'CLOSED']
+    return [fmt(num(tok) * (net.kp if kind in PRESSURE_VALVES else 1.0))]
+
+
+def _emit_control(net: _Net, ln: Line, out: _Out):
+    """EPANET's controldata(): one simple control in canonical WNTR form."""
+    t = list(ln.toks)
+    if match(t[-1], 'DISABLED'):
+        # WNTR has no disabled controls; EPANET never applies one, so leaving it out is exact
+        net.dropped.append((ln.no, 'disabled control'))
+        return
+    link = t[1]
+    if match(t[4], 'TIME') or match(t[4], 'CLOCKTIME'):
+        clock = match(t[4], 'CLOCKTIME')
+        h = hours(t[5], t[6] if len(t) >= 7 else '')
+        sec = int(3600.0 * h)
+        cond = ['AT', 'CLOCKTIME' if clock else 'TIME', hms(sec % 86400 if clock else sec)]
+    else:
+        node = t[5]
+        kind = net.nodes[node]
+        if kind == 'R':
+            raise NormaliseError(ln.no, 'control on reservoir %s head: WNTR only supports '
+                                 'junction pressure and tank level controls' % node)
+        level = num(t[7]) * (net.kp if kind == 'J' else 1.0)
+        cond = ['IF', 'NODE', node, 'BELOW' if match(t[6], 'BELOW') else 'ABOVE', fmt(level)]
+    for value in _setting_words(net, link, t[2], ln):
+        out.add('[CONTROLS]', ln.no, 'LINK', link, value, *cond)
+
+
+def _emit_energy(net: _Net, ln: Line, out: _Out):
+    t, n = ln.toks, len(ln.toks)
+    if match(t[0], 'DEMAN'):
+        out.add('[ENERGY]', ln.no, 'DEMAND CHARGE', t[2])
+        return
+    head = ['GLOBAL'] if match(t[0], 'GLOB') else ['PUMP', t[1]]
+    key = next(w for w in ('PRICE', 'PATT', 'EFFI') if match(t[n - 2], w))
+    out.add('[ENERGY]', ln.no, *head, {'PATT': 'PATTERN', 'EFFI': 'EFFIC'}.get(key, key), t[n - 1])
+
+
+def _emit_quality(net: _Net, sect: str, ln: Line, out: _Out):
+    """Water-quality data never changes the hydraulics; keep what WNTR can parse."""
+    t, n = ln.toks, len(ln.toks)
+    if sect == '[QUALITY]' and n >= 2:
+        nodes = [t[0]] if n == 2 else _range(list(net.nodes), t[0], t[1])
+        for node in nodes:
+            out.add(sect, ln.no, node, t[n - 1 if n == 2 else 2])
+    elif sect == '[SOURCES]' and n >= 2:
+        k = findmatch(t[1], ('CONCEN', 'MASS', 'SETPOINT', 'FLOWPACED'))
+        kind = ('CONCEN', 'MASS', 'SETPOINT', 'FLOWPACED')[k] if k >= 0 else 'CONCEN'
+        i = 2 if k >= 0 else 1
+        pat = t[i + 1:i + 2] if n > i + 1 and t[i + 1] != '*' else []
+        out.add(sect, ln.no, t[0], kind, t[i], *pat)
+    elif sect == '[REACTIONS]' and n >= 3:
+        k0 = t[0]
+        if match(k0, 'ORDER') or match(k0, 'GLOB'):
+            which = next(w for w in ('BULK', 'WALL', 'TANK') if match(t[1], w))
+            out.add(sect, ln.no, 'ORDER' if match(k0, 'ORDER') else 'GLOBAL', which, t[n - 1])
+        elif match(k0, 'ROUG') or match(k0, 'LIMIT'):
+            out.add(sect, ln.no, 'ROUGHNESS CORRELATION' if match(k0, 'ROUG')
+                    else 'LIMITING POTENTIAL', t[n - 1])
+        else:
+            item = next(w for w in ('BULK', 'WALL', 'TANK') if match(k0, w))
+            pool = [x for x, k in net.nodes.items() if k == 'T'] if item == 'TANK' else list(net.links)
+            ids = [t[1]] if n == 3 else _range(pool, t[1], t[2])
+            for x in ids:
+                if x in pool and (item == 'TANK' or net.links[x] in ('PIPE', 'CV')):
+                    out.add(sect, ln.no, item, x, t[n - 1])
+    elif sect == '[MIXING]' and n >= 2 and net.nodes.get(t[0]) == 'T':
+        model = ('MIXED', '2COMP', 'FIFO', 'LIFO')[findmatch(t[1], ('MIXED', '2COMP', 'FIFO', 'LIFO'))]
+        frac = num(t[2]) if model == '2COMP' and n == 3 else 1.0
+        out.add(sect, ln.no, t[0], model, *([fmt(frac or 1.0)] if model == '2COMP' else []))

@@ -1,0 +1,43 @@
+"""The result set of a batch: (scenario, time, element) arrays in SI units."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    node_ids: tuple[str, ...]
+    link_ids: tuple[str, ...]
+    time_s: np.ndarray            # [T]
+    head_m: np.ndarray            # [B, T, N]
+    pressure_m: np.ndarray        # [B, T, N]
+    demand_m3s: np.ndarray        # [B, T, N] delivered demand (+ file emitters); fixed-grade: net outflow
+    leak_m3s: np.ndarray          # [B, T, N]
+    flow_m3s: np.ndarray          # [B, T, L]
+    status: np.ndarray            # [B, T, L] int8: 0 closed, 1 open, 2 active
+    converged: np.ndarray         # [B, T] bool
+    iterations: np.ndarray        # [B, T] int
+    failure: np.ndarray           # [B] str: "" or why the scenario failed
+
+    @property
+    def batch_size(self) -> int:
+        return self.head_m.shape[0]
+
+    def scenario(self, b: int) -> "ResultSet":
+        """One scenario as a batch of one."""
+        sl = slice(b, b + 1)
+        return ResultSet(self.node_ids, self.link_ids, self.time_s, self.head_m[sl], self.pressure_m[sl],
+                         self.demand_m3s[sl], self.leak_m3s[sl], self.flow_m3s[sl], self.status[sl],
+                         self.converged[sl], self.iterations[sl], self.failure[sl])
+
+    @staticmethod
+    def allocate(node_ids, link_ids, time_s, batch: int) -> "ResultSet":
+        t, n, l = len(time_s), len(node_ids), len(link_ids)
+        return ResultSet(
+            tuple(node_ids), tuple(link_ids), np.asarray(time_s, dtype=np.int64),
+            np.full((batch, t, n), np.nan), np.full((batch, t, n), np.nan), np.full((batch, t, n), np.nan),
+            np.full((batch, t, n), np.nan), np.full((batch, t, l), np.nan), np.zeros((batch, t, l), np.int8),
+            np.zeros((batch, t), bool), np.zeros((batch, t), np.int64), np.full(batch, "", dtype=object),
+        )

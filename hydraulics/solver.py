@@ -1,0 +1,218 @@
+"""The batched hydraulic solver: one compiled network, one reused gradient solver, many scenarios.
+
+    solver = HydraulicSolver(load_network("net.inp"), SolverOptions(backend="numba"))
+    results = solver.run(BatchInputs(...), duration_s=0)      # snapshot at time 0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from hydraulics.coefficients import CLOSED, OPEN
+from hydraulics.epanet_units import M_PER_FT, SolverNetwork, build_solver_network, tank_volume
+from hydraulics.gga import GgaSettings, GradientSolver
+from hydraulics.inputs import GRAVITY_MS2, BatchInputs
+from hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
+from hydraulics.results import ResultSet
+from hydraulics.state import HydraulicState, initial_state
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    backend: str = "auto"               # a name from kernels.registry: auto, numpy, numba, cupy
+    accuracy: float | None = None       # relative flow change (EPANET ACCURACY); None = the network's
+    max_trials: int | None = None       # None = the network's TRIALS
+    chunk_size: int = 2048              # scenarios solved together
+
+
+class HydraulicSolver:
+    def __init__(self, net: NetworkArrays, options: SolverOptions = SolverOptions()):
+        from kernels.registry import get_backend
+        self.net = net
+        self.options = options
+        self.backend = get_backend(options.backend)
+        self.sn: SolverNetwork = build_solver_network(net)
+        o = net.options
+        settings = GgaSettings(
+            accuracy=options.accuracy if options.accuracy is not None else o.accuracy,
+            max_trials=options.max_trials if options.max_trials is not None else o.max_trials,
+            extra_trials=o.extra_trials, check_frequency=o.check_frequency, max_check=o.max_check,
+            damp_limit=o.damp_limit, head_error_limit_ft=o.head_error_limit_m / M_PER_FT,
+            flow_change_limit_cfs=o.flow_change_limit_m3s / net.m3s_per_cfs,
+        )
+        from hydraulics.controls import to_internal
+        self.controls = to_internal(net.controls, self.sn)
+        self.rules = to_internal(net.rules, self.sn) if net.rules else ()
+        self.gga = GradientSolver(self.sn, self.backend, settings,
+                                  junction_controls=[c for c in self.controls if 0 <= c.node < net.n_junctions])
+        nj = net.n_junctions
+        d = len(net.demand_node)
+        self.demand_matrix = sp.csr_matrix((np.ones(d), (net.demand_node, np.arange(d))), shape=(nj, d))
+        self.first_category = np.full(nj, -1, np.int64)
+        for i in range(d - 1, -1, -1):
+            self.first_category[net.demand_node[i]] = i
+
+    # ------------------------------------------------------------------ per-scenario inputs
+    def _resistance(self, inputs: BatchInputs):
+        """Resistances [L, 1], or [L, B] when roughness is perturbed (plus D-W relative roughness)."""
+        sn, net = self.sn, self.net
+        base_r = sn.resistance[:, None]
+        base_e = sn.rel_roughness[:, None]
+        if inputs.roughness is None:
+            return base_r, base_e
+        rough = np.where(np.isnan(inputs.roughness.T), net.roughness[:, None], inputs.roughness.T)
+        d = sn.diameter_ft[:, None]
+        length = net.length_m[:, None] / M_PER_FT
+        pipes = (net.link_kind <= LinkKind.PIPE)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if sn.headloss == HeadlossFormula.HW:
+                r = 4.727 * length / rough ** 1.852 / d ** 4.871
+                return np.where(pipes, r, base_r), base_e
+            if sn.headloss == HeadlossFormula.CM:
+                r = (4.0 * rough / (1.49 * np.pi * d ** 2)) ** 2 * (d / 4.0) ** -1.333 * length
+                return np.where(pipes, r, base_r), base_e
+            e = np.where(pipes, (rough / M_PER_FT) / d, 0.0)
+            return base_r * np.ones_like(e), e
+
+    def _initial(self, inputs: BatchInputs, flow_prev=None) -> HydraulicState:
+        net, sn = self.net, self.sn
+        b = inputs.batch_size
+        status0 = np.repeat(net.initial_status[:, None], b, axis=1)
+        setting0 = np.repeat(self._setting_internal(net.initial_setting)[:, None], b, axis=1)
+        if inputs.link_status is not None:
+            ls = inputs.link_status.T
+            status0 = np.where(ls >= 0, np.where(ls == 0, STATUS_CLOSED, STATUS_OPEN), status0).astype(np.int8)
+            # EPANET's setlinkstatus(): a valve opened or closed by hand loses its setting; pumps get speed 1 / 0.
+            pumps = (net.link_kind == LinkKind.PUMP)[:, None]
+            setting0 = np.where((ls >= 0) & pumps, np.where(ls == 0, 0.0, 1.0), setting0)
+            valves = ((net.link_kind > LinkKind.PUMP) & (net.link_kind != LinkKind.GPV))[:, None]
+            setting0 = np.where((ls >= 0) & valves, np.nan, setting0)
+        if inputs.valve_setting is not None:
+            vs = self._setting_internal(inputs.valve_setting.T, per_link=True)
+            given = ~np.isnan(vs)
+            status0 = np.where(given & (status0 != STATUS_CLOSED), STATUS_ACTIVE, status0).astype(np.int8)
+            setting0 = np.where(given, vs, setting0)
+        if inputs.pump_speed is not None:
+            sp_ = inputs.pump_speed.T
+            rows = net.pump_link
+            given = ~np.isnan(sp_)
+            setting0[rows] = np.where(given, sp_, setting0[rows])
+            status0[rows] = np.where(given, np.where(sp_ > 0, STATUS_OPEN, STATUS_CLOSED), status0[rows])
+        fixed = np.zeros((net.n_nodes, b))
+        tank_h = np.repeat(sn.tank_h0_ft[:, None], b, axis=1)
+        if inputs.tank_level_m is not None:
+            lv = inputs.tank_level_m.T
+            tank_h = np.where(np.isnan(lv), tank_h, sn.elevation_ft[sn.tank_node][:, None] + lv / M_PER_FT)
+        fixed[sn.tank_node] = tank_h
+        res_h = np.repeat((net.reservoir_head_m / M_PER_FT)[:, None], b, axis=1)
+        if inputs.reservoir_head_m is not None:
+            rh = inputs.reservoir_head_m.T
+            res_h = np.where(np.isnan(rh), res_h, rh / M_PER_FT)
+        fixed[net.reservoir_node] = res_h
+        self._reservoir_base_ft = res_h
+        resistance, rel_rough = self._resistance(inputs)
+        leak_ke = self._leak_ke(inputs)
+        st = initial_state(sn, status0, setting0, fixed, resistance, rel_rough, leak_ke, flow_prev)
+        for t in range(len(sn.tank_node)):
+            st.tank_volume[t] = tank_volume(sn, t, tank_h[t])
+        return st
+
+    def _setting_internal(self, setting_si, per_link=False):
+        """Valve settings SI -> internal (PRV/PSV/PBV m -> ft, FCV m3/s -> cfs); pump speeds unchanged."""
+        net, sn = self.net, self.sn
+        kind = net.link_kind if setting_si.ndim == 1 else net.link_kind[:, None]
+        out = np.array(setting_si, dtype=float, copy=True)
+        pressure = (kind == LinkKind.PRV) | (kind == LinkKind.PSV) | (kind == LinkKind.PBV)
+        out = np.where(pressure, setting_si * sn.pressure_si_to_ft, out)
+        out = np.where(kind == LinkKind.FCV, setting_si / sn.m3s_per_cfs, out)
+        return out
+
+    def _leak_ke(self, inputs: BatchInputs):
+        """Orifice q = Cd A sqrt(2 g p) as an emitter head loss p = Ke q^2 in ft and cfs."""
+        nj = self.net.n_junctions
+        if inputs.leak_area_m2 is None:
+            return np.zeros((nj, inputs.batch_size))
+        area = inputs.leak_area_m2.T
+        cd = inputs.filled("leak_cd", self.net).T
+        c_si = cd * area * np.sqrt(2.0 * GRAVITY_MS2)            # m3/s per m^0.5
+        c_int = c_si * np.sqrt(M_PER_FT) / self.sn.m3s_per_cfs   # cfs per ft^0.5
+        with np.errstate(divide="ignore"):
+            return np.where(c_int > 0, 1.0 / np.where(c_int > 0, c_int, 1.0) ** 2, 0.0)
+
+    # ------------------------------------------------------------------ time-dependent inputs
+    def pattern_period(self, time_s):
+        t = self.net.time
+        return (np.asarray(time_s) + t.pattern_start_s) // t.pattern_step_s
+
+    def apply_demands(self, st: HydraulicState, inputs: BatchInputs, time_s: np.ndarray):
+        """EPANET's demands(): full demand per junction, reservoir head patterns, pump speed patterns."""
+        net, sn = self.net, self.sn
+        period = self.pattern_period(time_s)
+        factors = self._pattern_factors(net.demand_pattern, period)          # [D, B]
+        base = np.repeat(net.demand_base_m3s[:, None], st.batch_size, axis=1)
+        if inputs.base_demand_m3s is not None:
+            override = inputs.base_demand_m3s.T                                # [Nj, B]
+            jn = np.flatnonzero(self.first_category >= 0)
+            rows = self.first_category[jn]
+            base[rows] = np.where(np.isnan(override[jn]), base[rows], override[jn])
+        per_cat = base * factors * net.options.demand_multiplier / sn.m3s_per_cfs
+        if inputs.demand_multiplier is not None:
+            per_cat = per_cat * inputs.demand_multiplier.T[net.demand_node]
+        full = self.demand_matrix @ per_cat
+        st.full_demand[:] = full
+        st.demand_flow[:] = full
+        if len(net.reservoir_node) and (net.reservoir_pattern >= 0).any():
+            f = self._pattern_factors(net.reservoir_pattern, period)
+            st.head[net.reservoir_node] = self._reservoir_base_ft * f
+        for p, k in enumerate(net.pump_link):
+            pat = net.pump_speed_pattern[p]
+            if pat < 0:
+                continue
+            speed = self._pattern_factors(np.array([pat]), period)[0]
+            self._set_pump_speed(st, k, speed)
+
+    def _set_pump_speed(self, st, k, speed):
+        """setlinksetting() for a pump: speed 0 closes it; a positive speed reopens it."""
+        reopen = (speed > 0) & (st.status[k] <= CLOSED)
+        p = self.sn.pump_of_link[k]
+        st.flow[k] = np.where(reopen, speed * self.sn.pump_q0[p], st.flow[k])
+        st.status[k] = np.where(reopen, OPEN, np.where((speed == 0) & (st.status[k] > CLOSED), CLOSED, st.status[k]))
+        st.setting[k] = speed
+
+    def _pattern_factors(self, pattern_index: np.ndarray, period: np.ndarray) -> np.ndarray:
+        pats = self.net.patterns
+        period = np.atleast_1d(period)
+        idx = np.asarray(pattern_index)
+        safe = np.where(idx >= 0, idx, 0)
+        if len(pats.ids) == 0:
+            return np.ones((len(idx), len(period)))
+        lengths = np.diff(pats.offset)[safe]
+        pos = pats.offset[safe][:, None] + period[None, :] % lengths[:, None]
+        return np.where(idx[:, None] >= 0, pats.multipliers[pos], 1.0)
+
+    # ------------------------------------------------------------------ running
+    def run(self, inputs: BatchInputs | None = None, duration_s: int = 0) -> ResultSet:
+        inputs = inputs or BatchInputs.base(1)
+        if duration_s and duration_s > 0:
+            from hydraulics.extended import run_extended
+            return run_extended(self, inputs, int(duration_s))
+        return self.snapshot(inputs)
+
+    def snapshot(self, inputs: BatchInputs, flow_prev=None) -> ResultSet:
+        st = self._initial(inputs, flow_prev)
+        time_s = np.zeros(inputs.batch_size, np.int64)
+        self.apply_demands(st, inputs, time_s)
+        from hydraulics.controls import apply_simple_controls
+        apply_simple_controls(self.controls, self.sn, st, time_s, self.net.time.start_clocktime_s)
+        outcome = self.gga.solve(st)
+        res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size)
+        self.record(res, 0, st, outcome)
+        self.last_state = st
+        return res
+
+    def record(self, res: ResultSet, t_index: int, st: HydraulicState, outcome, cols=None):
+        """Copy one time step of the state into the result set, converted to SI."""
+        from hydraulics.extract import state_to_si
+        state_to_si(self, res, t_index, st, outcome, cols)

@@ -1,0 +1,79 @@
+"""The batched hydraulic state: everything that changes between iterations and time steps.
+
+All arrays are [element, B] in EPANET's internal units; per-scenario inputs that a perturbation may change
+(resistances, demands, leaks, settings) live here too, so the compiled network stays shared and frozen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hydraulics.coefficients import ACTIVE, CLOSED, OPEN
+from hydraulics.epanet_units import QZERO, SolverNetwork
+from hydraulics.network import LinkKind, STATUS_ACTIVE, STATUS_CLOSED
+
+
+@dataclass
+class HydraulicState:
+    head: np.ndarray            # [N, B] ft
+    flow: np.ndarray            # [L, B] cfs
+    status: np.ndarray          # [L, B] int8, EPANET StatusType
+    setting: np.ndarray         # [L, B] nan = MISSING
+    emitter_flow: np.ndarray    # [Nj, B]
+    leak_flow: np.ndarray       # [Nj, B]
+    demand_flow: np.ndarray     # [Nj, B] delivered
+    full_demand: np.ndarray     # [Nj, B] required
+    node_outflow: np.ndarray    # [N, B] EPANET NodeDemand (fixed-grade nodes: net outflow)
+    resistance: np.ndarray      # [L, 1] or [L, B]
+    rel_roughness: np.ndarray   # [L, 1] or [L, B] (Darcy-Weisbach only)
+    leak_ke: np.ndarray         # [Nj, B] head-loss coefficient of the leak orifice (0 = none)
+    tank_volume: np.ndarray     # [Tk, B] ft3
+
+    @property
+    def batch_size(self) -> int:
+        return self.head.shape[1]
+
+
+def initial_state(sn: SolverNetwork, status0: np.ndarray, setting0: np.ndarray, fixed_head0: np.ndarray,
+                  resistance: np.ndarray, rel_roughness: np.ndarray, leak_ke: np.ndarray, flow_prev: np.ndarray | None = None) -> HydraulicState:
+    """EPANET's inithyd(): statuses, settings and starting flows for a batch.
+
+    status0 holds the network's initial status codes (0 closed, 1 open, 2 active) per scenario [L, B];
+    setting0 SI-converted settings in internal units [L, B]; fixed_head0 the heads of tanks/reservoirs
+    [N, B] (junction rows ignored).
+    """
+    n_links, batch = status0.shape
+    kind = sn.kind[:, None]
+    status = np.where(status0 == STATUS_CLOSED, CLOSED, np.where(status0 == STATUS_ACTIVE, ACTIVE, OPEN)).astype(np.int8)
+    setting = setting0.copy()
+    is_valve = (kind > LinkKind.PUMP) & (kind != LinkKind.GPV)
+    setting = np.where(is_valve & (status != ACTIVE), np.nan, setting)
+    ctl = (kind == LinkKind.PRV) | (kind == LinkKind.PSV) | (kind == LinkKind.FCV)
+    status = np.where(ctl & ~np.isnan(setting), ACTIVE, status).astype(np.int8)
+
+    if flow_prev is None:
+        flow = np.zeros((n_links, batch))
+    else:
+        flow = flow_prev.copy()
+    init_needed = np.abs(flow) <= QZERO if flow_prev is not None else np.ones_like(flow, dtype=bool)
+    open_flow = np.pi * sn.diameter_ft[:, None] ** 2 / 4.0 * np.ones((1, batch))
+    pump_rows = sn.pump_link
+    if len(pump_rows):
+        q0 = sn.pump_q0[:, None]
+        open_flow[pump_rows] = np.nan_to_num(setting[pump_rows], nan=1.0) * q0
+    flow = np.where(init_needed, open_flow, flow)
+    flow = np.where(status <= CLOSED, QZERO, flow)
+
+    nj = sn.n_junctions
+    emitter_flow = np.where(sn.emitter_ke[:nj, None] > 0, 1.0, 0.0) * np.ones((1, batch))
+    leak_flow = np.where(leak_ke > 0, 1.0, 0.0)
+    zeros_j = np.zeros((nj, batch))
+    head = fixed_head0.copy()
+    return HydraulicState(
+        head=head, flow=flow, status=status, setting=setting, emitter_flow=emitter_flow,
+        leak_flow=leak_flow, demand_flow=zeros_j.copy(), full_demand=zeros_j.copy(),
+        node_outflow=np.zeros((sn.n_nodes, batch)), resistance=resistance,
+        rel_roughness=rel_roughness, leak_ke=leak_ke,
+        tank_volume=np.zeros((len(sn.tank_node), batch)),
+    )

@@ -725,3 +725,103 @@ def _emit_quality(net: _Net, sect: str, ln: Line, out: _Out):
         model = ('MIXED', '2COMP', 'FIFO', 'LIFO')[findmatch(t[1], ('MIXED', '2COMP', 'FIFO', 'LIFO'))]
         frac = num(t[2]) if model == '2COMP' and n == 3 else 1.0
         out.add(sect, ln.no, t[0], model, *([fmt(frac or 1.0)] if model == '2COMP' else []))
+
+
+_RULEWORDS = ('RULE', 'IF', 'AND', 'OR', 'THEN', 'ELSE', 'PRIO', 'DISABLED')
+_OBJECTS = ('JUNC', 'RESER', 'TANK', 'PIPE', 'PUMP', 'VALVE', 'NODE', 'LINK', 'SYSTEM')
+_VARS = ('DEMAND', 'HEAD', 'GRADE', 'LEVEL', 'PRESSURE', 'FLOW', 'STATUS', 'SETTING', 'POWER',
+         'TIME', 'CLOCKTIME', 'FILLTIME', 'DRAINTIME')
+_OPS = ('<=', '>=', '<>', '=', '<', '>', 'IS', 'NOT', 'BELOW', 'ABOVE')
+_OPSYM = ('<=', '>=', '<>', '=', '<', '>', '=', '<>', '<', '>')
+_NODEWORD = {'J': 'JUNCTION', 'R': 'RESERVOIR', 'T': 'TANK'}
+
+
+def _premise(net: _Net, ln: Line) -> list[str]:
+    t = ln.toks
+    op = lambda tok: _OPSYM[findmatch(tok, _OPS)]
+    if findmatch(t[1], _OBJECTS) == 8:
+        var = _VARS[findmatch(t[2], _VARS)]
+        if var == 'DEMAND':
+            raise NormaliseError(ln.no, 'rule premise on SYSTEM DEMAND is not supported by WNTR')
+        sec = int(hours(t[4], t[5] if len(t) == 6 else '') * 3600.0)
+        # WNTR's rule clock parser mishandles AM/PM and bare hours; H:MM:SS is exact
+        return ['SYSTEM', var, op(t[3]), hms(sec)]
+    var = _VARS[findmatch(t[3], _VARS)]
+    if var in ('FILLTIME', 'DRAINTIME'):
+        raise NormaliseError(ln.no, 'rule premise on tank %s is not supported by WNTR' % var)
+    ident, value = t[2], t[-1]
+    obj = _NODEWORD[net.nodes[ident]] if ident in net.nodes and findmatch(t[1], _OBJECTS) in (
+        0, 1, 2, 6) else {'PUMP': 'PUMP', 'PIPE': 'PIPE', 'CV': 'PIPE'}.get(net.links.get(ident), 'VALVE')
+    word = next((w for w in ('OPEN', 'CLOSED', 'ACTIVE') if match(value, w)), None)
+    if word:
+        value = word
+    elif var == 'PRESSURE' or (var == 'SETTING' and net.links.get(ident) in PRESSURE_VALVES):
+        value = fmt(num(value) * net.kp)
+    return [obj, ident, 'HEAD' if var == 'GRADE' else var, op(t[4]), value]
+
+
+def _emit_rules(net: _Net, rule_lines: list[Line], out: _Out):
+    """EPANET's ruledata(): rules in canonical one-clause-per-line form."""
+    rules, cur = [], None
+    for ln in rule_lines:
+        key = _RULEWORDS[findmatch(ln.toks[0], _RULEWORDS)]
+        if key == 'RULE':
+            cur = {'no': ln.no, 'id': ln.toks[1], 'if': [], 'then': [], 'else': [],
+                   'prio': None, 'disabled': False, 'state': 'RULE'}
+            rules.append(cur)
+        elif key == 'DISABLED':
+            cur['disabled'] = True
+        elif key == 'PRIO':
+            p = num(ln.toks[1])
+            if p != int(p):
+                raise NormaliseError(ln.no, 'fractional rule priority %s (WNTR keeps integers)'
+                                     % ln.toks[1])
+            cur['prio'] = int(p)
+        elif key in ('IF', 'OR') or (key == 'AND' and cur['state'] == 'IF'):
+            cur['state'] = 'IF'
+            cur['if'].append((ln.no, [key] + _premise(net, ln)))
+        else:
+            if key in ('THEN', 'ELSE'):
+                cur['state'] = key
+            link = ln.toks[2]
+            kind = {'PUMP': 'PUMP', 'PIPE': 'PIPE', 'CV': 'PIPE'}.get(net.links[link], 'VALVE')
+            for v in _setting_words(net, link, ln.toks[5], ln):
+                attr = ('STATUS' if v in ('OPEN', 'CLOSED', 'ACTIVE') else
+                        'BASE_SPEED' if kind == 'PUMP' else 'SETTING')
+                cur[cur['state'].lower()].append((ln.no, [kind, link, attr, '=', v]))
+    for r in rules:
+        if r['disabled']:
+            net.dropped.append((r['no'], 'disabled rule %s' % r['id']))
+            continue
+        ids = {r['id']} | {c[2] for _, c in r['if'] if c[1] != 'SYSTEM'} | \
+            {c[1] for _, c in r['then'] + r['else']}
+        if any(i.upper() in ('RULE', 'IF', 'THEN', 'ELSE', 'AND', 'OR', 'PRIORITY') for i in ids):
+            # WNTR splits rule text at these words wherever they appear
+            raise NormaliseError(r['no'], 'rule %s uses a rule keyword as an ID' % r['id'])
+        out.add('[RULES]', r['no'], 'RULE', r['id'])
+        for no, clause in r['if']:
+            out.add('[RULES]', no, *clause)
+        for part in ('then', 'else'):
+            for i, (no, clause) in enumerate(r[part]):
+                out.add('[RULES]', no, part.upper() if i == 0 else 'AND', *clause)
+        if r['prio'] is not None:
+            out.add('[RULES]', r['no'], 'PRIORITY', r['prio'])
+
+
+def normalise(text: str) -> Normalised:
+    """EPANET-accepted .inp text -> text WNTR 1.5 reads with EPANET's meaning."""
+    lines = split_sections(text)
+    net = _Net()
+    _collect(net, lines)
+    out = _Out()
+    _emit_options(net, out)
+    _emit_times(net, out)
+    implicit, leakage = _emit_network(net, lines, out)
+    body, nos = out.render()
+    return Normalised(
+        text=body, line_map=nos, flow_units=net.flow,
+        pressure_units=net.press or ('PSI' if net.us else 'METERS'),
+        emitter_backflow=net.backflow, demand_model=net.model,
+        unbalanced=('STOP', 0) if net.unbalanced < 0 else ('CONTINUE', net.unbalanced),
+        tolerances=dict(net.tol), leakage=leakage, dropped=tuple(net.dropped),
+        workarounds=tuple(net.notes), implicit_pattern_junctions=frozenset(implicit))

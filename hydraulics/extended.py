@@ -1,0 +1,149 @@
+"""Extended-period simulation with EPANET's time-step rules, batched.
+
+Every scenario keeps its own clock: tanks fill and drain at different rates and controls fire at
+different times, so one scenario's time step is not another's. Each pass of the loop advances every
+unfinished scenario by its own step; results are recorded at the network's report times.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hydraulics.epanet_units import QZERO, tank_grade
+from hydraulics.inputs import BatchInputs
+from hydraulics.results import ResultSet
+
+SECONDS_PER_DAY = 86400
+
+
+def report_times(net, duration_s: int) -> np.ndarray:
+    t = net.time
+    step = max(t.report_step_s, 1)
+    start = t.report_start_s
+    if start > duration_s:
+        return np.zeros(0, np.int64)
+    return np.arange(start, duration_s + 1, step, dtype=np.int64)
+
+
+def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None) -> ResultSet:
+    from hydraulics.controls import apply_simple_controls, control_time_step
+    net, sn = solver.net, solver.sn
+    tm = net.time
+    times = report_times(net, duration_s)
+    batch = inputs.batch_size
+    res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch)
+    st = solver._initial(inputs)
+    htime = np.zeros(batch, np.int64)
+    rtime = np.full(batch, tm.report_step_s, np.int64)
+    running = np.ones(batch, bool)
+    rules = _rule_engine(solver)
+    hstep = tm.hydraulic_step_s
+    while running.any():
+        cols = np.flatnonzero(running)
+        sub = _take(st, cols)
+        sub_inputs = inputs.subset(cols) if len(cols) != batch else inputs
+        t = htime[cols]
+        solver.apply_demands(sub, sub_inputs, t)
+        apply_simple_controls(solver.controls, sn, sub, t, tm.start_clocktime_s)
+        outcome = solver.gga.solve(sub)
+        at_report = (t >= tm.report_start_s) & ((t - tm.report_start_s) % max(tm.report_step_s, 1) == 0) & (t <= duration_s)
+        for r_index in np.unique((t[at_report] - tm.report_start_s) // max(tm.report_step_s, 1)):
+            sel = at_report & ((t - tm.report_start_s) // max(tm.report_step_s, 1) == r_index)
+            solver.record(res, int(r_index), _take(sub, np.flatnonzero(sel)), _subset_outcome(outcome, sel), cols[sel])
+        failed = outcome.failed
+        if failed.any():
+            for b in cols[failed]:
+                res.failure[b] = res.failure[b] or f"hydraulic equations could not be solved at t={int(htime[b])} s (EPANET error 110)"
+        unbalanced_stop = (~outcome.converged) & (net.options.extra_trials < 0)
+        # A scenario that failed or hit UNBALANCED STOP ends here; its remaining report times stay NaN.
+        done = failed | unbalanced_stop | (t >= duration_s)
+        active = ~done
+        tstep = np.zeros(len(cols), np.int64)
+        if active.any():
+            tstep = _time_step(solver, sub, t, duration_s, hstep, rtime[cols])
+            tstep = np.where(active, tstep, 0)
+            tstep = control_time_step(solver.controls, sn, sub, t, tstep, tm.start_clocktime_s)
+            tstep = np.where(active, tstep, 0)
+            if rules is not None:
+                tstep = rules.step(sub, t, tstep, lambda dt, s=sub: tank_levels(sn, s, dt))
+            else:
+                tank_levels(sn, sub, tstep)
+        new_t = t + tstep
+        rt = rtime[cols]
+        rtime[cols] = np.where(active & (new_t >= rt), rt + tm.report_step_s, rt)
+        htime[cols] = new_t
+        _put(st, sub, cols)
+        running[cols[done | (tstep <= 0)]] = False
+        if progress is not None:
+            progress(int(batch - running.sum()), batch)
+    solver.last_state = st
+    return res
+
+
+def _time_step(solver, st, t, duration_s, hstep, rtime):
+    """timestep(): hydraulic step shortened to the next pattern period, report time and tank event."""
+    tm = solver.net.time
+    tstep = np.full(len(t), hstep, np.int64)
+    n = (t + tm.pattern_start_s) // tm.pattern_step_s + 1
+    dt = n * tm.pattern_step_s - t
+    tstep = np.where((dt > 0) & (dt < tstep), dt, tstep)
+    dt = rtime - t
+    tstep = np.where((dt > 0) & (dt < tstep), dt, tstep)
+    tstep = np.minimum(tstep, np.maximum(duration_s - t, 0))
+    return _tank_time_step(solver.sn, st, tstep)
+
+
+def _tank_time_step(sn, st, tstep):
+    for t_idx, n in enumerate(sn.tank_node):
+        if sn.tank_area_ft2[t_idx] == 0.0:
+            continue
+        h = st.head[n]
+        q = st.node_outflow[n]
+        v = st.tank_volume[t_idx]
+        fill = (q > 0.0) & (h < sn.tank_hmax_ft[t_idx])
+        drain = (q < 0.0) & (h > sn.tank_hmin_ft[t_idx])
+        vol = np.where(fill, sn.tank_vmax_ft3[t_idx] - v, np.where(drain, sn.tank_vmin_ft3[t_idx] - v, 0.0))
+        use = (fill | drain) & (np.abs(q) > QZERO)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xt = np.where(use, vol / np.where(q == 0, 1.0, q), 0.0)
+        use &= np.abs(xt) <= tstep + 1
+        tt = np.where(xt >= 0, np.floor(xt + 0.5), np.ceil(xt - 0.5)).astype(np.int64)
+        tstep = np.where(use & (tt > 0) & (tt < tstep), tt, tstep)
+    return tstep
+
+
+def tank_levels(sn, st, dt):
+    """tanklevels(): advance tank volumes by dt seconds per scenario and set their heads."""
+    dt = np.asarray(dt)
+    for t_idx, n in enumerate(sn.tank_node):
+        if sn.tank_area_ft2[t_idx] == 0.0:
+            continue
+        q = st.node_outflow[n]
+        move = np.abs(q) > QZERO
+        v = st.tank_volume[t_idx] + np.where(move, q * dt, 0.0)
+        v = np.where(move & (v + q >= sn.tank_vmax_ft3[t_idx]), sn.tank_vmax_ft3[t_idx], v)
+        v = np.where(move & ~(v + q >= sn.tank_vmax_ft3[t_idx]) & (v - q <= sn.tank_vmin_ft3[t_idx]),
+                     sn.tank_vmin_ft3[t_idx], v)
+        st.tank_volume[t_idx] = v
+        st.head[n] = np.where(move, tank_grade(sn, t_idx, v), st.head[n])
+
+
+def _rule_engine(solver):
+    if not solver.rules:
+        return None
+    from hydraulics.rules import RuleEngine
+    return RuleEngine(solver.rules, solver.sn)
+
+
+def _subset_outcome(outcome, sel):
+    from hydraulics.gga import StepOutcome
+    return StepOutcome(outcome.converged[sel], outcome.iterations[sel], outcome.relative_error[sel], outcome.failed[sel])
+
+
+def _take(state, cols):
+    from hydraulics.gga import _take as take
+    return take(state, cols)
+
+
+def _put(state, sub, cols):
+    from hydraulics.gga import _put as put
+    put(state, sub, cols)

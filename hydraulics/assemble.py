@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from hydraulics import coefficients as co
 from hydraulics.coefficients import ACTIVE, CLOSED
 from hydraulics.epanet_units import CBIG, MINPDIFF, SolverNetwork
-from hydraulics.network import LinkKind, PumpCurveKind
+from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
 PDA_QTOL = 0.0001
 
@@ -57,17 +57,46 @@ class Assembler:
                                  dtype=np.int64)
         self.el_j = sn.elevation_ft[:nj, None]
         self.has_emitter = bool((sn.emitter_ke[:nj] > 0).any())
+        self.is_const_hp = np.zeros(sn.n_links, np.bool_)
+        self.is_const_hp[self.const_hp] = True
+        # Compiled loops for the numba backend; the numpy code below is the reference they must match.
+        self.fast = None
+        if getattr(backend, "name", "") == "numba":
+            from kernels import hydraulic_numba
+            self.fast = hydraulic_numba
+        self._leak_cache = (None, None)
+        self._work = {}
+
+    def _buffer(self, name, shape):
+        """Reused work arrays: fresh allocations page-fault on first touch, which costs more than the math."""
+        buf = self._work.get(name)
+        if buf is None or buf.shape != shape:
+            buf = np.empty(shape)
+            self._work[name] = buf
+        return buf
+
+    def _zeros(self, name, shape):
+        buf = self._buffer(name, shape)
+        buf.fill(0.0)
+        return buf
 
     # ------------------------------------------------------------------ coefficients
     def head_loss_coeffs(self, st):
         sn, xp = self.sn, np
         q, status, setting = st.flow, st.status, st.setting
-        p = np.zeros_like(q)
-        y = np.zeros_like(q)
+        p = self._zeros("p", q.shape)
+        y = self._zeros("y", q.shape)
         km = sn.minor_ft_per_cfs2[:, None]
         g = self.groups
         rows = g["pipe"]
-        if len(rows):
+        if len(rows) and self.fast is not None and sn.headloss != HeadlossFormula.DW:
+            r = st.resistance
+            q_pow = self._buffer("q_pow", q.shape)
+            np.abs(q, out=q_pow)
+            np.power(q_pow, sn.flow_exponent - 1.0, out=q_pow)
+            self.fast.pipe_coeffs_power_law(rows, q, q_pow, status, r, r.shape[1] != 1, sn.minor_ft_per_cfs2,
+                                            sn.flow_exponent, p, y)
+        elif len(rows):
             p[rows], y[rows] = co.pipe_coeffs(xp, sn, q[rows], status[rows], st.resistance[rows], km[rows],
                                               st.rel_roughness[rows], sn.viscosity_diameter[rows, None])
         for pnum, k in enumerate(sn.pump_link):
@@ -108,7 +137,42 @@ class Assembler:
         sn = self.sn
         nj = sn.n_junctions
         p, y = self.head_loss_coeffs(st)
-        q = st.flow
+        aii, aij, f, xflow = self._link_terms(st, p, y)
+        if self.has_emitter:
+            hl, hg = co.emitter_headloss(np, sn.emitter_ke[:nj, None], sn.emitter_qexp, st.emitter_flow, sn.emitter_backflow)
+            has = sn.emitter_ke[:nj, None] > 0
+            aii += np.where(has, 1.0 / hg, 0.0)
+            f += np.where(has, (hl + self.el_j) / hg, 0.0)
+            xflow[:nj] -= np.where(has, st.emitter_flow, 0.0)
+        # Leaks are few per scenario: work on the nonzero entries only.
+        li, lb = self._leak_entries(st)
+        if len(li):
+            q = st.leak_flow[li, lb]
+            hl, hg = co.emitter_headloss(np, st.leak_ke[li, lb], 2.0, q, False)
+            np.add.at(aii, (li, lb), 1.0 / hg)
+            np.add.at(f, (li, lb), (hl + sn.elevation_ft[li]) / hg)
+            np.add.at(xflow, (li, lb), -q)
+        if sn.pda:
+            self._demand_coeffs(st, aii, f)
+        xflow[:nj] -= st.demand_flow
+        f += xflow[:nj]
+        self._valve_coeffs(st, p, y, xflow, aii, aij, f)
+        x, bad = self.backend.solve(self.plan, aii, aij, f)
+        return self.backend.to_numpy(x), self.backend.to_numpy(bad), IterationData(p, y)
+
+    def _link_terms(self, st, p, y):
+        """linkcoeffs(): diagonal, off-diagonal, rhs and nodal flow excess from every link with P != 0."""
+        sn = self.sn
+        nj = sn.n_junctions
+        q, h = st.flow, st.head
+        batch = q.shape[1]
+        if self.fast is not None:
+            aii = self._zeros("aii", (nj, batch))
+            aij = self._zeros("aij", (len(self.edge_links), batch))
+            f = self._zeros("f", (nj, batch))
+            xflow = self._zeros("xflow", (sn.n_nodes, batch))
+            self.fast.assemble_links(nj, sn.start, sn.end, self.edge_of_link, q, p, y, h, aii, aij, f, xflow)
+            return aii, aij, f, xflow
         live = p != 0.0
         pl = np.where(live, p, 0.0)
         yl = np.where(live, y, 0.0)
@@ -117,29 +181,18 @@ class Assembler:
         aij = -pl[self.edge_links]
         aii = self.start_j @ pl + self.end_j @ pl
         f = self.start_j @ yl - self.end_j @ yl
-        h = st.head
         from_fixed = np.where((~self.j1)[:, None], pl * h[sn.start], 0.0)
         to_fixed = np.where((~self.j2)[:, None], pl * h[sn.end], 0.0)
         f += self.end_j @ from_fixed + self.start_j @ to_fixed
-        if self.has_emitter:
-            hl, hg = co.emitter_headloss(np, sn.emitter_ke[:nj, None], sn.emitter_qexp, st.emitter_flow, sn.emitter_backflow)
-            has = sn.emitter_ke[:nj, None] > 0
-            aii += np.where(has, 1.0 / hg, 0.0)
-            f += np.where(has, (hl + self.el_j) / hg, 0.0)
-            xflow[:nj] -= np.where(has, st.emitter_flow, 0.0)
-        has_leak = st.leak_ke > 0
-        if has_leak.any():
-            hl, hg = co.emitter_headloss(np, st.leak_ke, 2.0, st.leak_flow, False)
-            aii += np.where(has_leak, 1.0 / hg, 0.0)
-            f += np.where(has_leak, (hl + self.el_j) / hg, 0.0)
-            xflow[:nj] -= np.where(has_leak, st.leak_flow, 0.0)
-        if sn.pda:
-            self._demand_coeffs(st, aii, f)
-        xflow[:nj] -= st.demand_flow
-        f += xflow[:nj]
-        self._valve_coeffs(st, p, y, xflow, aii, aij, f)
-        x, bad = self.backend.solve(self.plan, aii, aij, f)
-        return np.asarray(x), np.asarray(bad), IterationData(p, y)
+        return aii, aij, f, xflow
+
+    def _leak_entries(self, st):
+        """(junction, scenario) pairs that carry a leak; cached while the working set is unchanged."""
+        key, value = self._leak_cache
+        if key is not st.leak_ke:
+            value = np.nonzero(st.leak_ke)
+            self._leak_cache = (st.leak_ke, value)
+        return value
 
     def _demand_coeffs(self, st, aii, f):
         sn = self.sn
@@ -228,19 +281,28 @@ class Assembler:
         sn = self.sn
         nj = sn.n_junctions
         h = st.head
-        dh = h[sn.start] - h[sn.end]
-        dq = (it.y - it.p * dh) * relax
-        if len(self.const_hp):
-            rows = self.const_hp
-            dq[rows] = np.where(dq[rows] > st.flow[rows], st.flow[rows] / 2.0, dq[rows])
-        st.flow -= dq
-        qsum = np.abs(st.flow).sum(axis=0)
-        dqsum = np.abs(dq).sum(axis=0)
-        maxchange = np.abs(dq).max(axis=0) if dq.size else np.zeros(h.shape[1])
-        open_links = st.status > CLOSED
-        qo = np.where(open_links, st.flow, 0.0)
-        outflow = self.start_inc @ qo - self.end_inc @ qo
-        st.node_outflow[nj:] = -outflow[nj:]
+        batch = h.shape[1]
+        if self.fast is not None:
+            qsum, dqsum, maxchange = np.zeros(batch), np.zeros(batch), np.zeros(batch)
+            inflow = self._zeros("inflow", (sn.n_nodes, batch))
+            self.fast.update_link_flows(sn.start, sn.end, self.is_const_hp, st.flow, it.p, it.y, h,
+                                        np.ascontiguousarray(relax, dtype=float), st.status, nj,
+                                        qsum, dqsum, maxchange, inflow)
+            st.node_outflow[nj:] = inflow[nj:]
+        else:
+            dh = h[sn.start] - h[sn.end]
+            dq = (it.y - it.p * dh) * relax
+            if len(self.const_hp):
+                rows = self.const_hp
+                dq[rows] = np.where(dq[rows] > st.flow[rows], st.flow[rows] / 2.0, dq[rows])
+            st.flow -= dq
+            qsum = np.abs(st.flow).sum(axis=0)
+            dqsum = np.abs(dq).sum(axis=0)
+            maxchange = np.abs(dq).max(axis=0) if dq.size else np.zeros(batch)
+            open_links = st.status > CLOSED
+            qo = np.where(open_links, st.flow, 0.0)
+            outflow = self.start_inc @ qo - self.end_inc @ qo
+            st.node_outflow[nj:] = -outflow[nj:]
         pj = h[:nj] - self.el_j
         if self.has_emitter:
             has = sn.emitter_ke[:nj, None] > 0
@@ -250,14 +312,15 @@ class Assembler:
             qsum += np.abs(np.where(has, st.emitter_flow, 0.0)).sum(axis=0)
             dqsum += np.abs(de).sum(axis=0)
             maxchange = np.maximum(maxchange, np.abs(de).max(axis=0))
-        has_leak = st.leak_ke > 0
-        if has_leak.any():
-            hl, hg = co.emitter_headloss(np, st.leak_ke, 2.0, st.leak_flow, False)
-            dl = np.where(has_leak, (hl - pj) / hg * relax, 0.0)
-            st.leak_flow -= dl
-            qsum += np.abs(np.where(has_leak, st.leak_flow, 0.0)).sum(axis=0)
-            dqsum += np.abs(dl).sum(axis=0)
-            maxchange = np.maximum(maxchange, np.abs(dl).max(axis=0))
+        li, lb = self._leak_entries(st)
+        if len(li):
+            q = st.leak_flow[li, lb]
+            hl, hg = co.emitter_headloss(np, st.leak_ke[li, lb], 2.0, q, False)
+            dl = (hl - pj[li, lb]) / hg * relax[lb]
+            st.leak_flow[li, lb] = q - dl
+            np.add.at(qsum, lb, np.abs(q - dl))
+            np.add.at(dqsum, lb, np.abs(dl))
+            np.maximum.at(maxchange, lb, np.abs(dl))
         if sn.pda:
             dd = self._new_demand_flows(st, pj, relax)
             qsum += np.abs(np.where(st.full_demand > 0, st.demand_flow, 0.0)).sum(axis=0)

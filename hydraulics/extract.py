@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED
+from hydraulics.coefficients import CLOSED, OPEN
+from hydraulics.network import LinkKind
 from hydraulics.epanet_units import M_PER_FT
 
 
-def status_codes(internal_status: np.ndarray) -> np.ndarray:
-    """EPANET StatusType -> the result layout's int8 (0 closed, 1 open, 2 active)."""
-    return np.where(internal_status <= CLOSED, 0, np.where(internal_status == ACTIVE, 2, 1)).astype(np.int8)
+def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarray:
+    """EPANET StatusType -> the result layout's int8, as EN_STATUS reports it: 0 closed, 1 open,
+    2 a valve that is active or cannot hold its setting (ACTIVE, XFCV, XPRESSURE)."""
+    code = np.where(internal_status <= CLOSED, 0, 1)
+    return np.where(is_valve & (internal_status > OPEN), 2, code).astype(np.int8)
 
 
 def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
@@ -30,7 +33,7 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
     # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
     flow = np.where(st.status <= CLOSED, 0.0, st.flow).T * cfs
     res.flow_m3s[rows, t_index] = flow
-    res.status[rows, t_index] = status_codes(st.status).T
+    res.status[rows, t_index] = status_codes(st.status, (net.link_kind > LinkKind.PUMP)[:, None]).T
     res.converged[rows, t_index] = outcome.converged
     res.iterations[rows, t_index] = outcome.iterations
     if outcome.failed.any():

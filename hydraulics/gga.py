@@ -53,7 +53,6 @@ class GradientSolver:
     def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
         s = self.settings
         batch = state.batch_size
-        running = np.ones(batch, bool) if active is None else active.copy()
         iters = np.ones(batch, np.int64)
         next_check = np.full(batch, s.check_frequency, np.int64)
         relax = np.ones(batch)
@@ -61,60 +60,72 @@ class GradientSolver:
         converged = np.zeros(batch, bool)
         failed = np.zeros(batch, bool)
         max_trials = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
-        running &= iters <= max_trials
-        while running.any():
-            cols = np.flatnonzero(running)
-            sub = _take(state, cols)
+        cols = np.arange(batch) if active is None else np.flatnonzero(active)
+        sub = _take(state, cols) if len(cols) != batch else state
+        # Finished scenarios stay in the working set, frozen (relaxation 0, no status checks), until
+        # half of it is finished: compacting at every iteration would copy more than it saves.
+        frozen = np.zeros(len(cols), bool)
+        while len(cols):
             x, bad_node, pdata = self.assembler.build_and_solve(sub)
-            bad = bad_node >= 0
+            bad = (bad_node >= 0) & ~frozen
+            live = ~frozen
             if bad.any():
-                rescued = self._bad_valve(sub, bad_node)
-                failed[cols[bad & ~rescued]] = True
-                running[cols[bad & ~rescued]] = False
-                _put(state, sub, cols)
-                # EPANET retries a rescued scenario without counting an iteration.
-                ok = ~bad
-                if not ok.any():
-                    continue
-                cols, sub, x, pdata = cols[ok], _take(sub, np.flatnonzero(ok)), x[:, ok], pdata.subset(ok)
-            nj = self.sn.n_junctions
-            sub.head[:nj] = x
-            err = self.assembler.new_flows(sub, pdata, relax[cols], s.accuracy)
-            relerr[cols] = err
-            relax[cols] = 1.0
-            if s.damp_limit > 0.0:
-                damp = err <= s.damp_limit
-                relax[cols[damp]] = 0.6
-                valve_changed = valve_status(self.sn, sub, only=damp)
-            else:
-                valve_changed = valve_status(self.sn, sub)
-            conv = self._has_converged(sub, err, pdata)
-            it = iters[cols]
-            stop = np.zeros(len(cols), bool)
-            # Converged: finish unless some status changes (then keep iterating).
-            in_extra = conv & (it > s.max_trials)
-            stop |= in_extra
-            check = conv & ~in_extra
-            if check.any():
-                changed = valve_changed.copy()
-                changed |= link_status(self.sn, sub, only=check)
-                changed |= pressure_switch(self.sn, sub, self.junction_controls, only=check)
-                done = check & ~changed
-                stop |= done
-                more = check & changed
-                next_check[cols[more]] = it[more] + s.check_frequency
-            periodic = ~conv & (it <= s.max_check) & (it == next_check[cols])
-            if periodic.any():
-                link_status(self.sn, sub, only=periodic)
-                next_check[cols[periodic]] += s.check_frequency
-            converged[cols] = conv
-            _put(state, sub, cols)
-            finished = cols[stop]
-            running[finished] = False
-            iters[cols[~stop]] += 1
-            running &= iters <= max_trials
+                rescued = self._bad_valve(sub, np.where(bad, bad_node, -1))
+                lost = bad & ~rescued
+                failed[cols[lost]] = True
+                frozen |= lost
+                # A rescued scenario is retried without counting an iteration (EPANET's badvalve).
+                live = ~frozen & ~bad
+            if live.any():
+                frozen |= self._iterate(sub, cols, live, x, pdata, iters, next_check, relax, relerr, converged)
+            frozen |= iters[cols] > max_trials
+            if frozen.all() or frozen.sum() * 2 >= len(cols):
+                if sub is not state:
+                    _put(state, sub, cols)
+                keep = np.flatnonzero(~frozen)
+                cols = cols[keep]
+                sub = _take(state, cols)
+                frozen = np.zeros(len(cols), bool)
         return StepOutcome(converged=converged & ~failed, iterations=np.minimum(iters, max_trials),
                            relative_error=relerr, failed=failed)
+
+    def _iterate(self, sub, cols, live, x, pdata, iters, next_check, relax, relerr, converged) -> np.ndarray:
+        """One iteration for the live columns after a linear solve; returns the columns that finished."""
+        s = self.settings
+        nj = self.sn.n_junctions
+        lc = np.flatnonzero(live)
+        if len(lc) == len(cols):
+            sub.head[:nj] = x
+        else:
+            sub.head[:nj, lc] = x[:, lc]
+        relax_now = np.where(live, relax[cols], 0.0)
+        err = self.assembler.new_flows(sub, pdata, relax_now, s.accuracy)
+        relerr[cols[lc]] = err[lc]
+        relax[cols[lc]] = 1.0
+        if s.damp_limit > 0.0:
+            damp = live & (err <= s.damp_limit)
+            relax[cols[damp]] = 0.6
+            valve_changed = valve_status(self.sn, sub, only=damp)
+        else:
+            valve_changed = valve_status(self.sn, sub, only=live)
+        conv = self._has_converged(sub, err, pdata) & live
+        it = iters[cols]
+        stop = conv & (it > s.max_trials)
+        check = conv & ~stop
+        if check.any():
+            changed = valve_changed.copy()
+            changed |= link_status(self.sn, sub, only=check)
+            changed |= pressure_switch(self.sn, sub, self.junction_controls, only=check)
+            stop |= check & ~changed
+            more = check & changed
+            next_check[cols[more]] = it[more] + s.check_frequency
+        periodic = live & ~conv & (it <= s.max_check) & (it == next_check[cols])
+        if periodic.any():
+            link_status(self.sn, sub, only=periodic)
+            next_check[cols[periodic]] += s.check_frequency
+        converged[cols[lc]] = conv[lc]
+        iters[cols[live & ~stop]] += 1
+        return stop
 
     def _has_converged(self, sub, relerr, pdata) -> np.ndarray:
         s = self.settings

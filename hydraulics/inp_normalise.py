@@ -71,24 +71,32 @@ def findmatch(s: str, kws) -> int:
     return next((i for i, k in enumerate(kws) if match(s, k)), -1)
 
 
+def _strcspn(s: str, start: int, chars: str) -> int:
+    end = start
+    while end < len(s) and s[end] not in chars:
+        end += 1
+    return end - start
+
+
 def tokenise(line: str) -> tuple[list[str], str]:
-    """EPANET's gettokens(): cut at ';', split on blanks, a leading quote runs to the next quote."""
+    """EPANET's gettokens() step by step, including its bookkeeping after a quoted token (the
+    count of characters left is then one short, so the final token keeps what follows it)."""
     body, _, comment = line.partition(';')
-    toks, i, n = [], 0, len(body)
-    while i < n and len(toks) < MAXTOKS:
-        if body[i] in ' \t\r\n':
-            i += 1
-        elif body[i] == '"':
-            j = body.find('"', i + 1)
-            j = n if j < 0 else j
-            toks.append(body[i + 1:j])
-            i = j + 1
-        else:
-            j = i
-            while j < n and body[j] not in ' \t\r\n':
-                j += 1
-            toks.append(body[i:j])
-            i = j
+    toks, pos, left = [], 0, len(body)
+    while left > 0 and len(toks) < MAXTOKS:
+        m = _strcspn(body, pos, ' \t\n\r')
+        if m == left:
+            toks.append(body[pos:])
+            break
+        left -= m + 1
+        if m == 0:
+            pos += 1
+            continue
+        if body[pos] == '"':
+            pos += 1
+            m = _strcspn(body, pos, '"\n\r')
+        toks.append(body[pos:pos + m])
+        pos += m + 1
     return toks, comment.rstrip('\r\n')
 
 
@@ -150,7 +158,7 @@ def split_sections(text: str) -> list[tuple[str, Line]]:
     """Assign every data line to its section the way EPANET's readdata() does."""
     out, sect = [], None
     for no, raw in enumerate(text.split('\n'), start=1):
-        toks, comment = tokenise(raw)
+        toks, comment = tokenise(raw + '\n')   # fgets() keeps the newline
         if not toks:
             continue
         if toks[0].startswith('['):
@@ -185,7 +193,7 @@ class _Net:
         self.nodes, self.links = {}, {}          # id -> 'J'/'R'/'T', id -> type word
         self.patterns, self.curves = [], set()
         self.speed, self.setting, self.status = {}, {}, {}
-        self.notes, self.dropped = [], []
+        self.notes, self.dropped, self.varspeed = [], [], set()
 
     @property
     def us(self):
@@ -234,6 +242,8 @@ def _option(net: _Net, ln: Line):
             elif match(q, 'TRACE'):
                 net.quality = ['TRACE', t[2]]
             elif match(q, 'CHEM'):
+                if n >= 2 and not any(u in t[2].lower() for u in ('mg', 'ug')):
+                    net.note('QUALITY CHEMICAL units word that WNTR rejects dropped')
                 net.quality = ['Chemical', 'mg/L']
             else:
                 # WNTR only accepts mg/ug units; EPANET keeps any label (quality only)
@@ -256,6 +266,7 @@ def _option(net: _Net, ln: Line):
     if match(k, 'DEMAND') and n < 2:
         return
     if match(k, 'SEGM'):
+        net.note('obsolete SEGMENTS option (ignored by EPANET, rejected by WNTR) dropped')
         return
     nv = 2 if any(match(k, w) for w in ('SPEC', 'EMIT', 'DEMAND', 'MINI', 'REQ', 'PRESSURE')) else 1
     if n < nv:
@@ -287,8 +298,11 @@ def _option(net: _Net, ln: Line):
     elif match(k, 'ACCU'):
         # EPANET clamps ACCURACY to [1e-5, 0.1] (input3.c optionvalue); WNTR keeps any value
         net.opt['ACCURACY'] = min(max(y, 1e-5), 0.1)
+        if net.opt['ACCURACY'] != y:
+            net.note('ACCURACY clamped to [1e-5, 0.1] as EPANET does')
     elif match(k, 'HTOL') or match(k, 'QTOL') or match(k, 'RQTOL'):
         net.tol[k.upper()] = y
+        net.note('HTOL/QTOL/RQTOL option (rejected by WNTR) moved to InpExtras')
     elif match(k, 'CHECKFREQ'):
         net.opt['CHECKFREQ'] = int(y)
     elif match(k, 'MAXCHECK'):
@@ -322,6 +336,8 @@ def _time(net: _Net, ln: Line):
         y = hours(t[n], '')
         if y < 0.0:
             y = hours(t[n - 1], t[n])
+            if not (match(t[n], 'HOU') or (match(t[0], 'STAR') and match(t[n], 'AM'))):
+                net.note('[TIMES] unit/AM-PM words (WNTR ignores them) converted to H:MM:SS')
     sec = int(3600.0 * y + 0.5)
     key = ('dur' if match(t[0], 'DURA') else 'hstep' if match(t[0], 'HYDR') else
            'qstep' if match(t[0], 'QUAL') else 'rulestep' if match(t[0], 'RULE') else
@@ -373,6 +389,8 @@ def _collect(net: _Net, lines: list[tuple[str, Line]]):
             _check_id(ln, t[0])
             # EPANET's tankdata(): <= 3 fields or a zero diameter make a reservoir, whatever the section
             net.nodes[t[0]] = 'R' if len(t) <= 3 or num(t[5]) == 0.0 else 'T'
+            if sect == '[TANKS]' and net.nodes[t[0]] == 'R':
+                net.note('[TANKS] entry without diameter written as a reservoir')
         elif sect == '[PIPES]' and len(t) >= 3:
             _check_id(ln, t[0])
             cv = any(match(x, 'CV') for x in t[6:8])
@@ -401,6 +419,14 @@ def _collect(net: _Net, lines: list[tuple[str, Line]]):
     for sect, ln in lines:
         if sect == '[STATUS]':
             _status(net, ln)
+    net.varspeed = {p for p, v in net.speed.items() if v != 1.0}
+    for sect, ln in lines:
+        t = ln.toks
+        link, value = (t[1], t[2]) if sect == '[CONTROLS]' else (t[2], t[-1]) if (
+            sect == '[RULES]' and len(t) == 6 and findmatch(t[0], ('THEN', 'ELSE', 'AND')) >= 0
+            and t[2] in net.links) else (None, None)
+        if net.links.get(link) == 'PUMP' and isnum(value) and num(value) not in (0.0, 1.0):
+            net.varspeed.add(link)
 
 
 def _pump_pairs(t):
@@ -425,8 +451,12 @@ def _status(net: _Net, ln: Line):
     word = 'OPEN' if match(t[n], 'OPEN') else 'CLOSED' if match(t[n], 'CLOSED') else None
     y = None if word else num(t[n])
     targets = [t[0]] if n == 1 else _range(list(net.links), t[0], t[1])
+    if n > 1:
+        net.note('[STATUS] link-ID range expanded')
     for link in targets:
         kind = net.links[link]
+        if kind == 'PUMP' and (word != 'CLOSED'):
+            net.note('[STATUS] on a pump folded into its SPEED (EPANET sets speed 1 for OPEN)')
         if kind in ('PIPE', 'GPV'):
             if word:
                 net.status[link] = word
@@ -473,10 +503,17 @@ def _emit_options(net: _Net, out: _Out):
     v = net.viscos
     # WNTR holds a relative viscosity; EPANET reads values <= 1e-3 as absolute (ft2/s or m2/s)
     rel = 1.0 if v is None else v if v > 1e-3 else v / (1.0 if net.us else M_PER_FT ** 2) / VISCOS
+    if v is not None and v <= 1e-3:
+        net.note('absolute VISCOSITY converted to the relative value WNTR holds')
     out.add(S, 0, 'VISCOSITY', fmt(rel))
     d = net.diffus
     rel = 1.0 if d is None else d if d > 1e-4 else d / (1.0 if net.us else M_PER_FT ** 2) / DIFFUS
     out.add(S, 0, 'DIFFUSIVITY', fmt(rel))
+    if net.kp != 1.0:
+        net.note('pressure values converted from %s (specific gravity %g) as EPANET does'
+                 % (net.press or ('PSI' if net.us else 'METERS'), net.spgrav))
+    if net.def_pat not in net.patterns and net.def_pat != '1':
+        net.note('PATTERN option names a missing pattern: no default pattern, as in EPANET')
     for key in ('TRIALS', 'CHECKFREQ', 'MAXCHECK'):
         out.add(S, 0, key, int(net.opt[key]))
     for key in ('ACCURACY', 'DAMPLIMIT', 'DEMAND MULTIPLIER'):
@@ -535,6 +572,8 @@ def _emit_network(net: _Net, lines, out: _Out):
             if pat is None and defpat is None:
                 implicit.add(t[0])
             # EPANET allows elevation/demand to be omitted; WNTR requires them
+            if len(t) < 2:
+                net.note('[JUNCTIONS] entry without elevation given EPANET default 0')
             out.add(sect, no, t[0], elev, dem, *([pat] if pat else []))
         elif sect in ('[RESERVOIRS]', '[TANKS]'):
             if net.nodes[t[0]] == 'R':
@@ -563,6 +602,8 @@ def _emit_network(net: _Net, lines, out: _Out):
                 s = fmt(s * kp)
             elif vt != 'GPV':
                 s = fmt(s)
+            if len(t) < 6:
+                net.note('[VALVES] entry without setting given EPANET default 0')
             out.add(sect, no, *t[:4], vt, s, t[6] if len(t) > 6 else '0')
         elif sect == '[DEMANDS]':
             if net.nodes.get(t[0]) != 'J':
@@ -575,6 +616,8 @@ def _emit_network(net: _Net, lines, out: _Out):
             if net.nodes.get(t[0]) != 'J':
                 continue
             ke = num(t[1])
+            if net.us and (net.spgrav != 1.0 or net.emit_n != 0.5):
+                net.note('US emitter coefficients rescaled for specific gravity/exponent')
             if net.us:
                 # EPANET converts psi with the specific gravity and the file's exponent; WNTR
                 # assumes SG 1 and exponent 0.5 (wntr.epanet.util to_si EmitterCoeff)
@@ -594,6 +637,8 @@ def _emit_network(net: _Net, lines, out: _Out):
             # EPANET skips coordinates of unknown nodes or with bad numbers; WNTR raises
             if len(t) >= 3 and t[0] in net.nodes and isnum(t[1]) and isnum(t[2]):
                 out.add(sect, no, *t[:3])
+            else:
+                net.note('invalid [COORDINATES] line skipped as EPANET does')
         elif sect == '[VERTICES]':
             if len(t) >= 3 and t[0] in net.links and isnum(t[1]) and isnum(t[2]):
                 out.add(sect, no, *t[:3])
@@ -624,6 +669,8 @@ def _emit_pipe(net: _Net, ln: Line, out: _Out):
     diam = t[4] if len(t) > 4 else ('254' if not net.us else '10')
     rough = t[5] if len(t) > 5 else {'H-W': '130', 'D-W': '0.0005', 'C-M': '0.01'}[net.headloss]
     minor, status = '0', 'OPEN'
+    if len(t) < 6 or (len(t) == 7 and not isnum(t[6])):
+        net.note('[PIPES] entry with omitted fields completed with EPANET defaults')
     for tok in t[6:8]:
         if match(tok, 'CV'):
             status = 'CV'
@@ -647,7 +694,8 @@ def _setting_words(net: _Net, link: str, tok: str, ln: Line) -> list[str]:
     word = next((w for w in ('OPEN', 'CLOSED', 'ACTIVE') if match(tok, w)), None)
     if kind == 'PUMP':
         if word == 'OPEN' or (word is None and num(tok) == 1.0):
-            return ['OPEN'] + ([] if net.speed[link] == 1.0 else ['1.0'])
+            # EPANET's setlinkstatus() gives an opened pump speed 1.0; WNTR keeps the last speed
+            return ['OPEN'] + (['1.0'] if link in net.varspeed else [])
         if word or num(tok) == 0.0:
             return [word or 'CLOSED']
         return ['OPEN', fmt(num(tok))]
@@ -669,6 +717,8 @@ def _emit_control(net: _Net, ln: Line, out: _Out):
     if match(t[4], 'TIME') or match(t[4], 'CLOCKTIME'):
         clock = match(t[4], 'CLOCKTIME')
         h = hours(t[5], t[6] if len(t) >= 7 else '')
+        if len(t) >= 7:
+            net.note('[CONTROLS] time with units/AM-PM written as H:MM:SS')
         sec = int(3600.0 * h)
         cond = ['AT', 'CLOCKTIME' if clock else 'TIME', hms(sec % 86400 if clock else sec)]
     else:
@@ -679,7 +729,10 @@ def _emit_control(net: _Net, ln: Line, out: _Out):
                                  'junction pressure and tank level controls' % node)
         level = num(t[7]) * (net.kp if kind == 'J' else 1.0)
         cond = ['IF', 'NODE', node, 'BELOW' if match(t[6], 'BELOW') else 'ABOVE', fmt(level)]
-    for value in _setting_words(net, link, t[2], ln):
+    values = _setting_words(net, link, t[2], ln)
+    if len(values) > 1 or (isnum(t[2]) and net.links[link] in ('PUMP', 'PIPE')):
+        net.note('[CONTROLS] numeric pump/pipe setting written as WNTR status/speed actions')
+    for value in values:
         out.add('[CONTROLS]', ln.no, 'LINK', link, value, *cond)
 
 
@@ -744,6 +797,7 @@ def _premise(net: _Net, ln: Line) -> list[str]:
         if var == 'DEMAND':
             raise NormaliseError(ln.no, 'rule premise on SYSTEM DEMAND is not supported by WNTR')
         sec = int(hours(t[4], t[5] if len(t) == 6 else '') * 3600.0)
+        net.note('[RULES] time values written as H:MM:SS (WNTR misreads AM/PM)')
         # WNTR's rule clock parser mishandles AM/PM and bare hours; H:MM:SS is exact
         return ['SYSTEM', var, op(t[3]), hms(sec)]
     var = _VARS[findmatch(t[3], _VARS)]

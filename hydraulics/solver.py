@@ -25,6 +25,9 @@ class SolverOptions:
     accuracy: float | None = None       # relative flow change (EPANET ACCURACY); None = the network's
     max_trials: int | None = None       # None = the network's TRIALS
     chunk_size: int = 2048              # scenarios solved together
+    # Start every scenario of a snapshot batch from the base case's flows, as a user driving EPANET
+    # does with EN_initH(0); answers agree with a cold start to the solver's accuracy.
+    warm_start: bool = True
 
 
 class HydraulicSolver:
@@ -149,18 +152,22 @@ class HydraulicSolver:
     def apply_demands(self, st: HydraulicState, inputs: BatchInputs, time_s: np.ndarray):
         """EPANET's demands(): full demand per junction, reservoir head patterns, pump speed patterns."""
         net, sn = self.net, self.sn
-        period = self.pattern_period(time_s)
-        factors = self._pattern_factors(net.demand_pattern, period)          # [D, B]
-        base = np.repeat(net.demand_base_m3s[:, None], st.batch_size, axis=1)
-        if inputs.base_demand_m3s is not None:
+        period = np.broadcast_to(self.pattern_period(time_s), (st.batch_size,))
+        scale = net.options.demand_multiplier / sn.m3s_per_cfs
+        if inputs.base_demand_m3s is None:
+            # Scenarios share base demands: evaluate each distinct pattern period once, then broadcast.
+            uniq, inverse = np.unique(period, return_inverse=True)
+            per_cat = net.demand_base_m3s[:, None] * self._pattern_factors(net.demand_pattern, uniq) * scale
+            full = np.asarray(self.demand_matrix @ per_cat)[:, inverse]
+        else:
+            base = np.repeat(net.demand_base_m3s[:, None], st.batch_size, axis=1)
             override = inputs.base_demand_m3s.T                                # [Nj, B]
             jn = np.flatnonzero(self.first_category >= 0)
             rows = self.first_category[jn]
             base[rows] = np.where(np.isnan(override[jn]), base[rows], override[jn])
-        per_cat = base * factors * net.options.demand_multiplier / sn.m3s_per_cfs
+            full = self.demand_matrix @ (base * self._pattern_factors(net.demand_pattern, period) * scale)
         if inputs.demand_multiplier is not None:
-            per_cat = per_cat * inputs.demand_multiplier.T[net.demand_node]
-        full = self.demand_matrix @ per_cat
+            full = full * inputs.demand_multiplier.T
         st.full_demand[:] = full
         st.demand_flow[:] = full
         if len(net.reservoir_node) and (net.reservoir_pattern >= 0).any():
@@ -184,6 +191,10 @@ class HydraulicSolver:
     def _pattern_factors(self, pattern_index: np.ndarray, period: np.ndarray) -> np.ndarray:
         pats = self.net.patterns
         period = np.atleast_1d(period)
+        # Scenarios usually share a few clock times: evaluate each distinct period once.
+        uniq, inverse = np.unique(period, return_inverse=True)
+        if len(uniq) < len(period):
+            return self._pattern_factors(pattern_index, uniq)[:, inverse]
         idx = np.asarray(pattern_index)
         safe = np.where(idx >= 0, idx, 0)
         if len(pats.ids) == 0:
@@ -200,7 +211,16 @@ class HydraulicSolver:
             return run_extended(self, inputs, int(duration_s))
         return self.snapshot(inputs)
 
-    def snapshot(self, inputs: BatchInputs, flow_prev=None) -> ResultSet:
+    def base_flows(self) -> np.ndarray:
+        """Link flows of the base case at time 0 (cached), the warm start of snapshot batches."""
+        if getattr(self, "_base_flows", None) is None:
+            self.snapshot(BatchInputs.base(1), warm=False)
+            self._base_flows = self.last_state.flow[:, :1].copy()
+        return self._base_flows
+
+    def snapshot(self, inputs: BatchInputs, warm: bool | None = None) -> ResultSet:
+        warm = self.options.warm_start if warm is None else warm
+        flow_prev = np.repeat(self.base_flows(), inputs.batch_size, axis=1) if warm else None
         st = self._initial(inputs, flow_prev)
         time_s = np.zeros(inputs.batch_size, np.int64)
         self.apply_demands(st, inputs, time_s)

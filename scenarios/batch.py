@@ -1,0 +1,26 @@
+"""A batch of scenarios: ids, per-scenario solver inputs and the perturbation rows that made them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hydraulics.inputs import BatchInputs
+
+
+@dataclass(frozen=True)
+class ScenarioBatch:
+    ids: tuple[str, ...]
+    inputs: BatchInputs
+    perturbations: "PerturbationTable"  # noqa: F821  (scenarios.perturbations)
+    seed: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def subset(self, rows: np.ndarray | slice) -> "ScenarioBatch":
+        idx = np.arange(self.size)[rows]
+        ids = tuple(self.ids[i] for i in idx)
+        return ScenarioBatch(ids=ids, inputs=self.inputs.subset(idx),
+                             perturbations=self.perturbations.for_scenarios(ids), seed=self.seed)

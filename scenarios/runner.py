@@ -1,0 +1,183 @@
+"""The batch runner: one solver, scenarios in chunks, every chunk streamed to the HDF5 store.
+
+    summary = run_batch(net, batch, SolverOptions(backend="numba", chunk_size=2048), 0, "out.h5")
+    summary = run_batch(net, batch, options, 0, "out.h5", resume=True)   # after an interruption
+
+Memory is bounded by one chunk whatever the batch size: a chunk is solved, written and dropped before the
+next one starts. One HydraulicSolver serves the whole run so its symbolic plan (ordering, factor pattern) is
+built once. A scenario that fails is recorded in the file and the summary, never raised; an exception
+from `progress` (or Ctrl-C) stops the run and leaves a file marked incomplete that `resume=True` finishes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from hydraulics.inputs import BatchInputs
+from hydraulics.network import NetworkArrays
+from hydraulics.results import ResultSet
+from hydraulics.solver import HydraulicSolver, SolverOptions
+from scenarios.batch import ScenarioBatch
+from scenarios.store import ResultStore
+
+Progress = Callable[[int, int], None]   # (scenarios done, scenarios in the batch)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    n_scenarios: int            # in the batch (and the file)
+    n_converged: int            # converged at every report time
+    n_failed: int               # with a failure reason; not converged but unfailed (UNBALANCED CONTINUE) is neither
+    failures: dict              # {scenario id: reason}
+    seconds: float              # wall time of this call
+    scenarios_per_second: float  # scenarios solved by this call / seconds
+    out_path: Path
+    n_solved: int = 0           # solved by this call (fewer than n_scenarios when resuming)
+    complete: bool = False      # the file holds every scenario
+
+
+def report_times_s(net: NetworkArrays, duration_s: int) -> np.ndarray:
+    """The time axis the solver will report: [0] for a snapshot, else the network's report times."""
+    if not duration_s or duration_s <= 0:
+        return np.zeros(1, np.int64)
+    from hydraulics.extended import report_times
+    return report_times(net, int(duration_s))
+
+
+def device_name(backend_name: str) -> str:
+    if backend_name == "cupy":
+        import cupy  # only reached when the cupy backend was chosen, so cupy is importable
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"cpu: {model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def run_attrs(solver: HydraulicSolver, options: SolverOptions, duration_s: int, seed) -> dict:
+    """Root attributes describing how the file was made (backend, device, the solver options)."""
+    attrs = {"backend": solver.backend.name, "device": device_name(solver.backend.name),
+             "duration_s": int(duration_s or 0), "seed": seed}
+    for field in dataclasses.fields(options):
+        attrs[f"solver_{field.name}"] = getattr(options, field.name)
+    return attrs
+
+
+def _failed_results(net: NetworkArrays, time_s: np.ndarray, reason: str) -> ResultSet:
+    res = ResultSet.allocate(net.node_ids, net.link_ids, time_s, 1)
+    res.failure[0] = reason
+    return res
+
+
+def _concat(parts: list[ResultSet]) -> ResultSet:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    stack = {f.name: np.concatenate([getattr(p, f.name) for p in parts], axis=0)
+             for f in dataclasses.fields(ResultSet) if f.name not in ("node_ids", "link_ids", "time_s")}
+    return ResultSet(node_ids=first.node_ids, link_ids=first.link_ids, time_s=first.time_s, **stack)
+
+
+def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, duration_s: int,
+                time_s: np.ndarray) -> ResultSet:
+    """Solve `rows` together; if the batch raises, bisect so one bad scenario costs only itself."""
+    try:
+        return solver.run(inputs.subset(rows), duration_s)
+    # Any error is recorded as that scenario's failure reason: DESIGN says one bad scenario never fails
+    # a batch. KeyboardInterrupt and SystemExit are not Exceptions and still stop the run.
+    except Exception as error:  # noqa: BLE001
+        if len(rows) == 1:
+            return _failed_results(solver.net, time_s, f"solver error: {type(error).__name__}: {error}")
+    half = len(rows) // 2
+    return _concat([_solve_rows(solver, inputs, rows[:half], duration_s, time_s),
+                    _solve_rows(solver, inputs, rows[half:], duration_s, time_s)])
+
+
+def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, duration_s: int,
+              out_path, resume: bool = False, progress: Progress | None = None) -> RunSummary:
+    """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk.
+
+    resume=True re-opens an existing `out_path` (same network, scenario ids and times, else StoreMismatch)
+    and solves only the scenarios not yet done; without a file it starts afresh.
+    """
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    solver = HydraulicSolver(net, options)
+    time_s = report_times_s(net, duration_s)
+    chunk = max(int(options.chunk_size), 1)
+    if resume and out_path.exists():
+        store = ResultStore.open_for_resume(out_path, net.source_sha256, batch.ids, time_s)
+        store.set_attrs({"resumed_backend": solver.backend.name,
+                         "resumed_device": device_name(solver.backend.name)})
+    else:
+        attrs = run_attrs(solver, options, duration_s, batch.seed)
+        # HDF5 chunks that divide the solver chunk keep every write aligned (no read-modify-write).
+        store = ResultStore.create(out_path, net, batch.ids, time_s, batch.perturbations, attrs,
+                                   scenarios_per_chunk=_divisor_at_most(chunk, 256))
+    finished = False
+    n_solved = 0
+    try:
+        pending = store.pending_rows()
+        n_done = batch.size - len(pending)
+        for start in range(0, len(pending), chunk):
+            rows = pending[start: start + chunk]
+            results = _solve_rows(solver, batch.inputs, rows, duration_s, time_s)
+            store.write(rows, results)
+            del results   # the chunk is in the file; do not hold two chunks while solving the next
+            n_solved += len(rows)
+            n_done += len(rows)
+            if progress is not None:
+                progress(n_done, batch.size)
+        finished = True
+    finally:
+        complete = store.close(complete=finished)
+    seconds = time.perf_counter() - started
+    return _summary(out_path, seconds, n_solved, complete)
+
+
+def _divisor_at_most(n: int, limit: int) -> int | None:
+    """The largest divisor of n not above limit, so HDF5 chunks tile an n-row write; None (the store's
+    own choice) when only tiny divisors exist, since 1-scenario HDF5 chunks would make writing crawl."""
+    for d in range(min(n, limit), 0, -1):
+        if n % d == 0:
+            return d if d >= min(n, 16) else None
+    return None
+
+
+def _summary(out_path: Path, seconds: float, n_solved: int, complete: bool) -> RunSummary:
+    """Counts over the whole file, so a resumed run reports every scenario, not just this call's."""
+    with h5py.File(out_path, "r") as f:
+        ids = f["scenario/ids"].asstr()[()]
+        done = f["scenario/done"][()]
+        failure = f["scenario/failure"].asstr()[()]
+        converged = done.copy()
+        n_rows = len(ids)
+        step = 65536   # the converged flags are [B, T]: read in slices so a huge T*B stays bounded
+        for lo in range(0, n_rows, step):
+            converged[lo: lo + step] &= f["solver/converged"][lo: lo + step].all(axis=1)
+    failed = np.flatnonzero(done & (failure != ""))
+    failures = {str(ids[i]): str(failure[i]) for i in failed}
+    return RunSummary(
+        n_scenarios=int(n_rows), n_converged=int(converged.sum()), n_failed=len(failures),
+        failures=failures, seconds=seconds,
+        scenarios_per_second=n_solved / seconds if seconds > 0 else float("inf"),
+        out_path=out_path, n_solved=n_solved, complete=complete)
+
+
+def solve_network(net: NetworkArrays, options: SolverOptions = SolverOptions(), duration_s: int = 0) -> ResultSet:
+    """The base case alone (no perturbations), in memory."""
+    return HydraulicSolver(net, options).run(BatchInputs.base(1), duration_s)

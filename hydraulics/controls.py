@@ -26,7 +26,6 @@ SECONDS_PER_DAY = 86400
 KPA_PER_PSI = 6.895
 BAR_PER_PSI = 0.068948
 MISSING = math.nan
-CONTROL_KINDS = ("low", "high", "timer", "timeofday")
 SECTIONS = ("[TITLE]", "[JUNCTIONS]", "[RESERVOIRS]", "[TANKS]", "[PIPES]", "[PUMPS]", "[VALVES]",
             "[CONTROLS]", "[RULES]", "[DEMANDS]", "[SOURCES]", "[EMITTERS]", "[PATTERNS]", "[CURVES]",
             "[QUALITY]", "[STATUS]", "[ROUGHNESS]", "[ENERGY]", "[REACTIONS]", "[MIXING]", "[REPORT]",
@@ -61,6 +60,8 @@ def findmatch(s: str, keywords) -> int:
 
 
 _FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)", re.I)
+_QUOTE_END = re.compile(r'["\n\r]')
+_SEP = re.compile(r"[ \t\n\r]")
 _HEXFLOAT = re.compile(r"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d+)?", re.I)
 
 
@@ -116,16 +117,11 @@ def tokens(line: str) -> list[str]:
         if line[i] in " \t\n\r":
             i += 1
             continue
-        if line[i] == '"':
-            m = re.compile(r'["\n\r]').search(line, i + 1)
-            j = m.start() if m else n
-            out.append(line[i + 1:j])
-            i = j + 1
-        else:
-            m = re.compile(r"[ \t\n\r]").search(line, i)
-            j = m.start() if m else n
-            out.append(line[i:j])
-            i = j
+        quoted = line[i] == '"'
+        m = (_QUOTE_END if quoted else _SEP).search(line, i + quoted)
+        j = m.start() if m else n
+        out.append(line[i + quoted:j])
+        i = j + quoted
     return out
 
 
@@ -133,7 +129,7 @@ def section_lines(inp_text: str):
     """(section, tokens, line_no, line) for every non-blank data line; section is e.g. '[RULES]' or None.
     Reading stops at [END], as EPANET's does."""
     sect = None
-    for no, line in enumerate(inp_text.splitlines(), start=1):
+    for no, line in enumerate(inp_text.split("\n"), start=1):   # fgets: only \n ends a line
         tok = tokens(line)
         if not tok:
             continue
@@ -265,7 +261,7 @@ def _control(tok, no, line, node_index, link_index, link_kind, node_kind, elevat
         if setting < 0.0:
             raise ControlError(211, no, line)
         status = CLOSED if setting == 0.0 else OPEN
-    node, level = -1, 0.0
+    node = -1
     if match(tok[4], "TIME"):
         kind = "timer"
     elif match(tok[4], "CLOCKTIME"):

@@ -128,10 +128,11 @@ def tank_levels(sn, st, dt):
 
 
 def _rule_engine(solver):
-    if not solver.rules:
+    if not solver.net.rules:
         return None
     from hydraulics.rules import RuleEngine
-    return RuleEngine(solver.rules, solver.sn)
+    tm = solver.net.time
+    return RuleEngine(solver.net.rules, solver.sn, rule_step_s=tm.rule_step_s, clock_start_s=tm.start_clocktime_s)
 
 
 def _subset_outcome(outcome, sel):

@@ -47,7 +47,6 @@ class HydraulicSolver:
         )
         from hydraulics.controls import to_internal
         self.controls = to_internal(net.controls, self.sn)
-        self.rules = to_internal(net.rules, self.sn) if net.rules else ()
         self.gga = GradientSolver(self.sn, self.backend, settings,
                                   junction_controls=[c for c in self.controls if 0 <= c.node < net.n_junctions])
         nj = net.n_junctions

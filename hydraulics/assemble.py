@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from hydraulics import coefficients as co
 from hydraulics.coefficients import ACTIVE, CLOSED
@@ -43,13 +42,6 @@ class Assembler:
         self.edge_of_link = np.full(sn.n_links, -1, np.int64)
         self.edge_of_link[self.edge_links] = np.arange(len(self.edge_links))
         self.plan = plan_symbolic(nj, n1[self.edge_links], n2[self.edge_links])
-        links = np.arange(sn.n_links)
-        ones = np.ones(sn.n_links)
-        shape_n = (sn.n_nodes, sn.n_links)
-        self.start_inc = sp.csr_matrix((ones, (n1, links)), shape=shape_n)
-        self.end_inc = sp.csr_matrix((ones, (n2, links)), shape=shape_n)
-        self.start_j = self.start_inc[:nj]
-        self.end_j = self.end_inc[:nj]
         self.j1, self.j2 = j1, j2
         self.groups = co.link_groups(sn)
         self.ctl_valves = self.groups["ctl"]
@@ -66,6 +58,12 @@ class Assembler:
             self.fast = hydraulic_numba
         self._leak_cache = (None, None)
         self._work = {}
+        # Scatter plans of the reference path: entry 2k is link k's start node, 2k+1 its end node.
+        self._pair_nodes = np.stack([n1, n2], axis=1).reshape(-1)
+        self._pair_rows = self._pair_nodes
+        self._pair_is_junction = self._pair_nodes < nj
+        # The rhs term of a link end goes to that end if it is a junction, else to the other end.
+        self._pair_f_rows = np.stack([np.where(j1, n1, n2), np.where(j2, n2, n1)], axis=1).reshape(-1)
 
     def _buffer(self, name, shape):
         """Reused work arrays: fresh allocations page-fault on first touch, which costs more than the math."""
@@ -173,17 +171,24 @@ class Assembler:
             xflow = self._zeros("xflow", (sn.n_nodes, batch))
             self.fast.assemble_links(nj, sn.start, sn.end, self.edge_of_link, q, p, y, h, aii, aij, f, xflow)
             return aii, aij, f, xflow
+        # Reference path: the same additions, in the same order, as the compiled loop (link by link,
+        # start node before end node), so that both backends agree to the last bit.
         live = p != 0.0
         pl = np.where(live, p, 0.0)
         yl = np.where(live, y, 0.0)
         ql = np.where(live, q, 0.0)
-        xflow = self.end_inc @ ql - self.start_inc @ ql
+        n1, n2 = sn.start, sn.end
+        xflow = np.zeros((sn.n_nodes, batch))
+        np.add.at(xflow, self._pair_nodes, np.stack([-ql, ql], axis=1).reshape(-1, batch))
         aij = -pl[self.edge_links]
-        aii = self.start_j @ pl + self.end_j @ pl
-        f = self.start_j @ yl - self.end_j @ yl
-        from_fixed = np.where((~self.j1)[:, None], pl * h[sn.start], 0.0)
-        to_fixed = np.where((~self.j2)[:, None], pl * h[sn.end], 0.0)
-        f += self.end_j @ from_fixed + self.start_j @ to_fixed
+        aii = np.zeros((nj, batch))
+        f = np.zeros((nj, batch))
+        f_terms = np.stack([np.where(self.j1[:, None], yl, pl * h[n1]),
+                            np.where(self.j2[:, None], -yl, pl * h[n2])], axis=1).reshape(-1, batch)
+        aii_terms = np.stack([pl, pl], axis=1).reshape(-1, batch)
+        np.add.at(aii, self._pair_rows[self._pair_is_junction], aii_terms[self._pair_is_junction])
+        to_junction = self._pair_f_rows < nj
+        np.add.at(f, self._pair_f_rows[to_junction], f_terms[to_junction])
         return aii, aij, f, xflow
 
     def _leak_entries(self, st):
@@ -299,10 +304,10 @@ class Assembler:
             qsum = np.abs(st.flow).sum(axis=0)
             dqsum = np.abs(dq).sum(axis=0)
             maxchange = np.abs(dq).max(axis=0) if dq.size else np.zeros(batch)
-            open_links = st.status > CLOSED
-            qo = np.where(open_links, st.flow, 0.0)
-            outflow = self.start_inc @ qo - self.end_inc @ qo
-            st.node_outflow[nj:] = -outflow[nj:]
+            qo = np.where(st.status > CLOSED, st.flow, 0.0)
+            inflow = np.zeros((sn.n_nodes, batch))
+            np.add.at(inflow, self._pair_nodes, np.stack([-qo, qo], axis=1).reshape(-1, batch))
+            st.node_outflow[nj:] = inflow[nj:]
         pj = h[:nj] - self.el_j
         if self.has_emitter:
             has = sn.emitter_ke[:nj, None] > 0

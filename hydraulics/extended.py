@@ -118,7 +118,7 @@ def tank_levels(sn, st, dt):
         if sn.tank_area_ft2[t_idx] == 0.0:
             continue
         q = st.node_outflow[n]
-        move = np.abs(q) > QZERO
+        move = (np.abs(q) > QZERO) & (dt > 0)
         v = st.tank_volume[t_idx] + np.where(move, q * dt, 0.0)
         v = np.where(move & (v + q >= sn.tank_vmax_ft3[t_idx]), sn.tank_vmax_ft3[t_idx], v)
         v = np.where(move & ~(v + q >= sn.tank_vmax_ft3[t_idx]) & (v - q <= sn.tank_vmin_ft3[t_idx]),

@@ -161,6 +161,8 @@ def pressure_switch(sn: SolverNetwork, st, controls, only=None) -> np.ndarray:
         if not (0 <= c.node < sn.n_junctions):
             continue
         k = c.link
+        if sn.kind[k] == LinkKind.GPV:
+            continue   # a GPV's setting holds its curve, so EPANET's pswitch never changes it
         h = st.head[c.node]
         if c.kind == "low":
             reset = h <= c.grade_ft + HTOL

@@ -83,12 +83,12 @@ def assemble_links(n_junctions, start, end, edge_of_link, q, p, y, head, aii, ai
                 if j1:
                     aii[n1, b] += pk
                     f[n1, b] += yk
-                else:
+                elif j2:
                     f[n2, b] += pk * head[n1, b]
                 if j2:
                     aii[n2, b] += pk
                     f[n2, b] -= yk
-                else:
+                elif j1:
                     f[n1, b] += pk * head[n2, b]
 
 

@@ -48,6 +48,7 @@ class Assembler:
         self.const_hp = np.array([k for p, k in enumerate(sn.pump_link) if sn.pump_type[p] == PumpCurveKind.CONST_HP],
                                  dtype=np.int64)
         self.el_j = sn.elevation_ft[:nj, None]
+        self.diameter4 = sn.diameter_ft ** 4
         self.has_emitter = bool((sn.emitter_ke[:nj] > 0).any())
         self.is_const_hp = np.zeros(sn.n_links, np.bool_)
         self.is_const_hp[self.const_hp] = True
@@ -109,8 +110,7 @@ class Assembler:
         rows = g["tcv"]
         if len(rows):
             sv = setting[rows]
-            d4 = sn.diameter_ft[rows, None] ** 4
-            km_t = np.where(np.isnan(sv), km[rows], 0.02517 * np.nan_to_num(sv) / d4)
+            km_t = np.where(np.isnan(sv), km[rows], 0.02517 * np.nan_to_num(sv) / self.diameter4[rows, None])
             p[rows], y[rows] = co.valve_coeffs(xp, q[rows], status[rows], km_t)
         for k in g["gpv"]:
             pv, yv = co.valve_coeffs(xp, q[k], status[k], km[k])

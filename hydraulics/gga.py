@@ -49,8 +49,15 @@ class GradientSolver:
         self.junction_controls = junction_controls
         kind = sn.kind
         self.valve_rows = np.flatnonzero(kind >= LinkKind.PRV)
+        self.fused = None
+        if getattr(backend, "name", "") == "numba":
+            from hydraulics.fused import FusedGradientSolver, unsupported_reason
+            if unsupported_reason(sn, settings, junction_controls) is None:
+                self.fused = FusedGradientSolver(sn, self.assembler, settings)
 
     def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
+        if self.fused is not None and active is None:
+            return self.fused.solve(state, self._rescue)
         s = self.settings
         batch = state.batch_size
         iters = np.ones(batch, np.int64)
@@ -141,16 +148,21 @@ class GradientSolver:
     def _bad_valve(self, sub, bad_node: np.ndarray) -> np.ndarray:
         """badvalve(): an active PRV/PSV/FCV at the failing node is fixed open; the retry goes on."""
         rescued = np.zeros(len(bad_node), bool)
+        lanes = np.flatnonzero(bad_node >= 0)
+        rescued[lanes] = self._rescue(sub, lanes, bad_node[lanes])
+        return rescued
+
+    def _rescue(self, sub, lanes: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        rescued = np.zeros(len(lanes), bool)
         sn = self.sn
-        for b in np.flatnonzero(bad_node >= 0):
-            n = bad_node[b]
+        for i, (b, n) in enumerate(zip(lanes, nodes)):
             for k in self.valve_rows:
                 if n != sn.start[k] and n != sn.end[k]:
                     continue
                 kind = sn.kind[k]
                 if kind in (LinkKind.PRV, LinkKind.PSV, LinkKind.FCV) and sub.status[k, b] == ACTIVE:
                     sub.status[k, b] = XFCV if kind == LinkKind.FCV else XPRESSURE
-                    rescued[b] = True
+                    rescued[i] = True
                 break
         return rescued
 

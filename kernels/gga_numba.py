@@ -1,0 +1,567 @@
+"""One fused gradient-algorithm iteration for blocks of scenarios (the numba backend's fast path).
+
+The same arithmetic, in the same order, as the reference path (hydraulics.coefficients, .assemble,
+.status and .gga): coefficients, assembly, control valves, LDL^T solve, flow update, convergence test and
+status checks, for one block of scenarios at a time so that its work arrays stay in cache. Powers with a
+non-integer exponent come in precomputed by numpy (`q_pow`, `speed_pow`), because numpy's vectorised
+pow is both faster and the one the reference path uses: equal inputs give equal bits.
+
+Lane flags (per scenario): 0 running, 1 finished this call, 2 frozen earlier (skipped).
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from kernels.ldl_numba import _factor_block, _substitute_block
+
+CSMALL, CBIG, QZERO, TINY, BIG = 1.0e-6, 1.0e8, 1.0e-6, 1.0e-6, 1.0e10
+HTOL, QTOL, RQTOL = 0.0005, 0.0001, 1.0e-7
+XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)
+CVPIPE, PIPE, PUMP, PRV, PSV, PBV, FCV, TCV, GPV, PCV = range(10)
+CONST_HP, POWER_FUNC, CUSTOM, NOCURVE = range(4)
+
+
+@nb.njit(cache=True, inline="always")
+def _valve(q, status, km):
+    if status <= CLOSED:
+        return 1.0 / CBIG, q
+    if km > 0.0:
+        hgrad = 2.0 * km * abs(q)
+        if hgrad < RQTOL:
+            hgrad = RQTOL / 2.0
+            hloss = q * hgrad
+        else:
+            hloss = q * hgrad / 2.0
+        return 1.0 / hgrad, hloss / hgrad
+    return 1.0 / CSMALL, q
+
+
+@nb.njit(cache=True, inline="always")
+def _emitter(ke, qexp, q, backflow):
+    ke = max(CSMALL, ke)
+    hgrad = qexp * ke * abs(q)   # qexp is 2 on the fast path: |q|^(qexp-1) = |q|
+    if hgrad < RQTOL:
+        hgrad = RQTOL / qexp
+        hloss = hgrad * q
+    else:
+        hloss = hgrad * q / qexp
+    if not backflow:
+        a = 1.0e9 * q
+        b = np.sqrt(a * a + 1.0e-6)
+        hloss = hloss + (a - b) / 2.0
+        hgrad = hgrad + (1.0e9 / 2.0) * (1.0 - a / b)
+    return hloss, hgrad
+
+
+@nb.njit(cache=True, inline="always")
+def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo, c_hi):
+    closed = (status <= CLOSED) or (setting == 0.0)
+    speed = 1.0 if closed else setting
+    qa = abs(q)
+    if pt == NOCURVE:
+        p, y = 1.0 / CSMALL, q
+    elif pt == CUSTOM:
+        qs = qa / speed
+        npts = c_hi - c_lo
+        if npts == 1:
+            h0, r = cy[c_lo], 0.0
+        else:
+            k2 = c_lo
+            while k2 < c_hi and cx[k2] < qs:
+                k2 += 1
+            k2 = min(max(k2 - c_lo, 1), npts - 1) + c_lo
+            k1 = k2 - 1
+            r = (cy[k2] - cy[k1]) / (cx[k2] - cx[k1])
+            h0 = cy[k1] - r * cx[k1]
+        h0, r = -h0, -r
+        hgrad = r * speed
+        hloss = h0 * speed * speed + hgrad * q
+        p, y = 1.0 / hgrad, hloss / hgrad
+    else:
+        h0 = speed * speed * h0c
+        n = nc
+        if abs(n - 1.0) < TINY:
+            n = 1.0
+        r = rc * spow
+        if pt == CONST_HP:
+            qs = TINY if qa == 0.0 else qa
+            hgrad = -r / qs / qs
+            hloss = r / (TINY if q == 0.0 else q)
+            if hgrad > CBIG:
+                p, y = 1.0 / CBIG, q
+            elif hgrad < CSMALL:
+                p, y = 1.0 / CSMALL, q
+            else:
+                p, y = 1.0 / hgrad, hloss / hgrad
+        elif n != 1.0:
+            hgrad = n * r * qpow
+            if hgrad < RQTOL:
+                hgrad = RQTOL
+                hloss = h0 + hgrad * q
+            else:
+                hloss = h0 + hgrad * q / n
+            p, y = 1.0 / hgrad, hloss / hgrad
+        else:
+            hgrad = r * 1.0
+            hloss = h0 + hgrad * q
+            p, y = 1.0 / hgrad, hloss / hgrad
+    if closed:
+        return 1.0 / CBIG, q
+    return p, y
+
+
+@nb.njit(cache=True)
+def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist, r_cols,
+                  b0, w, p, y):
+    """headlosscoeffs() for the lanes [b0, b0+w) into p, y [L, w]."""
+    start, end, kind, pump_of, pump_type, pump_curve = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4], net_i[5]
+    km, diam4, hexp = net_f[0], net_f[1], net_f[2][0]
+    pump_h0, pump_r, pump_n = net_f[3], net_f[4], net_f[5]
+    n_links = start.shape[0]
+    for k in range(n_links):
+        kk = kind[k]
+        for lane in range(w):
+            b = b0 + lane
+            q = flow[k, b]
+            s = status[k, b]
+            if kk <= PIPE:
+                if s <= CLOSED:
+                    p[k, lane], y[k, lane] = 1.0 / CBIG, q
+                    continue
+                rk = resist[k, b if r_cols > 1 else 0]
+                qa = abs(q)
+                hgrad = hexp * rk * q_pow[k, b]
+                if hgrad < RQTOL:
+                    hgrad = RQTOL / hexp
+                    hloss = hgrad * qa
+                else:
+                    hloss = hgrad * qa / hexp
+                hloss = hloss + km[k] * qa * qa
+                hgrad = hgrad + 2.0 * km[k] * qa
+                if q < 0.0:
+                    hloss = hloss * -1.0
+                p[k, lane], y[k, lane] = 1.0 / hgrad, hloss / hgrad
+            elif kk == PUMP:
+                pn = pump_of[k]
+                c = pump_curve[pn]
+                lo = c_off[c] if c >= 0 else 0
+                hi = c_off[c + 1] if c >= 0 else 0
+                p[k, lane], y[k, lane] = _pump(pump_type[pn], pn, q, q_pow[k, b], speed_pow[pn, b], s,
+                                               setting[k, b], pump_h0[pn], pump_r[pn], pump_n[pn], cx, cy, lo, hi)
+            elif kk == PBV:
+                pv, yv = _valve(q, s, km[k])
+                sv = setting[k, b]
+                active = (not np.isnan(sv)) and sv != 0.0 and not (km[k] * q ** 2 > sv)
+                if active:
+                    p[k, lane], y[k, lane] = CBIG, sv * CBIG
+                else:
+                    p[k, lane], y[k, lane] = pv, yv
+            elif kk == TCV:
+                sv = setting[k, b]
+                kmt = km[k] if np.isnan(sv) else 0.02517 * sv / diam4[k]
+                p[k, lane], y[k, lane] = _valve(q, s, kmt)
+            else:   # PRV, PSV, FCV: with a setting they are handled in _control_valves
+                if np.isnan(setting[k, b]):
+                    p[k, lane], y[k, lane] = _valve(q, s, km[k])
+                else:
+                    p[k, lane], y[k, lane] = 0.0, 0.0
+
+
+@nb.njit(cache=True)
+def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
+              qexp, backflow, b0, w, p, y, aii, aij, f, xflow):
+    """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order."""
+    start, end, edge_of, ctl = net_i[0], net_i[1], net_i[6], net_i[7]
+    kind = net_i[2]
+    km, el, ke = net_f[0], net_f[7], net_f[8]
+    aii[:, :w] = 0.0
+    aij[:, :w] = 0.0
+    f[:, :w] = 0.0
+    xflow[:, :w] = 0.0
+    for k in range(start.shape[0]):
+        n1, n2, e = start[k], end[k], edge_of[k]
+        j1, j2 = n1 < nj, n2 < nj
+        for lane in range(w):
+            pk = p[k, lane]
+            if pk == 0.0:
+                continue
+            b = b0 + lane
+            qk, yk = flow[k, b], y[k, lane]
+            xflow[n1, lane] -= qk
+            xflow[n2, lane] += qk
+            if e >= 0:
+                aij[e, lane] -= pk
+            if j1:
+                aii[n1, lane] += pk
+                f[n1, lane] += yk
+            elif j2:
+                f[n2, lane] += pk * head[n1, b]
+            if j2:
+                aii[n2, lane] += pk
+                f[n2, lane] -= yk
+            elif j1:
+                f[n1, lane] += pk * head[n2, b]
+    for j in range(nj):
+        if ke[j] > 0.0:
+            for lane in range(w):
+                b = b0 + lane
+                hl, hg = _emitter(ke[j], qexp, emitter_flow[j, b], backflow)
+                aii[j, lane] += 1.0 / hg
+                f[j, lane] += (hl + el[j]) / hg
+                xflow[j, lane] -= emitter_flow[j, b]
+    for j in range(nj):
+        for lane in range(w):
+            b = b0 + lane
+            if leak_ke[j, b] > 0.0:
+                q = leak_flow[j, b]
+                hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
+                aii[j, lane] += 1.0 / hg
+                f[j, lane] += (hl + el[j]) / hg
+                xflow[j, lane] += -q
+    for j in range(nj):
+        for lane in range(w):
+            xflow[j, lane] -= demand_flow[j, b0 + lane]
+            f[j, lane] += xflow[j, lane]
+    for i in range(ctl.shape[0]):
+        k = ctl[i]
+        n1, n2, e = start[k], end[k], edge_of[k]
+        for lane in range(w):
+            b = b0 + lane
+            sv = setting[k, b]
+            if np.isnan(sv):
+                continue
+            q = flow[k, b]
+            active = status[k, b] == ACTIVE
+            if kind[k] == FCV:
+                if active:
+                    xflow[n1, lane] -= sv
+                    xflow[n2, lane] += sv
+                    if n1 < nj:
+                        f[n1, lane] -= sv
+                    if n2 < nj:
+                        f[n2, lane] += sv
+                    pk, rhs = 1.0 / CBIG, 0.0
+                    p[k, lane], y[k, lane] = pk, q - sv
+                else:
+                    pk, yv = _valve(q, status[k, b], km[k])
+                    rhs = yv - q
+                    p[k, lane], y[k, lane] = pk, yv
+            else:
+                if active:
+                    if kind[k] == PRV:
+                        hset = el[n2] + sv
+                        ya = q + xflow[n2, lane]
+                        fix, other, xf = n2, n1, xflow[n2, lane]
+                        spill = xf if xf < 0.0 else 0.0
+                    else:
+                        hset = el[n1] + sv
+                        ya = q - xflow[n1, lane]
+                        fix, other, xf = n1, n2, xflow[n1, lane]
+                        spill = xf if xf > 0.0 else 0.0
+                    if fix < nj:
+                        f[fix, lane] += hset * CBIG
+                        aii[fix, lane] += CBIG
+                    if other < nj:
+                        f[other, lane] += spill
+                    p[k, lane], y[k, lane] = 0.0, ya
+                    if kind[k] == PSV:
+                        if n2 < nj:
+                            aii[n2, lane] += 1.0 / CBIG
+                        if e >= 0:
+                            aij[e, lane] -= 1.0 / CBIG
+                    continue
+                pk, yv = _valve(q, status[k, b], km[k])
+                rhs = yv - q
+                p[k, lane], y[k, lane] = pk, yv
+            if e >= 0:
+                aij[e, lane] -= pk
+            if n1 < nj:
+                aii[n1, lane] += pk
+                f[n1, lane] += rhs
+            if n2 < nj:
+                aii[n2, lane] += pk
+                f[n2, lane] -= rhs
+
+
+@nb.njit(cache=True)
+def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
+               relax, b0, w, p, y, live, node_outflow, accuracy, err):
+    """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change."""
+    start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
+    el, ke = net_f[7], net_f[8]
+    n_nodes = node_outflow.shape[0]
+    for lane in range(w):
+        if not live[lane]:
+            continue
+        b = b0 + lane
+        rb = relax[lane]
+        qsum = 0.0
+        dqsum = 0.0
+        for n in range(nj, n_nodes):
+            node_outflow[n, b] = 0.0
+        for k in range(start.shape[0]):
+            n1, n2 = start[k], end[k]
+            dq = (y[k, lane] - p[k, lane] * (head[n1, b] - head[n2, b])) * rb
+            if kind[k] == PUMP and pump_type[pump_of[k]] == CONST_HP and dq > flow[k, b]:
+                dq = flow[k, b] / 2.0
+            qn = flow[k, b] - dq
+            flow[k, b] = qn
+            qsum += abs(qn)
+            dqsum += abs(dq)
+            if status[k, b] > CLOSED:
+                if n1 >= nj:
+                    node_outflow[n1, b] -= qn
+                if n2 >= nj:
+                    node_outflow[n2, b] += qn
+        e_q = 0.0
+        e_dq = 0.0
+        for j in range(nj):
+            if ke[j] > 0.0:
+                q = emitter_flow[j, b]
+                hl, hg = _emitter(ke[j], qexp, q, backflow)
+                de = (hl - (head[j, b] - el[j])) / hg * rb
+                emitter_flow[j, b] = q - de
+                e_q += abs(q - de)
+                e_dq += abs(de)
+        qsum += e_q
+        dqsum += e_dq
+        for j in range(nj):
+            if leak_ke[j, b] > 0.0:
+                q = leak_flow[j, b]
+                hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
+                dl = (hl - (head[j, b] - el[j])) / hg * rb
+                leak_flow[j, b] = q - dl
+                qsum += abs(q - dl)
+                dqsum += abs(dl)
+        err[lane] = dqsum / qsum if qsum > accuracy else dqsum
+
+
+@nb.njit(cache=True)
+def _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, changed):
+    """valvestatus(): PRVs and PSVs with a setting."""
+    start, end, kind, prv_psv = net_i[0], net_i[1], net_i[2], net_i[10]
+    km, el = net_f[0], net_f[7]
+    for i in range(prv_psv.shape[0]):
+        k = prv_psv[i]
+        n1, n2 = start[k], end[k]
+        for lane in range(w):
+            b = b0 + lane
+            sv = setting[k, b]
+            if not only[lane] or np.isnan(sv):
+                continue
+            s = status[k, b]
+            q = flow[k, b]
+            hml = km[k] * q * q
+            h1, h2 = head[n1, b], head[n2, b]
+            reverse = q < -QTOL
+            new = s
+            if kind[k] == PRV:
+                hset = el[n2] + sv
+                if s == ACTIVE:
+                    new = CLOSED if reverse else (OPEN if h1 - hml < hset - HTOL else ACTIVE)
+                elif s == OPEN:
+                    new = CLOSED if reverse else (ACTIVE if h2 >= hset + HTOL else OPEN)
+                elif s == CLOSED:
+                    if h1 >= hset + HTOL and h2 < hset - HTOL:
+                        new = ACTIVE
+                    elif h1 < hset - HTOL and h1 > h2 + HTOL:
+                        new = OPEN
+                    else:
+                        new = CLOSED
+                elif s == XPRESSURE and reverse:
+                    new = CLOSED
+            else:
+                hset = el[n1] + sv
+                if s == ACTIVE:
+                    new = CLOSED if reverse else (OPEN if h2 + hml > hset + HTOL else ACTIVE)
+                elif s == OPEN:
+                    new = CLOSED if reverse else (ACTIVE if h1 < hset - HTOL else OPEN)
+                elif s == CLOSED:
+                    if h2 > hset + HTOL and h1 > h2 + HTOL:
+                        new = OPEN
+                    elif h1 >= hset + HTOL and h1 > h2 + HTOL:
+                        new = ACTIVE
+                    else:
+                        new = CLOSED
+                elif s == XPRESSURE and reverse:
+                    new = CLOSED
+            if new != s:
+                changed[lane] = True
+                status[k, b] = new
+
+
+@nb.njit(cache=True)
+def _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, changed):
+    """linkstatus(): check valves, pumps, FCVs, links into full or empty tanks."""
+    start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
+    tank_of, fcv_rows = net_i[8], net_i[9]
+    km, pump_hmax = net_f[0], net_f[6]
+    tank_hmin, tank_hmax, tank_area, tank_over = net_f[9], net_f[10], net_f[11], net_f[12]
+    for k in range(start.shape[0]):
+        n1, n2 = start[k], end[k]
+        kk = kind[k]
+        for lane in range(w):
+            if not only[lane]:
+                continue
+            b = b0 + lane
+            old = status[k, b]
+            s = OPEN if (old == XHEAD or old == TEMPCLOSED) else old
+            dh = head[n1, b] - head[n2, b]
+            q = flow[k, b]
+            if kk == CVPIPE:
+                if abs(dh) > HTOL:
+                    s = CLOSED if dh < -HTOL else (CLOSED if q < -QTOL else OPEN)
+                elif q < -QTOL:
+                    s = CLOSED
+            elif kk == PUMP:
+                sv = setting[k, b]
+                spd = 0.0 if np.isnan(sv) else sv
+                if s >= OPEN and spd > 0.0:
+                    pn = pump_of[k]
+                    gain = -dh
+                    if pump_type[pn] == CONST_HP:
+                        s = TEMPCLOSED if q < TINY else (XHEAD if gain > BIG + HTOL else OPEN)
+                    else:
+                        s = XHEAD if gain > sv * sv * pump_hmax[pn] + HTOL else OPEN
+            elif kk == FCV:
+                sv = setting[k, b]
+                if not np.isnan(sv):
+                    to_x = dh < -HTOL or q < -QTOL
+                    if to_x:
+                        s = XFCV
+                    elif old == XFCV and q >= sv:
+                        s = ACTIVE
+                    elif old == ACTIVE and dh / (q * q) < km[k]:
+                        s = XFCV
+                    else:
+                        s = old
+            for end_node, sign in ((n1, 1.0), (n2, -1.0)):
+                t = tank_of[end_node]
+                if t >= 0 and tank_area[t] != 0.0 and s > CLOSED:
+                    qt = sign * q
+                    h = head[end_node, b]
+                    if (h >= tank_hmax[t] and tank_over[t] == 0.0 and qt < 0.0) or (h <= tank_hmin[t] and qt > 0.0):
+                        s = TEMPCLOSED
+            if s != old:
+                changed[lane] = True
+            status[k, b] = s
+
+
+@nb.njit(cache=True, parallel=True)
+def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
+            flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
+            demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out):
+    """One hydsolve() iteration for every running lane (lane_state 0); finished lanes get state 1.
+
+    ctrl = (accuracy, max_trials, check_frequency, max_check, damp_limit, qexp, backflow).
+    Lanes whose matrix fails get bad_node_out >= 0 and are left for the caller's badvalve() rescue.
+    """
+    perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot = plan_i
+    accuracy, max_trials, check_freq, max_check, damp_limit, qexp, backflow_f = ctrl
+    backflow = backflow_f > 0.5
+    batch = flow.shape[1]
+    n_links = flow.shape[0]
+    n_nodes = head.shape[0]
+    n_edges = edge_slot.shape[0]
+    r_cols = resist.shape[1]
+    n_blocks = (batch + block - 1) // block
+    for worker in nb.prange(n_workers):
+        p = np.empty((n_links, block))
+        y = np.empty((n_links, block))
+        aii = np.empty((nj, block))
+        f = np.empty((nj, block))
+        aij = np.empty((max(n_edges, 1), block))
+        xflow = np.empty((n_nodes, block))
+        values_buf = np.empty(nslots * block)
+        work_buf = np.empty(nj * block)
+        first_buf = np.empty(block, dtype=np.int64)
+        live = np.zeros(block, dtype=np.bool_)
+        chk = np.zeros(block, dtype=np.bool_)
+        vchanged = np.zeros(block, dtype=np.bool_)
+        lchanged = np.zeros(block, dtype=np.bool_)
+        err = np.zeros(block)
+        rnow = np.zeros(block)
+        for blk in range(worker, n_blocks, n_workers):
+            b0 = blk * block
+            w = min(block, batch - b0)
+            any_live = False
+            for lane in range(w):
+                live[lane] = lane_state[b0 + lane] == 0
+                any_live = any_live or live[lane]
+            if not any_live:
+                continue
+            _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist,
+                          r_cols, b0, w, p, y)
+            _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke,
+                      demand_flow, qexp, backflow, b0, w, p, y, aii, aij, f, xflow)
+            values = values_buf[:nslots * w].reshape((nslots, w))
+            work = work_buf[:nj * w].reshape((nj, w))
+            first = first_buf[:w]
+            values[:, :] = 0.0
+            for j in range(nj):
+                for lane in range(w):
+                    values[j, lane] = aii[perm[j], lane]
+                    work[j, lane] = f[perm[j], lane]
+            for e in range(n_edges):
+                for lane in range(w):
+                    values[edge_slot[e], lane] += aij[e, lane]
+            _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, first)
+            _substitute_block(col_ptr, row_idx, values, work)
+            for lane in range(w):
+                b = b0 + lane
+                bad_node_out[b] = -1
+                if live[lane] and first[lane] < nj:
+                    bad_node_out[b] = perm[first[lane]]
+                    live[lane] = False
+            for j in range(nj):
+                for lane in range(w):
+                    if live[lane]:
+                        head[perm[j], b0 + lane] = work[j, lane]
+            for lane in range(w):
+                rnow[lane] = relax[b0 + lane] if live[lane] else 0.0
+            _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp,
+                       backflow, rnow, b0, w, p, y, live, node_outflow, accuracy, err)
+            for lane in range(w):
+                b = b0 + lane
+                vchanged[lane] = False
+                lchanged[lane] = False
+                chk[lane] = live[lane]
+                if live[lane]:
+                    relerr[b] = err[lane]
+                    relax[b] = 1.0
+                    if damp_limit > 0.0:
+                        chk[lane] = err[lane] <= damp_limit
+                        if chk[lane]:
+                            relax[b] = 0.6
+            _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, vchanged)
+            for lane in range(w):
+                b = b0 + lane
+                conv = live[lane] and err[lane] <= accuracy
+                chk[lane] = conv and not (iters[b] > max_trials)
+            _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, lchanged)
+            for lane in range(w):
+                b = b0 + lane
+                if not live[lane]:
+                    continue
+                it = iters[b]
+                conv = err[lane] <= accuracy
+                stop = conv and it > max_trials
+                if chk[lane]:
+                    if not (vchanged[lane] or lchanged[lane]):
+                        stop = True
+                    else:
+                        next_check[b] = it + check_freq
+                converged[b] = conv
+                chk[lane] = (not conv) and it <= max_check and it == next_check[b]
+                if not stop:
+                    iters[b] += 1
+                else:
+                    lane_state[b] = 1
+            for lane in range(w):
+                lchanged[lane] = False
+            _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, lchanged)
+            for lane in range(w):
+                b = b0 + lane
+                if chk[lane]:
+                    next_check[b] += check_freq

@@ -21,6 +21,11 @@ class Backend(str, Enum):
     cupy = "cupy"
 
 
+class Precision(str, Enum):
+    single = "single"
+    double = "double"
+
+
 class UserError(Exception):
     """An error whose message is meant for the user as it is."""
 
@@ -53,7 +58,8 @@ def _progress_bar(total: int, label: str):
 
 
 def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int,
-         resume: bool, accuracy: float | None):
+         resume: bool, accuracy: float | None, precision: Precision):
+    import numpy as np
     from hydraulics.solver import SolverOptions
     from scenarios.runner import run_batch
     net = _load(network)
@@ -61,7 +67,8 @@ def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backen
     options = SolverOptions(backend=backend.value, chunk_size=chunk_size, accuracy=accuracy)
     progress, update = _progress_bar(batch.size, "solving")
     with progress:
-        summary = run_batch(net, batch, options, duration, out, resume=resume, progress=update)
+        summary = run_batch(net, batch, options, duration, out, resume=resume, progress=update,
+                            float_dtype=np.float32 if precision == Precision.single else np.float64)
     _print_summary(net, summary, duration)
     return summary
 
@@ -84,7 +91,8 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
           out: Path = typer.Option(..., "--out", help="result file (HDF5)"),
           duration: int = typer.Option(0, "--duration", help="seconds; 0 = snapshot at time 0"),
           backend: Backend = typer.Option(Backend.auto, "--backend"),
-          accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY")):
+          accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
+          precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
     """Solve the network's base case and write the results."""
     from scenarios.batch import ScenarioBatch
     from scenarios.perturbations import PerturbationTable
@@ -92,7 +100,7 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
 
     def base(net):
         return ScenarioBatch(ids=("base",), inputs=BatchInputs.base(1), perturbations=PerturbationTable.from_rows([]))
-    _run(network, base, out, duration, backend, 1, False, accuracy)
+    _run(network, base, out, duration, backend, 1, False, accuracy, precision)
 
 
 @app.command()
@@ -103,14 +111,15 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         backend: Backend = typer.Option(Backend.auto, "--backend"),
         chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
-        accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY")):
+        accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
+        precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
     """Solve every scenario of a perturbation table."""
     from scenarios.perturbations import build_batch, read_perturbations
     table = read_perturbations(scenarios)
 
     def factory(net):
         return build_batch(table, net)
-    _run(network, factory, out, duration, backend, chunk_size, resume, accuracy)
+    _run(network, factory, out, duration, backend, chunk_size, resume, accuracy, precision)
 
 
 @app.command()
@@ -141,16 +150,13 @@ def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out-dir")):
 
 
 def main(argv: list[str] | None = None) -> None:
-    from hydraulics.compile import UnsupportedFeature
-    from hydraulics.inp_reader import InpError
-    from scenarios.perturbations import PerturbationError
-    from scenarios.store import StoreMismatch
+    # InpError, PerturbationError and StoreMismatch are ValueErrors and UnsupportedFeature is a
+    # NotImplementedError; catching the bases keeps WNTR out of start-up when the network is cached.
     try:
         app(args=argv, standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
-    except (UserError, InpError, PerturbationError, UnsupportedFeature, StoreMismatch, FileNotFoundError,
-            ValueError, RuntimeError) as exc:
+    except (UserError, ValueError, NotImplementedError, OSError, RuntimeError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:

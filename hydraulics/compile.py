@@ -5,6 +5,10 @@ Only this module and `inp_reader` touch WNTR objects; everything downstream work
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -236,9 +240,56 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     )
 
 
-def load_network(path: str | Path) -> NetworkArrays:
-    """Read an EPANET .inp file (through WNTR, with ParkTwin's workarounds) and compile it."""
+def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
+    """Read an EPANET .inp file (through WNTR, with ParkTwin's workarounds) and compile it.
+
+    A network is compiled once: the arrays are cached under $PARKTWIN_CACHE (default
+    ~/.cache/parktwin), keyed by the file's bytes and the compiler's own source, so a later run of the
+    same file skips WNTR and EPANET's reader entirely. PARKTWIN_CACHE=off disables the cache.
+    """
+    path = Path(path)
+    cache_file = _cache_file(path) if use_cache else None
+    if cache_file is not None and cache_file.exists():
+        try:
+            with cache_file.open("rb") as fh:
+                net = pickle.load(fh)
+            if isinstance(net, NetworkArrays):
+                return replace(net, source_path=str(path))
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            pass   # a stale or truncated cache entry is rebuilt below
     from hydraulics.inp_reader import read_inp_with_extras
     wn, extras = read_inp_with_extras(path)
-    return compile_network(wn, source_path=path, extras=extras)
+    net = compile_network(wn, source_path=path, extras=extras)
+    if cache_file is not None:
+        _write_cache(cache_file, net)
+    return net
 
+
+_COMPILER_SOURCES = ("compile.py", "inp_reader.py", "inp_normalise.py", "controls.py", "rules.py", "network.py")
+
+
+def _cache_file(path: Path) -> Path | None:
+    root = os.environ.get("PARKTWIN_CACHE", "")
+    if root.lower() in ("off", "0", "no"):
+        return None
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "parktwin"
+    try:
+        digest = hashlib.sha256(path.read_bytes())
+    except OSError:
+        return None   # the reader reports the missing or unreadable file
+    here = Path(__file__).parent
+    for name in _COMPILER_SOURCES:
+        source = here / name
+        if source.exists():
+            digest.update(source.read_bytes())
+    return base / "networks" / f"{digest.hexdigest()}.pkl"
+
+
+def _write_cache(cache_file: Path, net: NetworkArrays) -> None:
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_file.parent, delete=False) as tmp:
+            pickle.dump(net, tmp, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp.name, cache_file)
+    except OSError:
+        return   # a read-only cache only costs speed

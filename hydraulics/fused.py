@@ -12,7 +12,7 @@ from hydraulics.coefficients import CLOSED, XFCV, XPRESSURE, ACTIVE
 from hydraulics.epanet_units import TINY, SolverNetwork
 from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
-BLOCK = 16   # scenarios per work item: the block's work arrays stay in cache
+BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
 
 
 def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | None:

@@ -18,7 +18,7 @@ GRAVITY_MS2 = 9.81
 @dataclass(frozen=True)
 class BatchInputs:
     batch_size: int
-    demand_multiplier: np.ndarray | None = None    # [B, Nj] factor on every base demand
+    demand_multiplier: np.ndarray | None = None    # [B, Nj], or [B, 1] for all junctions alike
     base_demand_m3s: np.ndarray | None = None      # [B, Nj] replaces the first category (nan = keep)
     leak_area_m2: np.ndarray | None = None         # [B, Nj]
     leak_cd: np.ndarray | None = None              # [B, Nj]
@@ -51,7 +51,9 @@ class BatchInputs:
             if all(getattr(p, name) is None for p in parts):
                 values[name] = None
                 continue
-            values[name] = np.concatenate([p.filled(name, net) for p in parts], axis=0)
+            filled = [p.filled(name, net) for p in parts]
+            width = max(a.shape[1] for a in filled)
+            values[name] = np.concatenate([np.broadcast_to(a, (a.shape[0], width)) for a in filled], axis=0)
         return BatchInputs(**values)
 
     def filled(self, name: str, net: NetworkArrays) -> np.ndarray:

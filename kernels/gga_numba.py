@@ -121,28 +121,32 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
     n_links = start.shape[0]
     for k in range(n_links):
         kk = kind[k]
+        if kk <= PIPE:
+            q_row, s_row, qp_row, p_row, y_row = flow[k], status[k], q_pow[k], p[k], y[k]
+            r_row = resist[k]
+            kmk = km[k]
+            # Branch-free (selects) so that LLVM vectorises the lane loop; same values as the reference.
+            for lane in range(w):
+                b = b0 + lane
+                q = q_row[b]
+                rk = r_row[b if r_cols > 1 else 0]
+                qa = abs(q)
+                hgrad = hexp * rk * qp_row[b]
+                small = hgrad < RQTOL
+                hgrad = RQTOL / hexp if small else hgrad
+                hloss = hgrad * qa if small else hgrad * qa / hexp
+                hloss = hloss + kmk * qa * qa
+                hgrad = hgrad + 2.0 * kmk * qa
+                hloss = hloss * -1.0 if q < 0.0 else hloss
+                closed = s_row[b] <= CLOSED
+                p_row[lane] = 1.0 / CBIG if closed else 1.0 / hgrad
+                y_row[lane] = q if closed else hloss / hgrad
+            continue
         for lane in range(w):
             b = b0 + lane
             q = flow[k, b]
             s = status[k, b]
-            if kk <= PIPE:
-                if s <= CLOSED:
-                    p[k, lane], y[k, lane] = 1.0 / CBIG, q
-                    continue
-                rk = resist[k, b if r_cols > 1 else 0]
-                qa = abs(q)
-                hgrad = hexp * rk * q_pow[k, b]
-                if hgrad < RQTOL:
-                    hgrad = RQTOL / hexp
-                    hloss = hgrad * qa
-                else:
-                    hloss = hgrad * qa / hexp
-                hloss = hloss + km[k] * qa * qa
-                hgrad = hgrad + 2.0 * km[k] * qa
-                if q < 0.0:
-                    hloss = hloss * -1.0
-                p[k, lane], y[k, lane] = 1.0 / hgrad, hloss / hgrad
-            elif kk == PUMP:
+            if kk == PUMP:
                 pn = pump_of[k]
                 c = pump_curve[pn]
                 lo = c_off[c] if c >= 0 else 0
@@ -182,26 +186,32 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
     for k in range(start.shape[0]):
         n1, n2, e = start[k], end[k], edge_of[k]
         j1, j2 = n1 < nj, n2 < nj
+        p_row, y_row, q_row = p[k], y[k], flow[k]
+        x1, x2 = xflow[n1], xflow[n2]
+        h1, h2 = head[n1], head[n2]
+        a_row = aij[max(e, 0)]
+        d1, d2 = aii[min(n1, nj - 1)], aii[min(n2, nj - 1)]
+        f1, f2 = f[min(n1, nj - 1)], f[min(n2, nj - 1)]
         for lane in range(w):
-            pk = p[k, lane]
-            if pk == 0.0:
-                continue
+            # Additions of exact zeros where P = 0 leave every sum unchanged, and keep the loop branch-free.
+            pk = p_row[lane]
+            on = 1.0 if pk != 0.0 else 0.0
             b = b0 + lane
-            qk, yk = flow[k, b], y[k, lane]
-            xflow[n1, lane] -= qk
-            xflow[n2, lane] += qk
+            qk, yk = q_row[b] * on, y_row[lane] * on
+            x1[lane] -= qk
+            x2[lane] += qk
             if e >= 0:
-                aij[e, lane] -= pk
+                a_row[lane] -= pk
             if j1:
-                aii[n1, lane] += pk
-                f[n1, lane] += yk
+                d1[lane] += pk
+                f1[lane] += yk
             elif j2:
-                f[n2, lane] += pk * head[n1, b]
+                f2[lane] += pk * h1[b]
             if j2:
-                aii[n2, lane] += pk
-                f[n2, lane] -= yk
+                d2[lane] += pk
+                f2[lane] -= yk
             elif j1:
-                f[n1, lane] += pk * head[n2, b]
+                f1[lane] += pk * h2[b]
     for j in range(nj):
         if ke[j] > 0.0:
             for lane in range(w):
@@ -286,34 +296,49 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
 
 @nb.njit(cache=True)
 def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
-               relax, b0, w, p, y, live, node_outflow, accuracy, err):
-    """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change."""
+               relax, b0, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum):
+    """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change.
+
+    Links outermost and lanes innermost (contiguous memory); the per-lane sums still add link by link,
+    in the reference path's order."""
     start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
     el, ke = net_f[7], net_f[8]
     n_nodes = node_outflow.shape[0]
+    for lane in range(w):
+        qsum[lane] = 0.0
+        dqsum[lane] = 0.0
+    for n in range(nj, n_nodes):
+        out_row = node_outflow[n]
+        for lane in range(w):
+            if live[lane]:
+                out_row[b0 + lane] = 0.0
+    for k in range(start.shape[0]):
+        n1, n2 = start[k], end[k]
+        const_hp = kind[k] == PUMP and pump_type[pump_of[k]] == CONST_HP
+        q_row, s_row, p_row, y_row = flow[k], status[k], p[k], y[k]
+        h1_row, h2_row = head[n1], head[n2]
+        fixed1, fixed2 = n1 >= nj, n2 >= nj
+        o1, o2 = node_outflow[n1], node_outflow[n2]
+        for lane in range(w):
+            # Lanes that are not live have relax 0, so their flow is left as it is.
+            b = b0 + lane
+            dq = (y_row[lane] - p_row[lane] * (h1_row[b] - h2_row[b])) * relax[lane]
+            if const_hp and dq > q_row[b]:
+                dq = q_row[b] / 2.0
+            qn = q_row[b] - dq
+            q_row[b] = qn
+            qsum[lane] += abs(qn)
+            dqsum[lane] += abs(dq)
+            if live[lane] and s_row[b] > CLOSED:
+                if fixed1:
+                    o1[b] -= qn
+                if fixed2:
+                    o2[b] += qn
     for lane in range(w):
         if not live[lane]:
             continue
         b = b0 + lane
         rb = relax[lane]
-        qsum = 0.0
-        dqsum = 0.0
-        for n in range(nj, n_nodes):
-            node_outflow[n, b] = 0.0
-        for k in range(start.shape[0]):
-            n1, n2 = start[k], end[k]
-            dq = (y[k, lane] - p[k, lane] * (head[n1, b] - head[n2, b])) * rb
-            if kind[k] == PUMP and pump_type[pump_of[k]] == CONST_HP and dq > flow[k, b]:
-                dq = flow[k, b] / 2.0
-            qn = flow[k, b] - dq
-            flow[k, b] = qn
-            qsum += abs(qn)
-            dqsum += abs(dq)
-            if status[k, b] > CLOSED:
-                if n1 >= nj:
-                    node_outflow[n1, b] -= qn
-                if n2 >= nj:
-                    node_outflow[n2, b] += qn
         e_q = 0.0
         e_dq = 0.0
         for j in range(nj):
@@ -324,17 +349,17 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
                 emitter_flow[j, b] = q - de
                 e_q += abs(q - de)
                 e_dq += abs(de)
-        qsum += e_q
-        dqsum += e_dq
+        qs = qsum[lane] + e_q
+        dqs = dqsum[lane] + e_dq
         for j in range(nj):
             if leak_ke[j, b] > 0.0:
                 q = leak_flow[j, b]
                 hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
                 dl = (hl - (head[j, b] - el[j])) / hg * rb
                 leak_flow[j, b] = q - dl
-                qsum += abs(q - dl)
-                dqsum += abs(dl)
-        err[lane] = dqsum / qsum if qsum > accuracy else dqsum
+                qs += abs(q - dl)
+                dqs += abs(dl)
+        err[lane] = dqs / qs if qs > accuracy else dqs
 
 
 @nb.njit(cache=True)
@@ -342,6 +367,8 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, ch
     """valvestatus(): PRVs and PSVs with a setting."""
     start, end, kind, prv_psv = net_i[0], net_i[1], net_i[2], net_i[10]
     km, el = net_f[0], net_f[7]
+    if not only[:w].any():
+        return
     for i in range(prv_psv.shape[0]):
         k = prv_psv[i]
         n1, n2 = start[k], end[k]
@@ -398,6 +425,8 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, cha
     tank_of, fcv_rows = net_i[8], net_i[9]
     km, pump_hmax = net_f[0], net_f[6]
     tank_hmin, tank_hmax, tank_area, tank_over = net_f[9], net_f[10], net_f[11], net_f[12]
+    if not only[:w].any():
+        return
     for k in range(start.shape[0]):
         n1, n2 = start[k], end[k]
         kk = kind[k]
@@ -482,6 +511,8 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
         lchanged = np.zeros(block, dtype=np.bool_)
         err = np.zeros(block)
         rnow = np.zeros(block)
+        qsum = np.zeros(block)
+        dqsum = np.zeros(block)
         for blk in range(worker, n_blocks, n_workers):
             b0 = blk * block
             w = min(block, batch - b0)
@@ -521,7 +552,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             for lane in range(w):
                 rnow[lane] = relax[b0 + lane] if live[lane] else 0.0
             _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp,
-                       backflow, rnow, b0, w, p, y, live, node_outflow, accuracy, err)
+                       backflow, rnow, b0, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum)
             for lane in range(w):
                 b = b0 + lane
                 vchanged[lane] = False

@@ -135,3 +135,20 @@ def warm_up() -> None:
     st = np.full((1, 1), 3, np.int8)
     pipe_coeffs_power_law(rows, a, a, st, a, False, np.zeros(1), 1.852, a.copy(), a.copy())
     _ = math.pi
+
+
+@nb.njit(cache=True, parallel=True)
+def transpose_scaled(src, scale, dst):
+    """dst[b, n] = src[n, b] * scale, in cache-sized tiles (the solver's [N, B] to the results' [B, N])."""
+    n_rows, batch = src.shape
+    tile = 32
+    n_tiles = (batch + tile - 1) // tile
+    for t in nb.prange(n_tiles):
+        b0 = t * tile
+        b1 = min(batch, b0 + tile)
+        for n0 in range(0, n_rows, tile):
+            n1 = min(n_rows, n0 + tile)
+            for b in range(b0, b1):
+                out = dst[b]
+                for n in range(n0, n1):
+                    out[n] = src[n, b] * scale

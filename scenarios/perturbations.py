@@ -385,8 +385,15 @@ def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
     for code in np.unique(attr_code[selected]):
         attr = ATTRIBUTES[code]
         rows = np.flatnonzero(selected & (attr_code == code))
-        target = base.filled(attr.inputs_field, net)
         every = rows[column[rows] < 0]
+        if len(every) == len(rows) and attr.inputs_field == "demand_multiplier":
+            # Only '*' rows: one factor per scenario, [B, 1], broadcast over junctions by the solver
+            # (a dense [B, Nj] array would cost 6 GB per million L-Town scenarios).
+            target = np.ones((len(ids), 1))
+            target[row_scenario[every], 0] = numeric[every]
+            fields[attr.inputs_field] = target
+            continue
+        target = base.filled(attr.inputs_field, net)
         # '*' rows first, so a single junction's row of the same scenario overrides them.
         target[row_scenario[every], :] = numeric[every, None]
         one = rows[column[rows] >= 0]

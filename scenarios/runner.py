@@ -108,7 +108,8 @@ def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, 
 
 
 def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, duration_s: int,
-              out_path, resume: bool = False, progress: Progress | None = None) -> RunSummary:
+              out_path, resume: bool = False, progress: Progress | None = None,
+              float_dtype=np.float64) -> RunSummary:
     """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk.
 
     resume=True re-opens an existing `out_path` (same network, scenario ids and times, else StoreMismatch)
@@ -127,6 +128,7 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
         attrs = run_attrs(solver, options, duration_s, batch.seed)
         # HDF5 chunks that divide the solver chunk keep every write aligned (no read-modify-write).
         store = ResultStore.create(out_path, net, batch.ids, time_s, batch.perturbations, attrs,
+                                   float_dtype=float_dtype,
                                    scenarios_per_chunk=_divisor_at_most(chunk, 256))
     finished = False
     n_solved = 0

@@ -10,13 +10,11 @@ disguised as a finished one: the root attribute `complete` stays False and `scen
 scenarios hold results, so `open_for_resume` can carry on in the same file (no temp-file-and-rename, which
 would throw the partial work away).
 
-Floats are float64 by default. The validation tolerance (1e-3 m, 1e-5 m3/s) would survive float32 (ulp of
-a 1000 m head is 6e-5 m), but the project also checks batches against single solves and the GPU against
-the CPU to 1e-9 relative, and a file should be usable for that: float64 makes the file bit-identical to
-the in-memory ResultSet. The cost is measured and small next to solving: 50,000 L-Town scenarios
-(N=785, L=909, T=1, 1.68 GB) went through `write` in 0.9-2.1 s (4.3 s once, on a cold disk) on the
-development machine (2-core EPYC VM, local disk, chunks of 2048), against 0.4-0.45 s (0.86 GB) for float32.
-Pass `float_dtype=np.float32` where disk space matters more than round-tripping exactly.
+Float precision is the caller's choice. `parktwin run` writes float32 by default: the validation tolerance
+(1e-3 m, 1e-5 m3/s) survives it with room to spare (the ulp of a 1000 m head is 6e-5 m), files are half the
+size, and writing 50,000 L-Town scenarios (N=785, L=909, T=1) takes 0.4-0.45 s against 0.9-2.1 s for
+float64 on the development machine. `--precision double` (float_dtype=np.float64) makes the file
+bit-identical to the in-memory ResultSet, for comparisons at 1e-9 from files.
 """
 from __future__ import annotations
 

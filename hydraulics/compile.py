@@ -62,6 +62,9 @@ def _pattern_index(pattern_ids: dict[str, int], pattern) -> int:
 
 def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=None) -> NetworkArrays:
     """Compile a WNTR model into arrays. `extras` carries what WNTR's reader drops (inp_reader)."""
+    if extras is not None and getattr(extras, "leakage", None):
+        raise UnsupportedFeature(f"{source_path or 'network'}: EPANET 2.3 pipe leakage ([LEAKAGE] section) is not "
+                                 "supported yet; model leaks as junction leak areas (leak_area_m2) instead")
     opts = wn.options.hydraulic
     topts = wn.options.time
     flow_units = str(opts.inpfile_units or "GPM").upper()

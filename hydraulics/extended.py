@@ -30,7 +30,7 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None) ->
     tm = net.time
     times = report_times(net, duration_s)
     batch = inputs.batch_size
-    res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch)
+    res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch, dtype=solver.options.result_dtype)
     st = solver._initial(inputs)
     htime = np.zeros(batch, np.int64)
     rtime = np.full(batch, tm.report_step_s, np.int64)

@@ -16,38 +16,50 @@ def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarra
 
 
 def _transposer(solver):
-    """[N, B] -> [B, N] with a unit factor: a tiled compiled copy on the numba backend."""
+    """into(dst [B, N] view, src [N, B], scale): dst = src.T * scale; tiled and compiled on numba."""
     if getattr(solver.backend, "name", "") == "numba":
         from kernels.hydraulic_numba import transpose_scaled
 
-        def fast(src, scale):
-            dst = np.empty((src.shape[1], src.shape[0]))
+        def fast(dst, src, scale):
             transpose_scaled(np.ascontiguousarray(src), float(scale), dst)
-            return dst
         return fast
-    return lambda src, scale: src.T * scale
+
+    def plain(dst, src, scale):
+        dst[...] = src.T * scale
+    return plain
 
 
 def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
     sn, net = solver.sn, solver.net
     nj = net.n_junctions
     cfs = sn.m3s_per_cfs
-    rows = slice(None) if cols is None else cols
-    to_si = _transposer(solver)
-    head = to_si(st.head, M_PER_FT)                                   # [B, N]
-    res.head_m[rows, t_index] = head
-    head -= net.elevation_m[None, :]
-    res.pressure_m[rows, t_index] = head
-    demand = np.empty((st.batch_size, net.n_nodes))
-    demand[:, :nj] = to_si(st.demand_flow + st.emitter_flow, cfs)
-    demand[:, nj:] = st.node_outflow[nj:].T * cfs
-    res.demand_m3s[rows, t_index] = demand
-    leak = np.zeros((st.batch_size, net.n_nodes))
+    into = _transposer(solver)
+    if cols is None:
+        def view(arr):
+            return arr[:, t_index]
+    else:
+        # Scattered rows: build the [b, N] block, then place it.
+        def view(arr):
+            return np.empty((st.batch_size,) + arr.shape[2:], arr.dtype)
+    pieces = {}
+    for name, arr in (("head_m", res.head_m), ("pressure_m", res.pressure_m), ("demand_m3s", res.demand_m3s),
+                      ("leak_m3s", res.leak_m3s), ("flow_m3s", res.flow_m3s)):
+        pieces[name] = view(arr)
+    into(pieces["head_m"], st.head, M_PER_FT)
+    np.subtract(pieces["head_m"], net.elevation_m[None, :], out=pieces["pressure_m"], casting="unsafe")
+    into(pieces["demand_m3s"][:, :nj], st.demand_flow + st.emitter_flow, cfs)
+    pieces["demand_m3s"][:, nj:] = st.node_outflow[nj:].T * cfs
     if st.leak_ke.any():
-        leak[:, :nj] = to_si(st.leak_flow, cfs)
-    res.leak_m3s[rows, t_index] = leak
+        into(pieces["leak_m3s"][:, :nj], st.leak_flow, cfs)
+    else:
+        pieces["leak_m3s"][:, :nj] = 0.0
+    pieces["leak_m3s"][:, nj:] = 0.0
     # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
-    res.flow_m3s[rows, t_index] = to_si(np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
+    into(pieces["flow_m3s"], np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
+    if cols is not None:
+        for name, block in pieces.items():
+            getattr(res, name)[cols, t_index] = block
+    rows = slice(None) if cols is None else cols
     res.status[rows, t_index] = status_codes(st.status, (net.link_kind > LinkKind.PUMP)[:, None]).T
     res.converged[rows, t_index] = outcome.converged
     res.iterations[rows, t_index] = outcome.iterations

@@ -12,6 +12,7 @@ from hydraulics.coefficients import CLOSED, XFCV, XPRESSURE, ACTIVE
 from hydraulics.epanet_units import TINY, SolverNetwork
 from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
+COMPACT = False
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
 
 
@@ -46,7 +47,7 @@ class FusedGradientSolver:
         self.net_i = (
             sn.start.astype(np.int64), sn.end.astype(np.int64), kind, sn.pump_of_link.astype(np.int64),
             sn.pump_type.astype(np.int64), sn.pump_curve.astype(np.int64), assembler.edge_of_link,
-            assembler.ctl_valves.astype(np.int64), tank_of, np.flatnonzero(kind == LinkKind.FCV),
+            assembler.ctl_valves.astype(np.int64), tank_of, self._status_links(sn, tank_of),
             np.flatnonzero((kind == LinkKind.PRV) | (kind == LinkKind.PSV)),
         )
         self.net_f = (
@@ -67,10 +68,25 @@ class FusedGradientSolver:
                      1.0 if sn.emitter_backflow else 0.0)
         self.rescue = assembler  # only for its valve list via the reference badvalve()
 
-    def _powers(self, st, q_pow, speed_pow):
-        """The non-integer powers, by numpy exactly as the reference path computes them."""
-        np.abs(st.flow, out=q_pow)
-        np.power(q_pow, self.sn.flow_exponent - 1.0, out=q_pow)
+    @staticmethod
+    def _status_links(sn, tank_of):
+        """Links whose status linkstatus() can change: check valves, pumps, FCVs, links to tanks."""
+        kind = sn.kind
+        at_tank = np.zeros(sn.n_links, bool)
+        for end in (sn.start, sn.end):
+            t = tank_of[end]
+            at_tank |= (t >= 0) & (sn.tank_area_ft2[np.maximum(t, 0)] != 0.0)
+        keep = (kind == LinkKind.CVPIPE) | (kind == LinkKind.PUMP) | (kind == LinkKind.FCV) | at_tank
+        return np.flatnonzero(keep).astype(np.int64)
+
+    def _powers(self, st, q_pow, speed_pow, cols):
+        """The non-integer powers of the running scenarios, by numpy exactly as the reference path does."""
+        every = len(cols) == st.batch_size
+        if every:
+            np.abs(st.flow, out=q_pow)
+            np.power(q_pow, self.sn.flow_exponent - 1.0, out=q_pow)
+        else:
+            q_pow[:, cols] = np.abs(st.flow[:, cols]) ** (self.sn.flow_exponent - 1.0)
         for k, p, n in self.power_pumps:
             setting = st.setting[k]
             closed = (st.status[k] <= CLOSED) | (setting == 0.0)
@@ -80,37 +96,95 @@ class FusedGradientSolver:
                 q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
     def solve(self, st, bad_valve):
-        import numba
-        from hydraulics.gga import StepOutcome
+        from hydraulics.gga import StepOutcome, _put, _take
         s = self.settings
         batch = st.batch_size
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
-        lane_state = np.zeros(batch, np.int8)
-        iters = np.ones(batch, np.int64)
-        next_check = np.full(batch, s.check_frequency, np.int64)
-        relax = np.ones(batch)
-        relerr = np.zeros(batch)
-        converged = np.zeros(batch, bool)
-        failed = np.zeros(batch, bool)
-        bad = np.full(batch, -1, np.int64)
-        q_pow = np.empty_like(st.flow)
-        speed_pow = np.ones((len(self.sn.pump_link), batch))
-        lane_state[iters > max_total] = 1
-        resistance = np.ascontiguousarray(st.resistance)
-        n_blocks = -(-batch // BLOCK)
-        n_workers = max(1, min(n_blocks, numba.get_num_threads()))
-        while (lane_state == 0).any():
-            self._powers(st, q_pow, speed_pow)
-            self.kernel(self.sn.n_junctions, self.net_i, self.net_f, *self.curves, self.plan_i, self.nslots,
-                        self.ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
-                        resistance, st.emitter_flow, st.leak_flow, st.leak_ke, st.demand_flow,
-                        st.node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad)
-            hit = np.flatnonzero((bad >= 0) & (lane_state == 0))
+        lanes = _Lanes(batch, s.check_frequency)
+        lanes.state[lanes.iters > max_total] = 1
+        cols = np.arange(batch)
+        work = st
+        while True:
+            running = lanes.state == 0
+            n_running = int(running.sum())
+            if n_running == 0:
+                break
+            # Once most scenarios have finished, move the others together: every block the kernel
+            # visits then carries work, instead of a few live lanes among frozen ones.
+            if COMPACT and n_running * 2 <= len(cols) and n_running >= 2 * BLOCK:
+                if work is not st:
+                    _put(st, work, cols)
+                keep = np.flatnonzero(running)
+                lanes.store(cols)
+                cols = cols[keep]
+                lanes = lanes.subset(keep)
+                work = _take(st, cols)
+            self._run_kernel(work, lanes)
+            hit = np.flatnonzero((lanes.bad >= 0) & (lanes.state == 0))
             if len(hit):
-                rescued = bad_valve(st, hit, bad[hit])
+                rescued = bad_valve(work, hit, lanes.bad[hit])
                 lost = hit[~rescued]
-                failed[lost] = True
-                lane_state[lost] = 1
-            lane_state[(lane_state == 0) & (iters > max_total)] = 1
-        return StepOutcome(converged=converged & ~failed, iterations=np.minimum(iters, max_total),
-                           relative_error=relerr, failed=failed)
+                lanes.failed[lost] = True
+                lanes.state[lost] = 1
+            lanes.state[(lanes.state == 0) & (lanes.iters > max_total)] = 1
+        if work is not st:
+            _put(st, work, cols)
+        lanes.store(cols)
+        out = lanes.results
+        return StepOutcome(converged=out["converged"] & ~out["failed"],
+                           iterations=np.minimum(out["iters"], max_total),
+                           relative_error=out["relerr"], failed=out["failed"])
+
+    def _run_kernel(self, st, lanes):
+        import numba
+        batch = st.batch_size
+        if lanes.leaks is None or lanes.leaks[0] is not st.leak_ke:
+            # Leaks as a per-scenario list (junction ascending, the reference path's order): a scenario
+            # has few, and scanning every junction for them cost more than the leaks themselves.
+            leak_lane, leak_node = np.nonzero(st.leak_ke.T)
+            lanes.leaks = (st.leak_ke, np.searchsorted(leak_lane, np.arange(batch + 1)).astype(np.int64),
+                           leak_node.astype(np.int64))
+        if lanes.powers is None or lanes.powers[0].shape != st.flow.shape:
+            # Reused across iterations: a fresh array page-faults on first touch every time.
+            lanes.powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
+        q_pow, speed_pow = lanes.powers
+        live_cols = np.flatnonzero(lanes.state == 0).astype(np.int64)
+        self._powers(st, q_pow, speed_pow, live_cols)
+        n_workers = max(1, min(-(-len(live_cols) // BLOCK), numba.get_num_threads()))
+        self.kernel(self.sn.n_junctions, self.net_i, self.net_f, *self.curves, self.plan_i, self.nslots,
+                    self.ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
+                    np.ascontiguousarray(st.resistance), st.emitter_flow, st.leak_flow, st.leak_ke,
+                    st.demand_flow, st.node_outflow, lanes.state, lanes.iters, lanes.next_check, lanes.relax,
+                    lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols)
+
+
+class _Lanes:
+    """Per-scenario iteration bookkeeping of the fused solver, compactable with the working set."""
+
+    FIELDS = ("state", "iters", "next_check", "relax", "relerr", "converged", "failed", "bad")
+
+    def __init__(self, batch: int, check_frequency: int, results: dict | None = None):
+        self.state = np.zeros(batch, np.int8)
+        self.iters = np.ones(batch, np.int64)
+        self.next_check = np.full(batch, check_frequency, np.int64)
+        self.relax = np.ones(batch)
+        self.relerr = np.zeros(batch)
+        self.converged = np.zeros(batch, bool)
+        self.failed = np.zeros(batch, bool)
+        self.bad = np.full(batch, -1, np.int64)
+        self.leaks = None
+        self.powers = None
+        # Final values per original scenario column, filled as lanes leave the working set.
+        self.results = results if results is not None else {
+            "iters": np.ones(batch, np.int64), "relerr": np.zeros(batch),
+            "converged": np.zeros(batch, bool), "failed": np.zeros(batch, bool)}
+
+    def subset(self, rows: np.ndarray) -> "_Lanes":
+        out = _Lanes(0, 0, self.results)
+        for name in self.FIELDS:
+            setattr(out, name, getattr(self, name)[rows].copy())
+        return out
+
+    def store(self, cols: np.ndarray) -> None:
+        for name in ("iters", "relerr", "converged", "failed"):
+            self.results[name][cols] = getattr(self, name)

@@ -33,11 +33,14 @@ class ResultSet:
                          self.converged[sl], self.iterations[sl], self.failure[sl])
 
     @staticmethod
-    def allocate(node_ids, link_ids, time_s, batch: int) -> "ResultSet":
+    def allocate(node_ids, link_ids, time_s, batch: int, dtype="float64", prefill: bool = True) -> "ResultSet":
+        """Arrays for `batch` scenarios; NaN where nothing is written (prefill=False when every report
+        time will be written, as in a snapshot: filling first would only touch the memory twice)."""
         t, n, l = len(time_s), len(node_ids), len(link_ids)
+        make = (lambda shape: np.full(shape, np.nan, dtype=dtype)) if prefill else (lambda shape: np.empty(shape, dtype))
         return ResultSet(
             tuple(node_ids), tuple(link_ids), np.asarray(time_s, dtype=np.int64),
-            np.full((batch, t, n), np.nan), np.full((batch, t, n), np.nan), np.full((batch, t, n), np.nan),
-            np.full((batch, t, n), np.nan), np.full((batch, t, l), np.nan), np.zeros((batch, t, l), np.int8),
+            make((batch, t, n)), make((batch, t, n)), make((batch, t, n)),
+            make((batch, t, n)), make((batch, t, l)), np.zeros((batch, t, l), np.int8),
             np.zeros((batch, t), bool), np.zeros((batch, t), np.int64), np.full(batch, "", dtype=object),
         )

@@ -28,6 +28,7 @@ class SolverOptions:
     # Start every scenario of a snapshot batch from the base case's flows, as a user driving EPANET
     # does with EN_initH(0); answers agree with a cold start to the solver's accuracy.
     warm_start: bool = True
+    result_dtype: str = "float64"       # float dtype of the ResultSet arrays (float32 halves result files)
 
 
 class HydraulicSolver:
@@ -226,7 +227,8 @@ class HydraulicSolver:
         from hydraulics.controls import apply_simple_controls
         apply_simple_controls(self.controls, self.sn, st, time_s, self.net.time.start_clocktime_s)
         outcome = self.gga.solve(st)
-        res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size)
+        res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size,
+                                 dtype=self.options.result_dtype, prefill=False)
         self.record(res, 0, st, outcome)
         self.last_state = st
         return res

@@ -113,8 +113,8 @@ def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo,
 
 @nb.njit(cache=True)
 def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist, r_cols,
-                  b0, w, p, y):
-    """headlosscoeffs() for the lanes [b0, b0+w) into p, y [L, w]."""
+                  cols, w, p, y):
+    """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w]."""
     start, end, kind, pump_of, pump_type, pump_curve = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4], net_i[5]
     km, diam4, hexp = net_f[0], net_f[1], net_f[2][0]
     pump_h0, pump_r, pump_n = net_f[3], net_f[4], net_f[5]
@@ -126,10 +126,11 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
             r_row = resist[k]
             kmk = km[k]
             # Branch-free (selects) so that LLVM vectorises the lane loop; same values as the reference.
+            r_step = 1 if r_cols > 1 else 0
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 q = q_row[b]
-                rk = r_row[b if r_cols > 1 else 0]
+                rk = r_row[b * r_step]
                 qa = abs(q)
                 hgrad = hexp * rk * qp_row[b]
                 small = hgrad < RQTOL
@@ -143,7 +144,7 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
                 y_row[lane] = q if closed else hloss / hgrad
             continue
         for lane in range(w):
-            b = b0 + lane
+            b = cols[lane]
             q = flow[k, b]
             s = status[k, b]
             if kk == PUMP:
@@ -174,7 +175,7 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
 
 @nb.njit(cache=True)
 def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
-              qexp, backflow, b0, w, p, y, aii, aij, f, xflow):
+              qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node):
     """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order."""
     start, end, edge_of, ctl = net_i[0], net_i[1], net_i[6], net_i[7]
     kind = net_i[2]
@@ -196,7 +197,7 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
             # Additions of exact zeros where P = 0 leave every sum unchanged, and keep the loop branch-free.
             pk = p_row[lane]
             on = 1.0 if pk != 0.0 else 0.0
-            b = b0 + lane
+            b = cols[lane]
             qk, yk = q_row[b] * on, y_row[lane] * on
             x1[lane] -= qk
             x2[lane] += qk
@@ -215,29 +216,29 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
     for j in range(nj):
         if ke[j] > 0.0:
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 hl, hg = _emitter(ke[j], qexp, emitter_flow[j, b], backflow)
                 aii[j, lane] += 1.0 / hg
                 f[j, lane] += (hl + el[j]) / hg
                 xflow[j, lane] -= emitter_flow[j, b]
+    for lane in range(w):
+        b = cols[lane]
+        for i in range(leak_ptr[b], leak_ptr[b + 1]):
+            j = leak_node[i]
+            q = leak_flow[j, b]
+            hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
+            aii[j, lane] += 1.0 / hg
+            f[j, lane] += (hl + el[j]) / hg
+            xflow[j, lane] += -q
     for j in range(nj):
         for lane in range(w):
-            b = b0 + lane
-            if leak_ke[j, b] > 0.0:
-                q = leak_flow[j, b]
-                hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
-                aii[j, lane] += 1.0 / hg
-                f[j, lane] += (hl + el[j]) / hg
-                xflow[j, lane] += -q
-    for j in range(nj):
-        for lane in range(w):
-            xflow[j, lane] -= demand_flow[j, b0 + lane]
+            xflow[j, lane] -= demand_flow[j, cols[lane]]
             f[j, lane] += xflow[j, lane]
     for i in range(ctl.shape[0]):
         k = ctl[i]
         n1, n2, e = start[k], end[k], edge_of[k]
         for lane in range(w):
-            b = b0 + lane
+            b = cols[lane]
             sv = setting[k, b]
             if np.isnan(sv):
                 continue
@@ -296,7 +297,7 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
 
 @nb.njit(cache=True)
 def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
-               relax, b0, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum):
+               relax, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum, leak_ptr, leak_node):
     """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change.
 
     Links outermost and lanes innermost (contiguous memory); the per-lane sums still add link by link,
@@ -311,7 +312,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
         out_row = node_outflow[n]
         for lane in range(w):
             if live[lane]:
-                out_row[b0 + lane] = 0.0
+                out_row[cols[lane]] = 0.0
     for k in range(start.shape[0]):
         n1, n2 = start[k], end[k]
         const_hp = kind[k] == PUMP and pump_type[pump_of[k]] == CONST_HP
@@ -321,7 +322,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
         o1, o2 = node_outflow[n1], node_outflow[n2]
         for lane in range(w):
             # Lanes that are not live have relax 0, so their flow is left as it is.
-            b = b0 + lane
+            b = cols[lane]
             dq = (y_row[lane] - p_row[lane] * (h1_row[b] - h2_row[b])) * relax[lane]
             if const_hp and dq > q_row[b]:
                 dq = q_row[b] / 2.0
@@ -337,7 +338,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
     for lane in range(w):
         if not live[lane]:
             continue
-        b = b0 + lane
+        b = cols[lane]
         rb = relax[lane]
         e_q = 0.0
         e_dq = 0.0
@@ -351,19 +352,19 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
                 e_dq += abs(de)
         qs = qsum[lane] + e_q
         dqs = dqsum[lane] + e_dq
-        for j in range(nj):
-            if leak_ke[j, b] > 0.0:
-                q = leak_flow[j, b]
-                hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
-                dl = (hl - (head[j, b] - el[j])) / hg * rb
-                leak_flow[j, b] = q - dl
-                qs += abs(q - dl)
-                dqs += abs(dl)
+        for i in range(leak_ptr[b], leak_ptr[b + 1]):
+            j = leak_node[i]
+            q = leak_flow[j, b]
+            hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
+            dl = (hl - (head[j, b] - el[j])) / hg * rb
+            leak_flow[j, b] = q - dl
+            qs += abs(q - dl)
+            dqs += abs(dl)
         err[lane] = dqs / qs if qs > accuracy else dqs
 
 
 @nb.njit(cache=True)
-def _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, changed):
+def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
     """valvestatus(): PRVs and PSVs with a setting."""
     start, end, kind, prv_psv = net_i[0], net_i[1], net_i[2], net_i[10]
     km, el = net_f[0], net_f[7]
@@ -373,7 +374,7 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, ch
         k = prv_psv[i]
         n1, n2 = start[k], end[k]
         for lane in range(w):
-            b = b0 + lane
+            b = cols[lane]
             sv = setting[k, b]
             if not only[lane] or np.isnan(sv):
                 continue
@@ -419,21 +420,23 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, ch
 
 
 @nb.njit(cache=True)
-def _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, changed):
+def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
     """linkstatus(): check valves, pumps, FCVs, links into full or empty tanks."""
     start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
-    tank_of, fcv_rows = net_i[8], net_i[9]
+    tank_of, status_links = net_i[8], net_i[9]
     km, pump_hmax = net_f[0], net_f[6]
     tank_hmin, tank_hmax, tank_area, tank_over = net_f[9], net_f[10], net_f[11], net_f[12]
     if not only[:w].any():
         return
-    for k in range(start.shape[0]):
+    # Only check valves, pumps, FCVs and links to tanks can change here; the caller lists them.
+    for i in range(status_links.shape[0]):
+        k = status_links[i]
         n1, n2 = start[k], end[k]
         kk = kind[k]
         for lane in range(w):
             if not only[lane]:
                 continue
-            b = b0 + lane
+            b = cols[lane]
             old = status[k, b]
             s = OPEN if (old == XHEAD or old == TEMPCLOSED) else old
             dh = head[n1, b] - head[n2, b]
@@ -480,7 +483,8 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, only, cha
 @nb.njit(cache=True, parallel=True)
 def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
             flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
-            demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out):
+            demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out,
+            leak_ptr, leak_node, live_cols):
     """One hydsolve() iteration for every running lane (lane_state 0); finished lanes get state 1.
 
     ctrl = (accuracy, max_trials, check_frequency, max_check, damp_limit, qexp, backflow).
@@ -494,7 +498,8 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
     n_nodes = head.shape[0]
     n_edges = edge_slot.shape[0]
     r_cols = resist.shape[1]
-    n_blocks = (batch + block - 1) // block
+    n_live = live_cols.shape[0]
+    n_blocks = (n_live + block - 1) // block
     for worker in nb.prange(n_workers):
         p = np.empty((n_links, block))
         y = np.empty((n_links, block))
@@ -514,18 +519,19 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
         qsum = np.zeros(block)
         dqsum = np.zeros(block)
         for blk in range(worker, n_blocks, n_workers):
-            b0 = blk * block
-            w = min(block, batch - b0)
+            # Blocks are cut from the list of running scenarios, so finished ones cost nothing.
+            cols = live_cols[blk * block: blk * block + block]
+            w = cols.shape[0]
             any_live = False
             for lane in range(w):
-                live[lane] = lane_state[b0 + lane] == 0
+                live[lane] = lane_state[cols[lane]] == 0
                 any_live = any_live or live[lane]
             if not any_live:
                 continue
             _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist,
-                          r_cols, b0, w, p, y)
+                          r_cols, cols, w, p, y)
             _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke,
-                      demand_flow, qexp, backflow, b0, w, p, y, aii, aij, f, xflow)
+                      demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node)
             values = values_buf[:nslots * w].reshape((nslots, w))
             work = work_buf[:nj * w].reshape((nj, w))
             first = first_buf[:w]
@@ -540,7 +546,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, first)
             _substitute_block(col_ptr, row_idx, values, work)
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 bad_node_out[b] = -1
                 if live[lane] and first[lane] < nj:
                     bad_node_out[b] = perm[first[lane]]
@@ -548,13 +554,14 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             for j in range(nj):
                 for lane in range(w):
                     if live[lane]:
-                        head[perm[j], b0 + lane] = work[j, lane]
+                        head[perm[j], cols[lane]] = work[j, lane]
             for lane in range(w):
-                rnow[lane] = relax[b0 + lane] if live[lane] else 0.0
+                rnow[lane] = relax[cols[lane]] if live[lane] else 0.0
             _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp,
-                       backflow, rnow, b0, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum)
+                       backflow, rnow, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum,
+                       leak_ptr, leak_node)
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 vchanged[lane] = False
                 lchanged[lane] = False
                 chk[lane] = live[lane]
@@ -565,14 +572,14 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                         chk[lane] = err[lane] <= damp_limit
                         if chk[lane]:
                             relax[b] = 0.6
-            _valve_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, vchanged)
+            _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, vchanged)
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 conv = live[lane] and err[lane] <= accuracy
                 chk[lane] = conv and not (iters[b] > max_trials)
-            _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, lchanged)
+            _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, lchanged)
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 if not live[lane]:
                     continue
                 it = iters[b]
@@ -591,8 +598,8 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                     lane_state[b] = 1
             for lane in range(w):
                 lchanged[lane] = False
-            _link_status(nj, net_i, net_f, flow, head, status, setting, b0, w, chk, lchanged)
+            _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, lchanged)
             for lane in range(w):
-                b = b0 + lane
+                b = cols[lane]
                 if chk[lane]:
                     next_check[b] += check_freq

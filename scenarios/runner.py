@@ -14,7 +14,7 @@ import dataclasses
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -117,7 +117,8 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     """
     started = time.perf_counter()
     out_path = Path(out_path)
-    solver = HydraulicSolver(net, options)
+    # The solver writes its results straight in the file's precision.
+    solver = HydraulicSolver(net, replace(options, result_dtype=np.dtype(float_dtype).name))
     time_s = report_times_s(net, duration_s)
     chunk = max(int(options.chunk_size), 1)
     if resume and out_path.exists():

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="ParkTwin: batched EPANET-compatible hydraulics for industrial park water networks.")
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message or a path is never broken over lines when the output is not a terminal (rich
+# would otherwise wrap at 80 columns), so an error stays one line that scripts and logs can take whole.
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class Backend(str, Enum):
@@ -30,8 +33,17 @@ class UserError(Exception):
     """An error whose message is meant for the user as it is."""
 
 
+def _one_line(message) -> str:
+    """The message as one line, safe to print with rich (ids like '[/x]' in it are text, not markup)."""
+    return escape(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
+
+
+def _print_error(message) -> None:
+    err_console.print(f"[bold red]error:[/] {_one_line(message)}", highlight=False)
+
+
 def _fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    _print_error(message)
     raise typer.Exit(code=2)
 
 
@@ -62,34 +74,44 @@ def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backen
     import numpy as np
     from hydraulics.solver import SolverOptions
     from scenarios.runner import run_batch
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; --out names the result file")
+    if not out.parent.is_dir():
+        raise UserError(f"{out}: the directory {out.parent} does not exist")
     net = _load(network)
     batch = batch_factory(net)
     options = SolverOptions(backend=backend.value, chunk_size=chunk_size, accuracy=accuracy)
     progress, update = _progress_bar(batch.size, "solving")
-    with progress:
-        summary = run_batch(net, batch, options, duration, out, resume=resume, progress=update,
-                            float_dtype=np.float32 if precision == Precision.single else np.float64)
+    try:
+        with progress:
+            summary = run_batch(net, batch, options, duration, out, resume=resume, progress=update,
+                                float_dtype=np.float32 if precision == Precision.single else np.float64)
+    except KeyboardInterrupt:
+        # Typer turns a KeyboardInterrupt into a bare exit status 130; say what it left behind first.
+        err_console.print(f"[bold red]interrupted[/]: {escape(str(out))} says it is incomplete; "
+                          "finish it with --resume", highlight=False)
+        raise typer.Exit(code=130) from None
     _print_summary(net, summary, duration)
     return summary
 
 
 def _print_summary(net, summary, duration: int) -> None:
     kind = "snapshot at t=0" if not duration else f"extended period, {duration} s"
-    console.print(f"[bold]{net.name}[/]: {net.n_junctions} junctions, {net.n_nodes} nodes, {net.n_links} links; {kind}")
+    console.print(f"[bold]{escape(net.name)}[/]: {net.n_junctions} junctions, {net.n_nodes} nodes, {net.n_links} links; {kind}")
     console.print(f"scenarios: {summary.n_scenarios}  converged: {summary.n_converged}  failed: {summary.n_failed}"
                   f"  ({summary.scenarios_per_second:,.0f} scenarios/s, {summary.seconds:.2f} s)")
     for sid, reason in list(summary.failures.items())[:10]:
-        console.print(f"  failed {sid}: {reason}")
+        console.print(f"  failed {escape(str(sid))}: {_one_line(reason)}", highlight=False)
     if len(summary.failures) > 10:
         console.print(f"  ... and {len(summary.failures) - 10} more (see scenario/failure in the file)")
     state = "complete" if summary.complete else "INCOMPLETE (finish it with --resume)"
-    console.print(f"results: {summary.out_path} ({state})")
+    console.print(f"results: {escape(str(summary.out_path))} ({state})", highlight=False)
 
 
 @app.command()
 def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
           out: Path = typer.Option(..., "--out", help="result file (HDF5)"),
-          duration: int = typer.Option(0, "--duration", help="seconds; 0 = snapshot at time 0"),
+          duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
           backend: Backend = typer.Option(Backend.auto, "--backend"),
           accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
           precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
@@ -107,7 +129,7 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
 def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         scenarios: Path = typer.Option(..., "--scenarios", help="perturbation table: .csv, .json or .h5"),
         out: Path = typer.Option(..., "--out", help="result file (HDF5)"),
-        duration: int = typer.Option(0, "--duration", help="seconds; 0 = snapshot at time 0"),
+        duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
         backend: Backend = typer.Option(Backend.auto, "--backend"),
         chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
@@ -139,7 +161,7 @@ def backends():
     """List the solver backends and whether each is available here."""
     from kernels.registry import available_backends
     for name, state in available_backends().items():
-        console.print(f"{name:6s} {state}")
+        console.print(f"{name:6s} {escape(str(state))}", highlight=False)
 
 
 @app.command()
@@ -152,22 +174,51 @@ def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out-dir")):
 def main(argv: list[str] | None = None) -> None:
     # InpError, PerturbationError and StoreMismatch are ValueErrors and UnsupportedFeature is a
     # NotImplementedError; catching the bases keeps WNTR out of start-up when the network is cached.
+    usage_errors = _click_exceptions()
     try:
-        app(args=argv, standalone_mode=False)
+        # In standalone_mode=False a typer.Exit raised inside a command (and the 130 typer makes of a
+        # KeyboardInterrupt) comes back as the return value, not as an exception.
+        status = app(args=argv, standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
+    except typer.Abort:
+        err_console.print("[bold red]aborted[/]", highlight=False)
+        sys.exit(1)
+    except usage_errors as exc:   # bad or missing options: one line, not click's usage block
+        if type(exc).__name__ == "NoArgsIsHelpError":   # typer has already printed the help
+            sys.exit(exc.exit_code)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _print_error(f"{exc.format_message()}{hint}")
+        sys.exit(exc.exit_code)
     except (UserError, ValueError, NotImplementedError, OSError, RuntimeError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _print_error(str(exc) or type(exc).__name__)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]: the result file says it is incomplete; finish it with --resume")
+        err_console.print("[bold red]interrupted[/]", highlight=False)
         sys.exit(130)
-    except Exception as exc:  # click's usage errors arrive here in standalone_mode=False
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:  # noqa: BLE001  a bug, still one line (DESIGN: never a traceback)
+        import os
+        if os.environ.get("PARKTWIN_TRACEBACK"):
+            raise
+        _print_error(f"internal error, please report it: {type(exc).__name__}: {exc} "
+                     "(PARKTWIN_TRACEBACK=1 shows the traceback)")
+        sys.exit(1)
+    if isinstance(status, int) and status:
+        sys.exit(status)
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    """ClickException as typer raises it: typer >= 0.20 vendors click as typer._click, older typer
+    uses click itself; `import click` alone would miss the vendored class."""
+    import importlib
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
 
 
 if __name__ == "__main__":

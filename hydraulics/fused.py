@@ -73,9 +73,9 @@ class FusedGradientSolver:
         """Links whose status linkstatus() can change: check valves, pumps, FCVs, links to tanks."""
         kind = sn.kind
         at_tank = np.zeros(sn.n_links, bool)
+        area = np.append(sn.tank_area_ft2, 0.0)     # index -1 (not a tank) reads the appended 0
         for end in (sn.start, sn.end):
-            t = tank_of[end]
-            at_tank |= (t >= 0) & (sn.tank_area_ft2[np.maximum(t, 0)] != 0.0)
+            at_tank |= area[tank_of[end]] != 0.0
         keep = (kind == LinkKind.CVPIPE) | (kind == LinkKind.PUMP) | (kind == LinkKind.FCV) | at_tank
         return np.flatnonzero(keep).astype(np.int64)
 

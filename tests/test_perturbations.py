@@ -309,7 +309,9 @@ def test_build_batch_defaults_to_table_ids_and_only_present_attributes(net1):
     batch = build_batch(_table([("s2", "*", "demand_multiplier", "2"), ("s1", "11", "leak_area_m2", "0.1")]), net1)
     assert batch.ids == ("s2", "s1")
     assert batch.inputs.roughness is None and batch.inputs.leak_cd is None
-    assert batch.inputs.demand_multiplier[0].tolist() == [2.0] * 9
+    # Only '*' rows: one factor per scenario, broadcast over the junctions by the solver.
+    assert batch.inputs.demand_multiplier.shape == (2, 1)
+    assert batch.inputs.demand_multiplier[:, 0].tolist() == [2.0, 1.0]
     sub = batch.subset(slice(1, 2))
     assert sub.ids == ("s1",) and sub.perturbations.scenario.tolist() == ["s1"]
     with pytest.raises(ValueError, match="repeat"):

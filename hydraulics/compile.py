@@ -268,7 +268,8 @@ def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
     return net
 
 
-_COMPILER_SOURCES = ("compile.py", "inp_reader.py", "inp_normalise.py", "controls.py", "rules.py", "network.py")
+_COMPILER_SOURCES = ("compile.py", "inp_reader.py", "inp_normalise.py", "inp_tokens.py", "inp_options.py",
+                     "inp_sections.py", "controls.py", "rules.py", "network.py")
 
 
 def _cache_file(path: Path) -> Path | None:

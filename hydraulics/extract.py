@@ -45,8 +45,14 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
     for name, arr in (("head_m", res.head_m), ("pressure_m", res.pressure_m), ("demand_m3s", res.demand_m3s),
                       ("leak_m3s", res.leak_m3s), ("flow_m3s", res.flow_m3s)):
         pieces[name] = view(arr)
-    into(pieces["head_m"], st.head, M_PER_FT)
-    np.subtract(pieces["head_m"], net.elevation_m[None, :], out=pieces["pressure_m"], casting="unsafe")
+    head = pieces["head_m"]
+    if head.dtype != np.float64:
+        # Pressure from the float64 head, then rounded once: a reservoir's pressure stays exactly 0.
+        head = np.empty(head.shape)
+    into(head, st.head, M_PER_FT)
+    np.subtract(head, net.elevation_m[None, :], out=pieces["pressure_m"], casting="unsafe")
+    if head is not pieces["head_m"]:
+        pieces["head_m"][...] = head
     into(pieces["demand_m3s"][:, :nj], st.demand_flow + st.emitter_flow, cfs)
     pieces["demand_m3s"][:, nj:] = st.node_outflow[nj:].T * cfs
     if st.leak_ke.any():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.coefficients import CLOSED, XFCV, XPRESSURE, ACTIVE
+from hydraulics.coefficients import CLOSED
 from hydraulics.epanet_units import TINY, SolverNetwork
 from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 

@@ -13,164 +13,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
+                               QTOL, TEMPCLOSED, TINY, XFCV, XHEAD, XPRESSURE, _coefficients, _emitter,
+                               _valve)
 from kernels.ldl_numba import _factor_block, _substitute_block
 
-CSMALL, CBIG, QZERO, TINY, BIG = 1.0e-6, 1.0e8, 1.0e-6, 1.0e-6, 1.0e10
-HTOL, QTOL, RQTOL = 0.0005, 0.0001, 1.0e-7
-XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)
-CVPIPE, PIPE, PUMP, PRV, PSV, PBV, FCV, TCV, GPV, PCV = range(10)
-CONST_HP, POWER_FUNC, CUSTOM, NOCURVE = range(4)
-
-
-@nb.njit(cache=True, inline="always")
-def _valve(q, status, km):
-    if status <= CLOSED:
-        return 1.0 / CBIG, q
-    if km > 0.0:
-        hgrad = 2.0 * km * abs(q)
-        if hgrad < RQTOL:
-            hgrad = RQTOL / 2.0
-            hloss = q * hgrad
-        else:
-            hloss = q * hgrad / 2.0
-        return 1.0 / hgrad, hloss / hgrad
-    return 1.0 / CSMALL, q
-
-
-@nb.njit(cache=True, inline="always")
-def _emitter(ke, qexp, q, backflow):
-    ke = max(CSMALL, ke)
-    hgrad = qexp * ke * abs(q)   # qexp is 2 on the fast path: |q|^(qexp-1) = |q|
-    if hgrad < RQTOL:
-        hgrad = RQTOL / qexp
-        hloss = hgrad * q
-    else:
-        hloss = hgrad * q / qexp
-    if not backflow:
-        a = 1.0e9 * q
-        b = np.sqrt(a * a + 1.0e-6)
-        hloss = hloss + (a - b) / 2.0
-        hgrad = hgrad + (1.0e9 / 2.0) * (1.0 - a / b)
-    return hloss, hgrad
-
-
-@nb.njit(cache=True, inline="always")
-def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo, c_hi):
-    closed = (status <= CLOSED) or (setting == 0.0)
-    speed = 1.0 if closed else setting
-    qa = abs(q)
-    if pt == NOCURVE:
-        p, y = 1.0 / CSMALL, q
-    elif pt == CUSTOM:
-        qs = qa / speed
-        npts = c_hi - c_lo
-        if npts == 1:
-            h0, r = cy[c_lo], 0.0
-        else:
-            k2 = c_lo
-            while k2 < c_hi and cx[k2] < qs:
-                k2 += 1
-            k2 = min(max(k2 - c_lo, 1), npts - 1) + c_lo
-            k1 = k2 - 1
-            r = (cy[k2] - cy[k1]) / (cx[k2] - cx[k1])
-            h0 = cy[k1] - r * cx[k1]
-        h0, r = -h0, -r
-        hgrad = r * speed
-        hloss = h0 * speed * speed + hgrad * q
-        p, y = 1.0 / hgrad, hloss / hgrad
-    else:
-        h0 = speed * speed * h0c
-        n = nc
-        if abs(n - 1.0) < TINY:
-            n = 1.0
-        r = rc * spow
-        if pt == CONST_HP:
-            qs = TINY if qa == 0.0 else qa
-            hgrad = -r / qs / qs
-            hloss = r / (TINY if q == 0.0 else q)
-            if hgrad > CBIG:
-                p, y = 1.0 / CBIG, q
-            elif hgrad < CSMALL:
-                p, y = 1.0 / CSMALL, q
-            else:
-                p, y = 1.0 / hgrad, hloss / hgrad
-        elif n != 1.0:
-            hgrad = n * r * qpow
-            if hgrad < RQTOL:
-                hgrad = RQTOL
-                hloss = h0 + hgrad * q
-            else:
-                hloss = h0 + hgrad * q / n
-            p, y = 1.0 / hgrad, hloss / hgrad
-        else:
-            hgrad = r * 1.0
-            hloss = h0 + hgrad * q
-            p, y = 1.0 / hgrad, hloss / hgrad
-    if closed:
-        return 1.0 / CBIG, q
-    return p, y
-
-
-@nb.njit(cache=True)
-def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist, r_cols,
-                  cols, w, p, y):
-    """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w]."""
-    start, end, kind, pump_of, pump_type, pump_curve = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4], net_i[5]
-    km, diam4, hexp = net_f[0], net_f[1], net_f[2][0]
-    pump_h0, pump_r, pump_n = net_f[3], net_f[4], net_f[5]
-    n_links = start.shape[0]
-    for k in range(n_links):
-        kk = kind[k]
-        if kk <= PIPE:
-            q_row, s_row, qp_row, p_row, y_row = flow[k], status[k], q_pow[k], p[k], y[k]
-            r_row = resist[k]
-            kmk = km[k]
-            # Branch-free (selects) so that LLVM vectorises the lane loop; same values as the reference.
-            r_step = 1 if r_cols > 1 else 0
-            for lane in range(w):
-                b = cols[lane]
-                q = q_row[b]
-                rk = r_row[b * r_step]
-                qa = abs(q)
-                hgrad = hexp * rk * qp_row[b]
-                small = hgrad < RQTOL
-                hgrad = RQTOL / hexp if small else hgrad
-                hloss = hgrad * qa if small else hgrad * qa / hexp
-                hloss = hloss + kmk * qa * qa
-                hgrad = hgrad + 2.0 * kmk * qa
-                hloss = hloss * -1.0 if q < 0.0 else hloss
-                closed = s_row[b] <= CLOSED
-                p_row[lane] = 1.0 / CBIG if closed else 1.0 / hgrad
-                y_row[lane] = q if closed else hloss / hgrad
-            continue
-        for lane in range(w):
-            b = cols[lane]
-            q = flow[k, b]
-            s = status[k, b]
-            if kk == PUMP:
-                pn = pump_of[k]
-                c = pump_curve[pn]
-                lo = c_off[c] if c >= 0 else 0
-                hi = c_off[c + 1] if c >= 0 else 0
-                p[k, lane], y[k, lane] = _pump(pump_type[pn], pn, q, q_pow[k, b], speed_pow[pn, b], s,
-                                               setting[k, b], pump_h0[pn], pump_r[pn], pump_n[pn], cx, cy, lo, hi)
-            elif kk == PBV:
-                pv, yv = _valve(q, s, km[k])
-                sv = setting[k, b]
-                active = (not np.isnan(sv)) and sv != 0.0 and not (km[k] * q ** 2 > sv)
-                if active:
-                    p[k, lane], y[k, lane] = CBIG, sv * CBIG
-                else:
-                    p[k, lane], y[k, lane] = pv, yv
-            elif kk == TCV:
-                sv = setting[k, b]
-                kmt = km[k] if np.isnan(sv) else 0.02517 * sv / diam4[k]
-                p[k, lane], y[k, lane] = _valve(q, s, kmt)
-            else:   # PRV, PSV, FCV: with a setting they are handled in _control_valves
-                if np.isnan(setting[k, b]):
-                    p[k, lane], y[k, lane] = _valve(q, s, km[k])
-                else:
-                    p[k, lane], y[k, lane] = 0.0, 0.0
 
 
 @nb.njit(cache=True)
@@ -493,7 +340,6 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
     perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot = plan_i
     accuracy, max_trials, check_freq, max_check, damp_limit, qexp, backflow_f = ctrl
     backflow = backflow_f > 0.5
-    batch = flow.shape[1]
     n_links = flow.shape[0]
     n_nodes = head.shape[0]
     n_edges = edge_slot.shape[0]

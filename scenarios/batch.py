@@ -5,14 +5,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from hydraulics.inputs import BatchInputs
+
+if TYPE_CHECKING:   # scenarios.perturbations imports this module
+    from scenarios.perturbations import PerturbationTable
 
 
 @dataclass(frozen=True)
 class ScenarioBatch:
     ids: tuple[str, ...]
     inputs: BatchInputs
-    perturbations: "PerturbationTable"  # noqa: F821  (scenarios.perturbations)
+    perturbations: "PerturbationTable"
     seed: int | None = None
 
     @property

@@ -1,0 +1,194 @@
+"""EPANET's lexical rules for .inp text, and the writer of the canonical text WNTR reads.
+
+Tokenising, keyword matching, number and clock-time parsing follow EPANET's input2.c/input3.c
+exactly, because ``normalise`` must see every line the way EPANET does before rewriting it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAXTOKS = 40                      # EPANET reads at most 40 tokens of a line (types.h MAXTOKS)
+PSI_PER_FT, M_PER_FT, VISCOS, DIFFUS = 0.4333, 0.3048, 1.1e-5, 1.3e-8
+SI_FLOWS = ('LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
+FLOW_WORDS = ('CFS', 'GPM', 'MGD', 'IMGD', 'AFD', 'LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
+SECTIONS = ('[TITLE]', '[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]',
+            '[CONTROLS]', '[RULES]', '[DEMANDS]', '[SOURCES]', '[EMITTERS]', '[PATTERNS]',
+            '[CURVES]', '[QUALITY]', '[STATUS]', '[ROUGHNESS]', '[ENERGY]', '[REACTIONS]',
+            '[MIXING]', '[REPORT]', '[TIMES]', '[OPTIONS]', '[COORDINATES]', '[VERTICES]',
+            '[LABELS]', '[BACKDROP]', '[TAGS]', '[LEAKAGE]', '[END]')
+# WNTR reads sections in its own fixed order, so the rewritten file may order them freely.
+OUT_ORDER = ('[TITLE]', '[OPTIONS]', '[TIMES]', '[PATTERNS]', '[CURVES]', '[JUNCTIONS]',
+             '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]', '[DEMANDS]', '[EMITTERS]',
+             '[STATUS]', '[CONTROLS]', '[RULES]', '[ENERGY]', '[QUALITY]', '[SOURCES]',
+             '[REACTIONS]', '[MIXING]', '[COORDINATES]', '[VERTICES]', '[LABELS]', '[BACKDROP]',
+             '[TAGS]')
+VALVE_TYPES = ('PRV', 'PSV', 'PBV', 'FCV', 'TCV', 'GPV', 'PCV')
+PRESSURE_VALVES = ('PRV', 'PSV', 'PBV')
+
+
+class NormaliseError(Exception):
+    """A construct that EPANET accepts but WNTR cannot represent faithfully."""
+
+    def __init__(self, line: int | None, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+@dataclass
+class Line:
+    no: int
+    toks: list[str]
+    comment: str
+    raw: str
+
+
+def match(s: str, kw: str) -> bool:
+    """EPANET's match(): s starts with keyword kw, case-insensitively."""
+    return s.lstrip(' ').upper().startswith(kw.upper())
+
+
+def findmatch(s: str, kws) -> int:
+    return next((i for i, k in enumerate(kws) if match(s, k)), -1)
+
+
+def _strcspn(s: str, start: int, chars: str) -> int:
+    end = start
+    while end < len(s) and s[end] not in chars:
+        end += 1
+    return end - start
+
+
+def tokenise(line: str) -> tuple[list[str], str]:
+    """EPANET's gettokens() step by step, including its bookkeeping after a quoted token (the
+    count of characters left is then one short, so the final token keeps what follows it)."""
+    body, _, comment = line.partition(';')
+    toks, pos, left = [], 0, len(body)
+    while left > 0 and len(toks) < MAXTOKS:
+        m = _strcspn(body, pos, ' \t\n\r')
+        if m == left:
+            toks.append(body[pos:])
+            break
+        left -= m + 1
+        if m == 0:
+            pos += 1
+            continue
+        if body[pos] == '"':
+            pos += 1
+            m = _strcspn(body, pos, '"\n\r')
+        toks.append(body[pos:pos + m])
+        pos += m + 1
+    return toks, comment.rstrip('\r\n')
+
+
+def num(tok: str) -> float:
+    """C strtod() on a whole token, as EPANET's getfloat()."""
+    try:
+        return float(tok)
+    except ValueError:
+        return float.fromhex(tok)   # strtod also reads hex floats; ValueError if not a number
+
+
+def isnum(tok: str) -> bool:
+    try:
+        num(tok)
+        return True
+    except ValueError:
+        return False
+
+
+def hours(time: str, units: str) -> float:
+    """EPANET's hour(): a time token plus optional unit / AM-PM token -> hours, or -1."""
+    parts = [p for p in time.split(':') if p][:4]
+    try:
+        y = [num(p) for p in parts] + [0.0, 0.0, 0.0]
+    except ValueError:
+        return -1.0
+    if not parts:
+        return -1.0
+    if len(parts) == 1:
+        if not units:
+            return y[0]
+        if match(units, 'SEC'):
+            return y[0] / 3600.0
+        if match(units, 'MIN'):
+            return y[0] / 60.0
+        if match(units, 'HOU'):
+            return y[0]
+        if match(units, 'DAY'):
+            return y[0] * 24.0
+    h = y[0] + y[1] / 60.0 + y[2] / 3600.0 if len(parts) > 1 else y[0]
+    if not units:
+        return h
+    if match(units, 'AM'):
+        return -1.0 if h >= 13.0 else (h - 12.0 if h >= 12.0 else h)
+    if match(units, 'PM'):
+        return -1.0 if h >= 13.0 else (h if h >= 12.0 else h + 12.0)
+    return -1.0
+
+
+def hms(seconds: int) -> str:
+    return '%d:%02d:%02d' % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
+
+
+def fmt(x: float) -> str:
+    return repr(float(x))
+
+
+def split_sections(text: str) -> list[tuple[str, Line]]:
+    """Assign every data line to its section the way EPANET's readdata() does."""
+    out, sect = [], None
+    for no, raw in enumerate(text.split('\n'), start=1):
+        toks, comment = tokenise(raw + '\n')   # fgets() keeps the newline
+        if not toks:
+            continue
+        if toks[0].startswith('['):
+            k = findmatch(toks[0], SECTIONS)
+            if k < 0:
+                raise NormaliseError(no, 'unknown section %s' % toks[0])
+            sect = SECTIONS[k]
+            if sect == '[END]':
+                break
+            continue
+        if sect is not None:
+            out.append((sect, Line(no, toks, comment, raw.rstrip('\r'))))
+    return out
+
+
+def _atoi(tok: str) -> int:
+    digits = ''
+    for ch in tok.strip():
+        if ch.isdigit() or (not digits and ch in '+-'):
+            digits += ch
+        else:
+            break
+    return int(digits) if digits.strip('+-') else 0
+
+
+def _range(ids, a: str, b: str):
+    """EPANET's ID ranges in [STATUS]/[QUALITY]/[REACTIONS]: numeric if both ends are, else text."""
+    i1, i2 = _atoi(a), _atoi(b)
+    if i1 > 0 and i2 > 0:
+        return [x for x in ids if i1 <= _atoi(x) <= i2]
+    return [x for x in ids if a <= x <= b]
+
+
+class _Out:
+    def __init__(self):
+        self.sections = {s: [] for s in OUT_ORDER}
+
+    def add(self, sect: str, no: int, *toks):
+        self.sections[sect].append((no, ' '.join(str(x) for x in toks)))
+
+    def render(self) -> tuple[str, list[int]]:
+        text, nos = [], []
+        for sect in OUT_ORDER:
+            text.append(sect)
+            nos.append(0)
+            for no, line in self.sections[sect]:
+                text.append(line)
+                nos.append(no)
+            text.append('')
+            nos.append(0)
+        text.append('[END]')
+        nos.append(0)
+        return '\n'.join(text) + '\n', nos

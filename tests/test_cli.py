@@ -107,21 +107,13 @@ def solve_in_process(network: Path, table_path: Path, duration_s: int):
 
 
 def assert_same_results(got, expected, rtol: float) -> None:
-    """`got` (read back from a file) equals `expected` (float64, in memory) to `rtol`; when the file is
-    float32 (rtol >= 1e-7) a pressure may also be off by the float32 rounding of its head: the solver
-    writes float32 files' pressure as float32(head) - elevation (see test_float32_reservoir_pressure_is_zero).
-    """
+    """`got` (read back from a file) equals `expected` (float64, in memory) to `rtol`: a float32 file holds
+    the float32 rounding of every float64 value, pressure included."""
     assert tuple(got.node_ids) == tuple(expected.node_ids)
     assert tuple(got.link_ids) == tuple(expected.link_ids)
     assert_array_equal(got.time_s, expected.time_s)
     for name in FLOAT_FIELDS:
-        atol = 0.0
-        if name == "pressure_m" and rtol >= 1e-7:
-            atol = np.spacing(np.abs(expected.head_m).astype(np.float32)).astype(np.float64)
-            within = np.abs(got.pressure_m - expected.pressure_m) <= atol + rtol * np.abs(expected.pressure_m)
-            assert within.all(), f"pressure_m: {np.argwhere(~within)[:5]} beyond float32 rounding"
-            continue
-        assert_allclose(getattr(got, name), getattr(expected, name), rtol=rtol, atol=atol, err_msg=name)
+        assert_allclose(getattr(got, name), getattr(expected, name), rtol=rtol, atol=0.0, err_msg=name)
     for name in EXACT_FIELDS:
         assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
     assert_array_equal(np.asarray(got.failure, dtype=str), np.asarray(expected.failure, dtype=str))

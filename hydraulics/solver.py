@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from hydraulics.coefficients import CLOSED, OPEN
 from hydraulics.epanet_units import M_PER_FT, SolverNetwork, build_solver_network, tank_volume
 from hydraulics.gga import GgaSettings, GradientSolver
-from hydraulics.inputs import GRAVITY_MS2, BatchInputs
+from hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF, BatchInputs
 from hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
 from hydraulics.results import ResultSet
 from hydraulics.state import HydraulicState, initial_state
@@ -137,12 +137,14 @@ class HydraulicSolver:
         nj = self.net.n_junctions
         if inputs.leak_area_m2 is None:
             return np.zeros((nj, inputs.batch_size))
-        area = inputs.leak_area_m2.T
-        cd = inputs.filled("leak_cd", self.net).T
-        c_si = cd * area * np.sqrt(2.0 * GRAVITY_MS2)            # m3/s per m^0.5
-        c_int = c_si * np.sqrt(M_PER_FT) / self.sn.m3s_per_cfs   # cfs per ft^0.5
-        with np.errstate(divide="ignore"):
-            return np.where(c_int > 0, 1.0 / np.where(c_int > 0, c_int, 1.0) ** 2, 0.0)
+        # Leaks are sparse (a few per scenario): the law is evaluated on the nonzero entries only.
+        ke = np.zeros((nj, inputs.batch_size))
+        b, j = np.nonzero(inputs.leak_area_m2 > 0)
+        cd = (inputs.leak_cd[b, j] if inputs.leak_cd is not None else np.full(len(b), LEAK_DISCHARGE_COEFF))
+        c_si = cd * inputs.leak_area_m2[b, j] * np.sqrt(2.0 * GRAVITY_MS2)   # m3/s per m^0.5
+        c_int = c_si * np.sqrt(M_PER_FT) / self.sn.m3s_per_cfs             # cfs per ft^0.5
+        ke[j, b] = 1.0 / c_int ** 2
+        return ke
 
     # ------------------------------------------------------------------ time-dependent inputs
     def pattern_period(self, time_s):

@@ -52,27 +52,28 @@ def initial_state(sn: SolverNetwork, status0: np.ndarray, setting0: np.ndarray, 
     ctl = (kind == LinkKind.PRV) | (kind == LinkKind.PSV) | (kind == LinkKind.FCV)
     status = np.where(ctl & ~np.isnan(setting), ACTIVE, status).astype(np.int8)
 
+    open_flow = np.pi * sn.diameter_ft ** 2 / 4.0
     if flow_prev is None:
-        flow = np.zeros((n_links, batch))
+        flow = np.repeat(open_flow[:, None], batch, axis=1)
     else:
         flow = flow_prev.copy()
-    init_needed = np.abs(flow) <= QZERO if flow_prev is not None else np.ones_like(flow, dtype=bool)
-    open_flow = np.pi * sn.diameter_ft[:, None] ** 2 / 4.0 * np.ones((1, batch))
-    pump_rows = sn.pump_link
-    if len(pump_rows):
-        q0 = sn.pump_q0[:, None]
-        open_flow[pump_rows] = np.nan_to_num(setting[pump_rows], nan=1.0) * q0
-    flow = np.where(init_needed, open_flow, flow)
-    flow = np.where(status <= CLOSED, QZERO, flow)
+        small = np.abs(flow) <= QZERO
+        if small.any():
+            flow[small] = np.broadcast_to(open_flow[:, None], flow.shape)[small]
+    for row in sn.pump_link:
+        # initlinkflow(): a pump starts at its design flow times its speed (when its flow needs setting)
+        fresh = np.abs(flow_prev[row]) <= QZERO if flow_prev is not None else np.ones(batch, bool)
+        q0 = sn.pump_q0[sn.pump_of_link[row]]
+        flow[row] = np.where(fresh, np.nan_to_num(setting[row], nan=1.0) * q0, flow[row])
+    flow[status <= CLOSED] = QZERO
 
     nj = sn.n_junctions
-    emitter_flow = np.where(sn.emitter_ke[:nj, None] > 0, 1.0, 0.0) * np.ones((1, batch))
-    leak_flow = np.where(leak_ke > 0, 1.0, 0.0)
-    zeros_j = np.zeros((nj, batch))
+    emitter_flow = np.repeat(np.where(sn.emitter_ke[:nj] > 0, 1.0, 0.0)[:, None], batch, axis=1)
+    leak_flow = (leak_ke > 0).astype(float)
     head = fixed_head0.copy()
     return HydraulicState(
         head=head, flow=flow, status=status, setting=setting, emitter_flow=emitter_flow,
-        leak_flow=leak_flow, demand_flow=zeros_j.copy(), full_demand=zeros_j.copy(),
+        leak_flow=leak_flow, demand_flow=np.zeros((nj, batch)), full_demand=np.zeros((nj, batch)),
         node_outflow=np.zeros((sn.n_nodes, batch)), resistance=resistance,
         rel_roughness=rel_roughness, leak_ke=leak_ke,
         tank_volume=np.zeros((len(sn.tank_node), batch)),

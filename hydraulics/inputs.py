@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from hydraulics.network import NetworkArrays
 
@@ -20,8 +21,8 @@ class BatchInputs:
     batch_size: int
     demand_multiplier: np.ndarray | None = None    # [B, Nj], or [B, 1] for all junctions alike
     base_demand_m3s: np.ndarray | None = None      # [B, Nj] replaces the first category (nan = keep)
-    leak_area_m2: np.ndarray | None = None         # [B, Nj]
-    leak_cd: np.ndarray | None = None              # [B, Nj]
+    leak_area_m2: np.ndarray | None = None         # [B, Nj], dense or scipy.sparse CSR (leaks are few)
+    leak_cd: np.ndarray | None = None              # [B, Nj] like leak_area_m2; 0 or absent = 0.75
     roughness: np.ndarray | None = None            # [B, L] (nan = keep)
     link_status: np.ndarray | None = None          # [B, L] int8: -1 keep, 0 closed, 1 open
     tank_level_m: np.ndarray | None = None         # [B, Tk] (nan = keep)
@@ -37,7 +38,7 @@ class BatchInputs:
         values = {}
         for name in self.__dataclass_fields__:
             v = getattr(self, name)
-            values[name] = v[rows] if isinstance(v, np.ndarray) else v
+            values[name] = v[rows] if isinstance(v, np.ndarray) or sp.issparse(v) else v
         values["batch_size"] = len(rows)
         return BatchInputs(**values)
 
@@ -52,6 +53,9 @@ class BatchInputs:
                 values[name] = None
                 continue
             filled = [p.filled(name, net) for p in parts]
+            if any(sp.issparse(a) for a in filled):
+                values[name] = sp.vstack([sp.csr_matrix(a) for a in filled], format="csr")
+                continue
             width = max(a.shape[1] for a in filled)
             values[name] = np.concatenate([np.broadcast_to(a, (a.shape[0], width)) for a in filled], axis=0)
         return BatchInputs(**values)

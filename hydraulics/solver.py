@@ -139,9 +139,12 @@ class HydraulicSolver:
             return np.zeros((nj, inputs.batch_size))
         # Leaks are sparse (a few per scenario): the law is evaluated on the nonzero entries only.
         ke = np.zeros((nj, inputs.batch_size))
-        b, j = np.nonzero(inputs.leak_area_m2 > 0)
-        cd = (inputs.leak_cd[b, j] if inputs.leak_cd is not None else np.full(len(b), LEAK_DISCHARGE_COEFF))
-        c_si = cd * inputs.leak_area_m2[b, j] * np.sqrt(2.0 * GRAVITY_MS2)   # m3/s per m^0.5
+        b, j, area = _nonzero_entries(inputs.leak_area_m2)
+        cd = np.full(len(b), LEAK_DISCHARGE_COEFF)
+        if inputs.leak_cd is not None:
+            given = np.asarray(inputs.leak_cd[b, j]).ravel()
+            cd = np.where(given > 0, given, cd)
+        c_si = cd * area * np.sqrt(2.0 * GRAVITY_MS2)                       # m3/s per m^0.5
         c_int = c_si * np.sqrt(M_PER_FT) / self.sn.m3s_per_cfs             # cfs per ft^0.5
         ke[j, b] = 1.0 / c_int ** 2
         return ke
@@ -239,3 +242,13 @@ class HydraulicSolver:
         """Copy one time step of the state into the result set, converted to SI."""
         from hydraulics.extract import state_to_si
         state_to_si(self, res, t_index, st, outcome, cols)
+
+
+def _nonzero_entries(values):
+    """(rows, cols, values) of the positive entries of a dense array or a scipy.sparse matrix."""
+    if sp.issparse(values):
+        coo = values.tocoo()
+        keep = coo.data > 0
+        return coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
+    rows, cols = np.nonzero(values > 0)
+    return rows, cols, values[rows, cols]

@@ -327,7 +327,7 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, c
             status[k, b] = s
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
             flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
             demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from hydraulics.inputs import BatchInputs
 from hydraulics.network import NetworkArrays
@@ -391,6 +392,12 @@ def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
             # (a dense [B, Nj] array would cost 6 GB per million L-Town scenarios).
             target = np.ones((len(ids), 1))
             target[row_scenario[every], 0] = numeric[every]
+            fields[attr.inputs_field] = target
+            continue
+        if attr.inputs_field in ("leak_area_m2", "leak_cd"):
+            # Leaks are a few per scenario: sparse, so a million scenarios do not need a dense [B, Nj].
+            target = sp.csr_matrix((numeric[rows], (row_scenario[rows], column[rows])),
+                                   shape=(len(ids), net.n_junctions))
             fields[attr.inputs_field] = target
             continue
         target = base.filled(attr.inputs_field, net)

@@ -14,6 +14,7 @@ import dataclasses
 import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -133,23 +134,39 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
                                    scenarios_per_chunk=_divisor_at_most(chunk, 256))
     finished = False
     n_solved = 0
+    # One chunk is written in the background while the next is solved (the solver's compiled kernel
+    # releases the GIL); at most two chunks are ever in memory, and every write finishes before close.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parktwin-writer")
+    in_flight = None
     try:
         pending = store.pending_rows()
         n_done = batch.size - len(pending)
         for start in range(0, len(pending), chunk):
             rows = pending[start: start + chunk]
             results = _solve_rows(solver, batch.inputs, rows, duration_s, time_s)
-            store.write(rows, results)
-            del results   # the chunk is in the file; do not hold two chunks while solving the next
+            if in_flight is not None:
+                n_done += _finish(in_flight, progress, n_done, batch.size)
+            in_flight = (writer.submit(store.write, rows, results), len(rows))
+            del results
             n_solved += len(rows)
-            n_done += len(rows)
-            if progress is not None:
-                progress(n_done, batch.size)
+        if in_flight is not None:
+            n_done += _finish(in_flight, progress, n_done, batch.size)
+            in_flight = None
         finished = True
     finally:
+        writer.shutdown(wait=True)   # a write still running completes: the file stays consistent
         complete = store.close(complete=finished)
     seconds = time.perf_counter() - started
     return _summary(out_path, seconds, n_solved, complete)
+
+
+def _finish(in_flight, progress, n_done: int, total: int) -> int:
+    """Wait for a background write (re-raising its error), then report progress; returns its rows."""
+    future, n_rows = in_flight
+    future.result()
+    if progress is not None:
+        progress(n_done + n_rows, total)
+    return n_rows
 
 
 def _divisor_at_most(n: int, limit: int) -> int | None:

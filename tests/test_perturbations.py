@@ -284,9 +284,10 @@ def test_build_batch_on_net1_fills_the_right_cells(net1):
     assert batch.ids == ("base", "leak", "growth", "outage", "mixed") and batch.seed == 7
     assert x.batch_size == 5 and batch.size == 5
     j11, j12, j13 = (net1.node_index(j) for j in ("11", "12", "13"))
-    assert x.leak_area_m2[:, j11].tolist() == [0, 1e-3, 0, 0, 0]
+    # Leaks are sparse [B, Nj]; a leak_cd entry that is absent means the default 0.75.
+    assert x.leak_area_m2.toarray()[:, j11].tolist() == [0, 1e-3, 0, 0, 0]
     assert x.leak_area_m2.sum() == 1e-3
-    assert x.leak_cd[:, j11].tolist() == [0.75, 0.6, 0.75, 0.75, 0.75]
+    assert x.leak_cd.toarray()[:, j11].tolist() == [0, 0.6, 0, 0, 0]
     # '*' sets every junction, the single junction's row replaces it (0.5, not 0.75).
     expected = np.ones((5, net1.n_junctions))
     expected[2] = 1.5
@@ -327,7 +328,7 @@ def test_build_batch_on_ltown(ltown):
     x = build_batch(_table(rows), ltown, scenario_ids=["a", "b", "c", "base"]).inputs
     n54 = ltown.node_index("n54")
     assert x.leak_area_m2.shape == (4, 782) and x.leak_area_m2[0, n54] == 5e-4
-    assert np.count_nonzero(x.leak_area_m2) == 1
+    assert x.leak_area_m2.count_nonzero() == 1
     assert x.valve_setting[0, ltown.link_index(prv)] == 30.0 and np.isnan(x.valve_setting[1:]).all()
     assert x.reservoir_head_m[1].tolist()[1] == 70.0 and np.isnan(x.reservoir_head_m[1, 0])
     assert x.tank_level_m[:, 0].tolist()[1] == 3.9

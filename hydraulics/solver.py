@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,7 +79,28 @@ class HydraulicSolver:
             e = np.where(pipes, (rough / M_PER_FT) / d, 0.0)
             return base_r * np.ones_like(e), e
 
+    _STRUCTURAL = ("link_status", "valve_setting", "pump_speed", "tank_level_m", "reservoir_head_m", "roughness")
+
     def _initial(self, inputs: BatchInputs, flow_prev=None) -> HydraulicState:
+        """The batch's starting state; batches that change no link, tank or reservoir start from a copy of
+        one cached template (per batch size and warm start), which is most chunks of a leak study."""
+        if any(getattr(inputs, name) is not None for name in self._STRUCTURAL):
+            return self._initial_uncached(inputs, flow_prev)
+        key = (inputs.batch_size, flow_prev is not None)
+        cached = getattr(self, "_template", None)
+        if cached is None or cached[0] != key:
+            template = self._initial_uncached(BatchInputs.base(inputs.batch_size), flow_prev)
+            self._template = cached = (key, template, self._reservoir_base_ft)
+        _, template, self._reservoir_base_ft = cached
+        st = replace(template, **{f.name: getattr(template, f.name).copy() for f in fields(template)
+                                  if f.name not in ("resistance", "rel_roughness")})
+        leak_ke = self._leak_ke(inputs)
+        if leak_ke.any():
+            st.leak_ke = leak_ke
+            st.leak_flow = (leak_ke > 0).astype(float)   # inithyd() starts every emitter at 1 cfs
+        return st
+
+    def _initial_uncached(self, inputs: BatchInputs, flow_prev=None) -> HydraulicState:
         net, sn = self.net, self.sn
         b = inputs.batch_size
         status0 = np.repeat(net.initial_status[:, None], b, axis=1)

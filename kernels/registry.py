@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -67,6 +68,9 @@ def _build_numpy() -> Backend:
 
 
 def _build_numba() -> Backend:
+    # numba's OpenMP workers otherwise spin between kernel calls, taking the core that the Python side
+    # (and the background result writer) needs; an explicit user setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         from . import ldl_numba
     except ImportError as error:

@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_leak_benchmark
+	$(BIN)/python -m bench.run_leak_benchmark --scenarios 50000 --repeats 3
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

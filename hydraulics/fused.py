@@ -12,7 +12,6 @@ from hydraulics.coefficients import CLOSED
 from hydraulics.epanet_units import TINY, SolverNetwork
 from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
-COMPACT = False
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
 
 
@@ -109,44 +108,23 @@ class FusedGradientSolver:
                 q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
     def solve(self, st, bad_valve):
-        from hydraulics.gga import StepOutcome, _put, _take
+        from hydraulics.gga import StepOutcome
         s = self.settings
-        batch = st.batch_size
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
-        lanes = _Lanes(batch, s.check_frequency)
+        lanes = _Lanes(st.batch_size, s.check_frequency)
         lanes.state[lanes.iters > max_total] = 1
-        cols = np.arange(batch)
-        work = st
-        while True:
-            running = lanes.state == 0
-            n_running = int(running.sum())
-            if n_running == 0:
-                break
-            # Once most scenarios have finished, move the others together: every block the kernel
-            # visits then carries work, instead of a few live lanes among frozen ones.
-            if COMPACT and n_running * 2 <= len(cols) and n_running >= 2 * BLOCK:
-                if work is not st:
-                    _put(st, work, cols)
-                keep = np.flatnonzero(running)
-                lanes.store(cols)
-                cols = cols[keep]
-                lanes = lanes.subset(keep)
-                work = _take(st, cols)
-            self._run_kernel(work, lanes)
+        # The kernel visits only running scenarios: no compaction of the state is needed.
+        while (lanes.state == 0).any():
+            self._run_kernel(st, lanes)
             hit = np.flatnonzero((lanes.bad >= 0) & (lanes.state == 0))
             if len(hit):
-                rescued = bad_valve(work, hit, lanes.bad[hit])
+                rescued = bad_valve(st, hit, lanes.bad[hit])
                 lost = hit[~rescued]
                 lanes.failed[lost] = True
                 lanes.state[lost] = 1
             lanes.state[(lanes.state == 0) & (lanes.iters > max_total)] = 1
-        if work is not st:
-            _put(st, work, cols)
-        lanes.store(cols)
-        out = lanes.results
-        return StepOutcome(converged=out["converged"] & ~out["failed"],
-                           iterations=np.minimum(out["iters"], max_total),
-                           relative_error=out["relerr"], failed=out["failed"])
+        return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=np.minimum(lanes.iters, max_total),
+                           relative_error=lanes.relerr, failed=lanes.failed)
 
     def _run_kernel(self, st, lanes):
         import numba
@@ -172,12 +150,10 @@ class FusedGradientSolver:
 
 
 class _Lanes:
-    """Per-scenario iteration bookkeeping of the fused solver, compactable with the working set."""
+    """Per-scenario iteration bookkeeping of the fused solver (EPANET's per-solve counters)."""
 
-    FIELDS = ("state", "iters", "next_check", "relax", "relerr", "converged", "failed", "bad")
-
-    def __init__(self, batch: int, check_frequency: int, results: dict | None = None):
-        self.state = np.zeros(batch, np.int8)
+    def __init__(self, batch: int, check_frequency: int):
+        self.state = np.zeros(batch, np.int8)      # 0 running, 1 finished
         self.iters = np.ones(batch, np.int64)
         self.next_check = np.full(batch, check_frequency, np.int64)
         self.relax = np.ones(batch)
@@ -187,17 +163,3 @@ class _Lanes:
         self.bad = np.full(batch, -1, np.int64)
         self.leaks = None
         self.powers = None
-        # Final values per original scenario column, filled as lanes leave the working set.
-        self.results = results if results is not None else {
-            "iters": np.ones(batch, np.int64), "relerr": np.zeros(batch),
-            "converged": np.zeros(batch, bool), "failed": np.zeros(batch, bool)}
-
-    def subset(self, rows: np.ndarray) -> "_Lanes":
-        out = _Lanes(0, 0, self.results)
-        for name in self.FIELDS:
-            setattr(out, name, getattr(self, name)[rows].copy())
-        return out
-
-    def store(self, cols: np.ndarray) -> None:
-        for name in ("iters", "relerr", "converged", "failed"):
-            self.results[name][cols] = getattr(self, name)

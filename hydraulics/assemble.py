@@ -112,6 +112,11 @@ class Assembler:
             sv = setting[rows]
             km_t = np.where(np.isnan(sv), km[rows], 0.02517 * np.nan_to_num(sv) / self.diameter4[rows, None])
             p[rows], y[rows] = co.valve_coeffs(xp, q[rows], status[rows], km_t)
+        rows = g["pcv"]
+        if len(rows):
+            # pcvcoeff(): a PCV with a setting is a valve whose minor loss is its R at that setting
+            km_p = np.where(np.isnan(setting[rows]), km[rows], st.pcv_r)
+            p[rows], y[rows] = co.valve_coeffs(xp, q[rows], status[rows], km_p)
         for k in g["gpv"]:
             pv, yv = co.valve_coeffs(xp, q[k], status[k], km[k])
             c = sn.valve_curve[k]

@@ -46,6 +46,57 @@ def valve_coeffs(xp, q, status, km):
     return p, y
 
 
+def pcv_loss_coeff(xp, sn: SolverNetwork, k: int, s):
+    """pcvlosscoeff(): the loss coefficient R (ft per cfs^2) of PCV k at percent open s [B].
+
+    EPANET keeps R as link state, recomputed only where controls() or setlinksetting() give the valve
+    a setting (not in pswitch()), so callers store it in the state rather than derive it from the setting."""
+    s = xp.asarray(s, dtype=float)
+    kmo = float(sn.minor_ft_per_cfs2[k])
+    c = int(sn.valve_curve[k])
+    sv = xp.nan_to_num(s)
+    if c < 0:
+        kvr = sv
+    else:
+        kvr = _pcv_curve_ratio(xp, sn, c, sv)
+    kvr = xp.maximum(xp.minimum(kvr / 100.0, 1.0), CSMALL)
+    km = xp.minimum(kmo / (kvr * kvr), CBIG)
+    km = xp.where(sv <= 0.0, CBIG, km)
+    km = xp.where(sv >= 100.0, kmo, km)
+    return xp.where(xp.isnan(s), 0.0, km)
+
+
+def _pcv_curve_ratio(xp, sn: SolverNetwork, c: int, sv):
+    """Kv/Kvo in percent from curve c at percent open sv; the branches EPANET does not take may
+    divide by zero and are discarded."""
+    import numpy as np
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = int(sn.curve_offset[c]), int(sn.curve_offset[c + 1])
+        x, y = xp.asarray(sn.curve_x[lo:hi]), xp.asarray(sn.curve_y[lo:hi])
+        npts = hi - lo
+        below = sv / x[0] * y[0]
+        # EPANET extrapolates past the last point towards (1, 1), not (100, 100): kept as it is
+        above = (sv - x[-1]) / (1.0 - x[-1]) * (1.0 - y[-1]) + y[-1]
+        if npts == 1:
+            inside = xp.full(sv.shape, float(y[0]))   # EPANET reads past its one-point array here
+        else:
+            k2 = xp.clip(xp.searchsorted(x, sv, side="left"), 1, npts - 1)
+            k1 = k2 - 1
+            inside = y[k1] + (y[k2] - y[k1]) / (x[k2] - x[k1]) * (sv - x[k1])
+        return xp.where(sv < x[0], below, xp.where(sv > x[-1], above, inside))
+
+
+def set_pcv_loss(sn: SolverNetwork, state, k: int, setting, mask, cols=slice(None)) -> None:
+    """controls() and setlinksetting(): PCV k's R from its new setting, in the scenarios `cols`
+    where mask."""
+    import numpy as np
+    if state.pcv_r is None or sn.kind[k] != LinkKind.PCV:
+        return
+    row = int(np.searchsorted(np.flatnonzero(sn.kind == LinkKind.PCV), k))
+    r = pcv_loss_coeff(np, sn, k, np.broadcast_to(setting, mask.shape))
+    state.pcv_r[row, cols] = np.where(mask, r, state.pcv_r[row, cols])
+
+
 def pipe_coeffs(xp, sn: SolverNetwork, q, status, r, km, rel_rough=None, visc_d=None):
     """pipecoeff() / DWpipecoeff(); r may be [L,1] or [L,B] (roughness perturbed per scenario)."""
     qa = xp.abs(q)

@@ -136,6 +136,7 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     setting = np.full(n_links, np.nan)
     valve_curve = np.full(n_links, -1, np.int64)
     pump_link, pump_curve, pump_power, pump_pat = [], [], [], []
+    pcvs = {p[0]: p[1:] for p in getattr(extras, "pcv", ())}
     for k, lid in enumerate(link_ids):
         link = wn.get_link(lid)
         start[k] = node_index[link.start_node_name]
@@ -159,16 +160,25 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
             status[k] = _status_code(link.initial_status)
             setting[k] = link.base_speed if status[k] != STATUS_CLOSED else 0.0
         else:
-            vtype = link.valve_type.upper()
+            vtype = "PCV" if lid in pcvs else link.valve_type.upper()
             kind[k] = LinkKind[vtype]
             diameter[k], minor[k] = link.diameter, link.minor_loss
             wstatus = _status_code(link.initial_status)
             if vtype == "GPV":
                 valve_curve[k] = curve_ids[link.headloss_curve_name]
                 status[k] = STATUS_CLOSED if wstatus == STATUS_CLOSED else STATUS_OPEN
+            elif vtype == "PCV":
+                # WNTR held it as a TCV; the percent open, status and curve come from the reader
+                percent, word, curve = pcvs[lid]
+                setting[k] = percent
+                status[k] = {"OPEN": STATUS_OPEN, "CLOSED": STATUS_CLOSED}.get(word, STATUS_ACTIVE)
+                if curve is not None:
+                    if wn.get_curve(curve).curve_type is not None:
+                        # WNTR converted the points for that other use; a PCV curve is in percent
+                        raise UnsupportedFeature(f"valve {lid}: PCV curve {curve} is also used as a "
+                                                 f"{wn.get_curve(curve).curve_type} curve")
+                    valve_curve[k] = curve_ids[curve]
             else:
-                if vtype == "PCV":
-                    raise UnsupportedFeature(f"valve {lid}: PCV (positional control valve) is not supported yet")
                 setting[k] = float(link.initial_setting)
                 status[k] = wstatus
     if (diameter[kind <= LinkKind.PIPE] <= 0).any():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN
+from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
 from hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
 from hydraulics.network import LinkKind, NodeKind, PumpCurveKind
 
@@ -426,6 +426,8 @@ def apply_simple_controls(controls, sn: SolverNetwork, state, time_s, clock_star
         change = reset & ((s1 != c.status) | ~same_setting(k1, k2))
         state.status[k] = np.where(change, c.status, s_now)
         state.setting[k] = np.where(change, k2, k1)
+        if c.link_kind == LinkKind.PCV:
+            set_pcv_loss(sn, state, k, k2, change)
         changed |= change
     return changed
 

@@ -61,7 +61,7 @@ class SolverNetwork:
     pump_hmax: np.ndarray
     pump_curve: np.ndarray
     pump_of_link: np.ndarray        # [L] pump number or -1
-    # curves (x, y) in internal units: pump (cfs, ft), GPV (cfs, ft), volume (ft, ft3)
+    # curves (x, y) in internal units: pump (cfs, ft), GPV (cfs, ft), volume (ft, ft3), PCV (%, %)
     curve_offset: np.ndarray
     curve_x: np.ndarray
     curve_y: np.ndarray
@@ -139,8 +139,12 @@ def build_solver_network(net: NetworkArrays) -> SolverNetwork:
     cy = net.curves.y.copy()
     off = net.curves.offset
     vol_curves = set(int(c) for c in net.tank_volume_curve if c >= 0)
+    # A PCV curve maps percent open to percent of the fully open Kv: unit-less, kept as written.
+    pcv_curves = set(int(c) for c in net.valve_curve[kind == LinkKind.PCV] if c >= 0)
     for c in range(len(net.curves.ids)):
         sl = slice(off[c], off[c + 1])
+        if c in pcv_curves:
+            continue
         if c in vol_curves:
             cx[sl] = net.curves.x[sl] / M_PER_FT
             cy[sl] = net.curves.y[sl] / M_PER_FT ** 3

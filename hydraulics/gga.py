@@ -172,7 +172,7 @@ def _take(state, cols):
     values = {}
     for f in fields(state):
         arr = getattr(state, f.name)
-        values[f.name] = arr[:, cols] if arr.shape[1] != 1 else arr
+        values[f.name] = arr[:, cols] if arr is not None and arr.shape[1] != 1 else arr
     return replace(state, **values)
 
 
@@ -180,5 +180,5 @@ def _put(state, sub, cols):
     from dataclasses import fields
     for f in fields(state):
         dst = getattr(state, f.name)
-        if dst.shape[1] != 1:
+        if dst is not None and dst.shape[1] != 1:
             dst[:, cols] = getattr(sub, f.name)

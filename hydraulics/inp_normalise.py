@@ -36,6 +36,7 @@ class Normalised:
     dropped: tuple = ()
     workarounds: tuple = ()
     implicit_pattern_junctions: frozenset = frozenset()
+    pcv: tuple = ()                          # (id, percent open, 'ACTIVE'/'OPEN'/'CLOSED', curve id or None)
 
 
 def normalise(text: str) -> Normalised:
@@ -54,4 +55,6 @@ def normalise(text: str) -> Normalised:
         emitter_backflow=net.backflow, demand_model=net.model,
         unbalanced=('STOP', 0) if net.unbalanced < 0 else ('CONTINUE', net.unbalanced),
         tolerances=dict(net.tol), leakage=leakage, dropped=tuple(net.dropped),
-        workarounds=tuple(net.notes), implicit_pattern_junctions=frozenset(implicit))
+        workarounds=tuple(net.notes), implicit_pattern_junctions=frozenset(implicit),
+        pcv=tuple((link, float(net.setting[link]), net.status.get(link, 'ACTIVE'), curve)
+                  for link, curve in net.pcv.items()))

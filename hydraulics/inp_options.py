@@ -28,6 +28,7 @@ class _Net:
         self.nodes, self.links = {}, {}          # id -> 'J'/'R'/'T', id -> type word
         self.patterns, self.curves = [], set()
         self.speed, self.setting, self.status = {}, {}, {}
+        self.pcv = {}                            # PCV id -> its Kv-ratio curve id or None
         self.notes, self.dropped, self.varspeed = [], [], set()
 
     @property

@@ -48,6 +48,8 @@ class InpExtras:
     rqtol: float | None = None
     dropped: tuple = ()                  # (line, what) inert data left out (disabled controls, ...)
     workarounds: tuple = ()              # rewrites applied so WNTR reads EPANET's meaning
+    # PCVs, which WNTR reads as TCVs: (id, percent open, initial status word, Kv-ratio curve id or None)
+    pcv: tuple = ()
     encoding: str = 'utf-8'
 
 
@@ -74,7 +76,7 @@ def read_inp_with_extras(path) -> tuple[wntr.network.WaterNetworkModel, InpExtra
                        emitter_backflow=norm.emitter_backflow, leakage=norm.leakage,
                        unbalanced=norm.unbalanced, htol=tol.get('HTOL'), qtol=tol.get('QTOL'),
                        rqtol=tol.get('RQTOL'), dropped=norm.dropped, workarounds=notes,
-                       encoding=encoding)
+                       encoding=encoding, pcv=norm.pcv)
     return wn, extras
 
 

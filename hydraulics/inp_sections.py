@@ -43,13 +43,15 @@ def _collect(net: _Net, lines: list[tuple[str, Line]]):
         elif sect == '[VALVES]' and len(t) >= 5:
             _check_id(ln, t[0])
             vt = VALVE_TYPES[findmatch(t[4], VALVE_TYPES)]
-            if vt == 'PCV':
-                raise NormaliseError(ln.no, 'PCV valve %s (EPANET 2.3 position control valve) has '
-                                     'no WNTR equivalent' % t[0])
             if vt == 'GPV' and len(t) < 6:
                 raise NormaliseError(ln.no, 'GPV %s has no head-loss curve' % t[0])
             net.links[t[0]] = vt
             net.setting[t[0]] = t[5] if vt == 'GPV' else (num(t[5]) if len(t) > 5 else 0.0)
+            if vt == 'PCV':
+                # EPANET's valvedata() caps the percent open at 100 only when a curve follows
+                net.pcv[t[0]] = t[7] if len(t) > 7 else None
+                if len(t) > 7:
+                    net.setting[t[0]] = min(net.setting[t[0]], 100.0)
         elif sect == '[PATTERNS]' and t[0] not in net.patterns:
             _check_id(ln, t[0])
             net.patterns.append(t[0])
@@ -155,6 +157,11 @@ def _emit_network(net: _Net, lines, out: _Out):
                 s = fmt(s)
             if len(t) < 6:
                 net.note('[VALVES] entry without setting given EPANET default 0')
+            if vt == 'PCV':
+                # WNTR 1.5 has no PCV: a TCV has the same topology, diameter and minor loss; the
+                # compiler restores the type, percent setting and curve from InpExtras.pcv
+                net.note('PCV written as a TCV; its setting and curve are carried beside the model')
+                vt = 'TCV'
             out.add(sect, no, *t[:4], vt, s, t[6] if len(t) > 6 else '0')
         elif sect == '[DEMANDS]':
             if net.nodes.get(t[0]) != 'J':

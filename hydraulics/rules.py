@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN
+from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
 from hydraulics.controls import (
     MISSING, SECONDS_PER_DAY, ControlError, FileUnits, findmatch, getfloat, hour, pump_restart_flow,
     setting_si_factor, setting_to_internal,
@@ -434,6 +434,8 @@ class RuleEngine:
             x = a.setting
             flag = np.isnan(v) | (np.abs(x - v) > TOL)
             new_v = np.where(flag, x, v)
+            if kind == LinkKind.PCV:
+                set_pcv_loss(self.sn, state, k, x, flag, cols)
             if kind == LinkKind.PUMP:
                 reopen = flag & (x > 0) & (s <= CLOSED)
                 flow = self._reset_flow(k, flow, reopen)

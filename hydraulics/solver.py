@@ -105,6 +105,7 @@ class HydraulicSolver:
         b = inputs.batch_size
         status0 = np.repeat(net.initial_status[:, None], b, axis=1)
         setting0 = np.repeat(self._setting_internal(net.initial_setting)[:, None], b, axis=1)
+        kc0 = setting0   # EPANET's Kc: a status change by hand drops the setting but not the PCV's R
         if inputs.link_status is not None:
             ls = inputs.link_status.T
             status0 = np.where(ls >= 0, np.where(ls == 0, STATUS_CLOSED, STATUS_OPEN), status0).astype(np.int8)
@@ -118,6 +119,7 @@ class HydraulicSolver:
             given = ~np.isnan(vs)
             status0 = np.where(given & (status0 != STATUS_CLOSED), STATUS_ACTIVE, status0).astype(np.int8)
             setting0 = np.where(given, vs, setting0)
+            kc0 = np.where(given, vs, kc0)
         if inputs.pump_speed is not None:
             sp_ = inputs.pump_speed.T
             rows = net.pump_link
@@ -138,7 +140,8 @@ class HydraulicSolver:
         self._reservoir_base_ft = res_h
         resistance, rel_rough = self._resistance(inputs)
         leak_ke = self._leak_ke(inputs)
-        st = initial_state(sn, status0, setting0, fixed, resistance, rel_rough, leak_ke, flow_prev)
+        st = initial_state(sn, status0, setting0, fixed, resistance, rel_rough, leak_ke, flow_prev,
+                           pcv_setting0=kc0)
         for t in range(len(sn.tank_node)):
             st.tank_volume[t] = tank_volume(sn, t, tank_h[t])
         return st

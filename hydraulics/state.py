@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN
+from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, pcv_loss_coeff
 from hydraulics.epanet_units import QZERO, SolverNetwork
 from hydraulics.network import LinkKind, STATUS_ACTIVE, STATUS_CLOSED
 
@@ -29,6 +29,9 @@ class HydraulicState:
     rel_roughness: np.ndarray   # [L, 1] or [L, B] (Darcy-Weisbach only)
     leak_ke: np.ndarray         # [Nj, B] head-loss coefficient of the leak orifice (0 = none)
     tank_volume: np.ndarray     # [Tk, B] ft3
+    # EPANET's link->R of each PCV, in link order [Pcv, B]: its loss coefficient at the setting it was
+    # last given by inithyd(), controls() or a rule (pswitch() changes the setting but not R)
+    pcv_r: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:
@@ -36,17 +39,24 @@ class HydraulicState:
 
 
 def initial_state(sn: SolverNetwork, status0: np.ndarray, setting0: np.ndarray, fixed_head0: np.ndarray,
-                  resistance: np.ndarray, rel_roughness: np.ndarray, leak_ke: np.ndarray, flow_prev: np.ndarray | None = None) -> HydraulicState:
+                  resistance: np.ndarray, rel_roughness: np.ndarray, leak_ke: np.ndarray, flow_prev: np.ndarray | None = None,
+                  pcv_setting0: np.ndarray | None = None) -> HydraulicState:
     """EPANET's inithyd(): statuses, settings and starting flows for a batch.
 
     status0 holds the network's initial status codes (0 closed, 1 open, 2 active) per scenario [L, B];
     setting0 SI-converted settings in internal units [L, B]; fixed_head0 the heads of tanks/reservoirs
-    [N, B] (junction rows ignored).
+    [N, B] (junction rows ignored). pcv_setting0: each PCV's percent open as the file (or a perturbation)
+    gives it, before a fixed status drops it (EPANET's Kc, from which resistcoeff() takes R); default setting0.
     """
     n_links, batch = status0.shape
     kind = sn.kind[:, None]
     status = np.where(status0 == STATUS_CLOSED, CLOSED, np.where(status0 == STATUS_ACTIVE, ACTIVE, OPEN)).astype(np.int8)
     setting = setting0.copy()
+    pcvs = np.flatnonzero(sn.kind == LinkKind.PCV)
+    kc = setting0 if pcv_setting0 is None else pcv_setting0
+    pcv_r = np.zeros((len(pcvs), batch))
+    for row, k in enumerate(pcvs):
+        pcv_r[row] = pcv_loss_coeff(np, sn, k, kc[k])
     is_valve = (kind > LinkKind.PUMP) & (kind != LinkKind.GPV)
     setting = np.where(is_valve & (status != ACTIVE), np.nan, setting)
     ctl = (kind == LinkKind.PRV) | (kind == LinkKind.PSV) | (kind == LinkKind.FCV)
@@ -76,5 +86,5 @@ def initial_state(sn: SolverNetwork, status0: np.ndarray, setting0: np.ndarray, 
         leak_flow=leak_flow, demand_flow=np.zeros((nj, batch)), full_demand=np.zeros((nj, batch)),
         node_outflow=np.zeros((sn.n_nodes, batch)), resistance=resistance,
         rel_roughness=rel_roughness, leak_ke=leak_ke,
-        tank_volume=np.zeros((len(sn.tank_node), batch)),
+        tank_volume=np.zeros((len(sn.tank_node), batch)), pcv_r=pcv_r,
     )

@@ -6,10 +6,7 @@ Imported lazily (only by the numba backend path).
 """
 from __future__ import annotations
 
-import math
-
 import numba as nb
-import numpy as np
 
 _CBIG = 1.0e8
 _RQTOL = 1.0e-7
@@ -126,15 +123,6 @@ def update_link_flows(start, end, const_hp, q, p, y, head, relax, status, n_junc
                         fixed_inflow[n1, b] -= qn
                     if n2 >= n_junctions:
                         fixed_inflow[n2, b] += qn
-
-
-def warm_up() -> None:
-    """Compile (or load from cache) every kernel on tiny inputs."""
-    rows = np.array([0], np.int64)
-    a = np.ones((1, 1))
-    st = np.full((1, 1), 3, np.int8)
-    pipe_coeffs_power_law(rows, a, a, st, a, False, np.zeros(1), 1.852, a.copy(), a.copy())
-    _ = math.pi
 
 
 @nb.njit(cache=True, parallel=True)

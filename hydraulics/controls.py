@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
+from hydraulics.inp_tokens import findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
 from hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
 from hydraulics.network import LinkKind, NodeKind, PumpCurveKind
 
@@ -43,70 +44,8 @@ class ControlError(ValueError):
 
 
 # --------------------------------------------------------------------------- EPANET's text primitives
-def _upper(s: str) -> str:
-    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in s)
-
-
-def match(s: str, keyword: str) -> bool:
-    """input2.c match(): the token (leading blanks skipped) starts with the keyword, ignoring case."""
-    return bool(keyword) and _upper(s.lstrip(" ")).startswith(_upper(keyword))
-
-
-def findmatch(s: str, keywords) -> int:
-    for i, kw in enumerate(keywords):
-        if match(s, kw):
-            return i
-    return -1
-
-
-_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)", re.I)
 _QUOTE_END = re.compile(r'["\n\r]')
 _SEP = re.compile(r"[ \t\n\r]")
-_HEXFLOAT = re.compile(r"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d+)?", re.I)
-
-
-def getfloat(s: str):
-    """input2.c getfloat() (C strtod, whole token): the number, or None."""
-    t = s.lstrip(" \t\n\r\f\v")
-    if t == "":
-        return 0.0 if s == "" else None
-    if _FLOAT.fullmatch(t):
-        return float(t.split("(")[0])
-    if _HEXFLOAT.fullmatch(t):
-        return float.fromhex(t)
-    return None
-
-
-def hour(time: str, units: str) -> float:
-    """input2.c hour(): a time token (decimal or h:m:s) plus optional units -> hours, or -1.0."""
-    y = [0.0, 0.0, 0.0]
-    parts = [p for p in time.split(":") if p != ""][:3]
-    for n, p in enumerate(parts):
-        v = getfloat(p)
-        if v is None:
-            return -1.0
-        y[n] = v
-    n = len(parts)
-    if n == 1:
-        if len(units) == 0:
-            return y[0]
-        if match(units, "SEC"):
-            return y[0] / 3600.0
-        if match(units, "MIN"):
-            return y[0] / 60.0
-        if match(units, "HOU"):
-            return y[0]
-        if match(units, "DAY"):
-            return y[0] * 24.0
-    if n > 1:
-        y[0] = y[0] + y[1] / 60.0 + y[2] / 3600.0
-    if units == "":
-        return y[0]
-    if match(units, "AM"):
-        return -1.0 if y[0] >= 13.0 else (y[0] - 12.0 if y[0] >= 12.0 else y[0])
-    if match(units, "PM"):
-        return -1.0 if y[0] >= 13.0 else (y[0] if y[0] >= 12.0 else y[0] + 12.0)
-    return -1.0
 
 
 def tokens(line: str) -> list[str]:

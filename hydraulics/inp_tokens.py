@@ -5,6 +5,7 @@ exactly, because ``normalise`` must see every line the way EPANET does before re
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MAXTOKS = 40                      # EPANET reads at most 40 tokens of a line (types.h MAXTOKS)
@@ -42,13 +43,79 @@ class Line:
     raw: str
 
 
-def match(s: str, kw: str) -> bool:
-    """EPANET's match(): s starts with keyword kw, case-insensitively."""
-    return s.lstrip(' ').upper().startswith(kw.upper())
+# EPANET's text primitives (input2.c), shared by the normaliser and the controls parser.
+def _upper(s: str) -> str:
+    return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in s)
 
 
-def findmatch(s: str, kws) -> int:
-    return next((i for i, k in enumerate(kws) if match(s, k)), -1)
+def match(s: str, keyword: str) -> bool:
+    """input2.c match(): the token (leading blanks skipped) starts with the keyword, ignoring case."""
+    return bool(keyword) and _upper(s.lstrip(" ")).startswith(_upper(keyword))
+
+
+def findmatch(s: str, keywords) -> int:
+    for i, kw in enumerate(keywords):
+        if match(s, kw):
+            return i
+    return -1
+
+
+_FLOAT = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf(?:inity)?|nan(?:\([0-9a-z_]*\))?)", re.I)
+_HEXFLOAT = re.compile(r"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d+)?", re.I)
+
+
+def getfloat(s: str):
+    """input2.c getfloat() (C strtod, whole token): the number, or None."""
+    t = s.lstrip(" \t\n\r\f\v")
+    if t == "":
+        return 0.0 if s == "" else None
+    if _FLOAT.fullmatch(t):
+        return float(t.split("(")[0])
+    if _HEXFLOAT.fullmatch(t):
+        return float.fromhex(t)
+    return None
+
+
+def hour(time: str, units: str) -> float:
+    """input2.c hour(): a time token (decimal or h:m:s) plus optional units -> hours, or -1.0."""
+    y = [0.0, 0.0, 0.0]
+    parts = [p for p in time.split(":") if p != ""][:3]
+    for n, p in enumerate(parts):
+        v = getfloat(p)
+        if v is None:
+            return -1.0
+        y[n] = v
+    n = len(parts)
+    if n == 1:
+        if len(units) == 0:
+            return y[0]
+        if match(units, "SEC"):
+            return y[0] / 3600.0
+        if match(units, "MIN"):
+            return y[0] / 60.0
+        if match(units, "HOU"):
+            return y[0]
+        if match(units, "DAY"):
+            return y[0] * 24.0
+    if n > 1:
+        y[0] = y[0] + y[1] / 60.0 + y[2] / 3600.0
+    if units == "":
+        return y[0]
+    if match(units, "AM"):
+        return -1.0 if y[0] >= 13.0 else (y[0] - 12.0 if y[0] >= 12.0 else y[0])
+    if match(units, "PM"):
+        return -1.0 if y[0] >= 13.0 else (y[0] if y[0] >= 12.0 else y[0] + 12.0)
+    return -1.0
+
+def num(tok: str) -> float:
+    """C strtod() on a whole token, as EPANET's getfloat(); ValueError if it is not a number."""
+    value = getfloat(tok)
+    if value is None:
+        raise ValueError(f"not a number: {tok!r}")
+    return value
+
+
+hours = hour   # the normaliser's name for EPANET's hour()
 
 
 def _strcspn(s: str, start: int, chars: str) -> int:
@@ -80,50 +147,12 @@ def tokenise(line: str) -> tuple[list[str], str]:
     return toks, comment.rstrip('\r\n')
 
 
-def num(tok: str) -> float:
-    """C strtod() on a whole token, as EPANET's getfloat()."""
-    try:
-        return float(tok)
-    except ValueError:
-        return float.fromhex(tok)   # strtod also reads hex floats; ValueError if not a number
-
-
 def isnum(tok: str) -> bool:
     try:
         num(tok)
         return True
     except ValueError:
         return False
-
-
-def hours(time: str, units: str) -> float:
-    """EPANET's hour(): a time token plus optional unit / AM-PM token -> hours, or -1."""
-    parts = [p for p in time.split(':') if p][:4]
-    try:
-        y = [num(p) for p in parts] + [0.0, 0.0, 0.0]
-    except ValueError:
-        return -1.0
-    if not parts:
-        return -1.0
-    if len(parts) == 1:
-        if not units:
-            return y[0]
-        if match(units, 'SEC'):
-            return y[0] / 3600.0
-        if match(units, 'MIN'):
-            return y[0] / 60.0
-        if match(units, 'HOU'):
-            return y[0]
-        if match(units, 'DAY'):
-            return y[0] * 24.0
-    h = y[0] + y[1] / 60.0 + y[2] / 3600.0 if len(parts) > 1 else y[0]
-    if not units:
-        return h
-    if match(units, 'AM'):
-        return -1.0 if h >= 13.0 else (h - 12.0 if h >= 12.0 else h)
-    if match(units, 'PM'):
-        return -1.0 if h >= 13.0 else (h if h >= 12.0 else h + 12.0)
-    return -1.0
 
 
 def hms(seconds: int) -> str:

@@ -15,6 +15,7 @@ import os
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,7 @@ from hydraulics.network import NetworkArrays
 from hydraulics.results import ResultSet
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from scenarios.batch import ScenarioBatch
+from scenarios.executor import ExecutorOptions, solve_chunks
 from scenarios.store import ResultStore
 
 Progress = Callable[[int, int], None]   # (scenarios done, scenarios in the batch)
@@ -110,7 +112,7 @@ def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, 
 
 def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, duration_s: int,
               out_path, resume: bool = False, progress: Progress | None = None,
-              float_dtype=np.float64) -> RunSummary:
+              float_dtype=np.float64, executor: ExecutorOptions = ExecutorOptions()) -> RunSummary:
     """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk.
 
     resume=True re-opens an existing `out_path` (same network, scenario ids and times, else StoreMismatch)
@@ -119,7 +121,8 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     started = time.perf_counter()
     out_path = Path(out_path)
     # The solver writes its results straight in the file's precision.
-    solver = HydraulicSolver(net, replace(options, result_dtype=np.dtype(float_dtype).name))
+    options = replace(options, result_dtype=np.dtype(float_dtype).name)
+    solver = HydraulicSolver(net, options)
     time_s = report_times_s(net, duration_s)
     chunk = max(int(options.chunk_size), 1)
     if resume and out_path.exists():
@@ -141,9 +144,9 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     try:
         pending = store.pending_rows()
         n_done = batch.size - len(pending)
-        for start in range(0, len(pending), chunk):
-            rows = pending[start: start + chunk]
-            results = _solve_rows(solver, batch.inputs, rows, duration_s, time_s)
+        chunks = [pending[start: start + chunk] for start in range(0, len(pending), chunk)]
+        solve = partial(_solve_rows, duration_s=duration_s, time_s=time_s)
+        for rows, results in solve_chunks(net, batch.inputs, chunks, options, solve, executor, solver=solver):
             if in_flight is not None:
                 n_done += _finish(in_flight, progress, n_done, batch.size)
             in_flight = (writer.submit(store.write, rows, results), len(rows))

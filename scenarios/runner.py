@@ -135,6 +135,18 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
         store = ResultStore.create(out_path, net, batch.ids, time_s, batch.perturbations, attrs,
                                    float_dtype=float_dtype,
                                    scenarios_per_chunk=_divisor_at_most(chunk, 256))
+    n_solved, complete = run_chunks(net, batch, options, duration_s, store, executor, solver, progress)
+    seconds = time.perf_counter() - started
+    return _summary(out_path, seconds, n_solved, complete)
+
+
+def run_chunks(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, duration_s: int, store,
+               executor: ExecutorOptions, solver: HydraulicSolver | None = None,
+               progress: Progress | None = None) -> tuple[int, bool]:
+    """Solve the store's pending scenarios chunk by chunk into `store` (anything with pending_rows(),
+    write(rows, results) and close(complete)); returns (scenarios solved, whether the store is complete)."""
+    time_s = report_times_s(net, duration_s)
+    chunk = max(int(options.chunk_size), 1)
     finished = False
     n_solved = 0
     # One chunk is written in the background while the next is solved (the solver's compiled kernel
@@ -159,8 +171,7 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     finally:
         writer.shutdown(wait=True)   # a write still running completes: the file stays consistent
         complete = store.close(complete=finished)
-    seconds = time.perf_counter() - started
-    return _summary(out_path, seconds, n_solved, complete)
+    return n_solved, complete
 
 
 def _finish(in_flight, progress, n_done: int, total: int) -> int:

@@ -69,28 +69,38 @@ def _progress_bar(total: int, label: str):
     return progress, update
 
 
-def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int,
-         resume: bool, accuracy: float | None, precision: Precision):
-    import numpy as np
-    from hydraulics.solver import SolverOptions
-    from scenarios.runner import run_batch
+def _check_out(out: Path) -> None:
     if out.is_dir():
         raise UserError(f"{out}: is a directory; --out names the result file")
     if not out.parent.is_dir():
         raise UserError(f"{out}: the directory {out.parent} does not exist")
-    net = _load(network)
-    batch = batch_factory(net)
-    options = SolverOptions(backend=backend.value, chunk_size=chunk_size, accuracy=accuracy)
-    progress, update = _progress_bar(batch.size, "solving")
+
+
+def _with_progress(total: int, out: Path, solve):
+    """Run solve(progress_callback) under a progress bar; an interrupt says what it left behind."""
+    progress, update = _progress_bar(total, "solving")
     try:
         with progress:
-            summary = run_batch(net, batch, options, duration, out, resume=resume, progress=update,
-                                float_dtype=np.float32 if precision == Precision.single else np.float64)
+            return solve(update)
     except KeyboardInterrupt:
         # Typer turns a KeyboardInterrupt into a bare exit status 130; say what it left behind first.
         err_console.print(f"[bold red]interrupted[/]: {escape(str(out))} says it is incomplete; "
                           "finish it with --resume", highlight=False)
         raise typer.Exit(code=130) from None
+
+
+def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int,
+         resume: bool, accuracy: float | None, precision: Precision):
+    import numpy as np
+    from hydraulics.solver import SolverOptions
+    from scenarios.runner import run_batch
+    _check_out(out)
+    net = _load(network)
+    batch = batch_factory(net)
+    options = SolverOptions(backend=backend.value, chunk_size=chunk_size, accuracy=accuracy)
+    summary = _with_progress(batch.size, out, lambda update: run_batch(
+        net, batch, options, duration, out, resume=resume, progress=update,
+        float_dtype=np.float32 if precision == Precision.single else np.float64))
     _print_summary(net, summary, duration)
     return summary
 
@@ -144,10 +154,78 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
     _run(network, factory, out, duration, backend, chunk_size, resume, accuracy, precision)
 
 
+class Store(str, Enum):
+    full = "full"
+    summary = "summary"
+
+
 @app.command()
-def mc():
-    """Monte-Carlo batches (not available yet)."""
-    raise UserError("'parktwin mc' (Monte-Carlo scenario generation) is not supported yet")
+def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
+       out: Path = typer.Option(..., "--out", help="result file (HDF5)"),
+       scenarios: int = typer.Option(None, "--scenarios", help="number of scenarios (or from --spec)"),
+       seed: int = typer.Option(None, "--seed", help="random seed (or from --spec)"),
+       spec: Path = typer.Option(None, "--spec", help="scenario specification (TOML); options below override"),
+       sampler: str = typer.Option(None, "--sampler", help="mc, lhs or sobol"),
+       leaks: int = typer.Option(None, "--leaks", help="leaks per scenario"),
+       leak_location: str = typer.Option(None, "--leak-location", help="uniform or pipe_length"),
+       leak_median_m2: float = typer.Option(None, "--leak-median-m2", help="log-normal median leak area"),
+       leak_sigma: float = typer.Option(None, "--leak-sigma", help="log-normal sigma of the leak area"),
+       demand_min: float = typer.Option(None, "--demand-min", help="global demand multiplier, uniform minimum"),
+       demand_max: float = typer.Option(None, "--demand-max", help="global demand multiplier, uniform maximum"),
+       breaks: int = typer.Option(None, "--breaks", help="random pipe closures per scenario"),
+       pump_outage_probability: float = typer.Option(None, "--pump-outage-probability"),
+       store: Store = typer.Option(Store.full, "--store", help="full: every result; summary: statistics"),
+       service_pressure_m: float = typer.Option(None, "--service-pressure-m",
+                                                help="summary: pressure below which service fails"),
+       duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
+       backend: Backend = typer.Option(Backend.auto, "--backend"),
+       chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
+       workers: int = typer.Option(0, "--workers", min=0, help="start a local Ray cluster of K workers"),
+       ray_address: str = typer.Option(None, "--ray", help="join an existing Ray cluster"),
+       resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
+       precision: Precision = typer.Option(Precision.single, "--precision", help="floats in a full file")):
+    """Monte-Carlo study: sample scenarios from a specification and solve them.
+
+    Without --spec and without distribution options, each scenario has one leak (log-normal area,
+    median 1e-4 m2, sigma 1) and a uniform global demand multiplier between 0.8 and 1.2."""
+    import dataclasses
+
+    import numpy as np
+    from hydraulics.solver import SolverOptions
+    from scenarios.executor import ExecutorOptions
+    from scenarios.montecarlo import run_monte_carlo
+    from scenarios.spec import load_spec, spec_from_options
+    _check_out(out)
+    given = dict(sampler=sampler, leaks=leaks, leak_location=leak_location, leak_median_m2=leak_median_m2,
+                 leak_sigma=leak_sigma, demand_min=demand_min, demand_max=demand_max, breaks=breaks,
+                 pump_outage_probability=pump_outage_probability)
+    if spec is not None:
+        if any(v is not None for v in given.values()):
+            raise UserError("give the distributions either in --spec or as options, not both")
+        study = load_spec(spec)
+        changes = {k: v for k, v in (("scenarios", scenarios), ("seed", seed)) if v is not None}
+        study = dataclasses.replace(study, **changes) if changes else study
+    else:
+        if scenarios is None or seed is None:
+            raise UserError("--scenarios and --seed are required without --spec")
+        if all(v is None for k, v in given.items() if k != "sampler"):
+            given.update(leaks=1, leak_median_m2=1e-4, leak_sigma=1.0, demand_min=0.8, demand_max=1.2)
+        if given["demand_min"] is not None or given["demand_max"] is not None:
+            given["demand"] = "uniform"
+        study = spec_from_options(scenarios=scenarios, seed=seed, **given)
+    net = _load(network)
+    options = SolverOptions(backend=backend.value, chunk_size=chunk_size)
+    executor = ExecutorOptions(workers=workers, ray_address=ray_address,
+                               gpu_per_worker=1.0 if backend == Backend.cupy and (workers or ray_address) else 0.0)
+    summary_options = None
+    if store == Store.summary and service_pressure_m is not None:
+        from scenarios.statistics import SummaryOptions
+        summary_options = SummaryOptions(service_pressure_m=service_pressure_m)
+    summary = _with_progress(study.scenarios, out, lambda update: run_monte_carlo(
+        net, study, out, store=store.value, options=options, duration_s=duration, executor=executor,
+        resume=resume, progress=update, float_dtype=np.float32 if precision == Precision.single else np.float64,
+        summary_options=summary_options))
+    _print_summary(net, summary, duration)
 
 
 @app.command()

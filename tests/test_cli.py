@@ -315,7 +315,7 @@ def test_cupy_without_a_gpu_says_why(tmp_path):
     assert not (tmp_path / "r.h5").exists()
 
 
-@pytest.mark.parametrize("command, needle", [("mc", "not supported yet"), ("serve", "not supported yet")])
+@pytest.mark.parametrize("command, needle", [("serve", "not supported yet")])
 def test_unfinished_commands_say_so(command, needle):
     one_error_line(cli(command), f"parktwin {command}", needle)
 
@@ -492,6 +492,6 @@ def test_parktwin_console_script():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert _backend_states(proc.stdout).get("numpy") == "available"
-    proc = subprocess.run([str(script), "mc"], cwd=REPO, env=_env(), capture_output=True, text=True,
+    proc = subprocess.run([str(script), "serve"], cwd=REPO, env=_env(), capture_output=True, text=True,
                           timeout=120)
     one_error_line(proc, "not supported yet")

@@ -1,0 +1,327 @@
+"""Unit samples (Monte Carlo, Latin hypercube, Sobol') and their expansion into perturbation tables.
+
+`expand(spec, net)` draws one unit sample [N, D] for the whole specification, one column per random
+choice (laid out by `Selection.dimensions`), and maps each column through an inverse CDF: LHS and
+Sobol' therefore stratify every input, the discrete ones (leak junctions, broken pipes, pump outages)
+included. Scenario i's rows are a function of row i of that sample alone, so the table is the same
+whether it is expanded at once or in chunks (`start`, `stop`), and the same (spec, network) gives the
+same table. Any change to the specification (N, a section, a count) may change every scenario; the
+numbers are reproducible for the same numpy and scipy versions.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtri     # the inverse standard normal CDF, what scipy.stats.norm.ppf calls
+from scipy.stats import qmc
+
+from hydraulics.network import LinkKind, NetworkArrays
+from scenarios.attributes import ElementKind, describe_element, element_columns
+from scenarios.batch import ScenarioBatch
+from scenarios.perturbations import PerturbationTable, build_batch
+from scenarios.spec import MAX_ROWS, SAMPLERS, SOBOL_MAX_DIMENSIONS, ScenarioSpec, SpecError
+
+# scipy 1.15 renamed qmc's `seed` to `rng`; a Generator passed either way gives the same stream.
+_QMC_RNG = "rng" if "rng" in inspect.signature(qmc.Sobol).parameters else "seed"
+_BELOW_ONE = np.nextafter(1.0, 0.0)
+
+
+def _check(ok: bool, path: str, reason: str) -> None:
+    if not ok:
+        raise SpecError(path, reason)
+
+
+def sample_unit(sampler: str, n: int, dims: int, seed: int) -> np.ndarray:
+    """n points in [0, 1)^dims: `mc` (independent uniforms), `lhs` (each of n equal bins of every
+    dimension holds exactly one point) or `sobol` (scrambled; the first n points of 2^ceil(log2 n), so
+    n need not be a power of two and scipy's balance warning does not apply)."""
+    _check(sampler in SAMPLERS, "sampler", f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
+    if n < 1 or dims < 0:
+        raise ValueError(f"need n >= 1 and dims >= 0, got n={n}, dims={dims}")
+    if dims == 0:
+        return np.zeros((n, 0))
+    rng = np.random.default_rng(seed)
+    if sampler == "mc":
+        return rng.random((n, dims))
+    if sampler == "lhs":
+        unit = qmc.LatinHypercube(dims, **{_QMC_RNG: rng}).random(n)
+    else:
+        unit = qmc.Sobol(dims, scramble=True, **{_QMC_RNG: rng}).random_base2((n - 1).bit_length())[:n]
+    # LHS puts a point at (k - u)/n, which is 1.0 when u == 0; inverse CDFs need u < 1.
+    return np.minimum(unit, _BELOW_ONE)
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    """What a validated specification draws from in one network (indices into its arrays)."""
+
+    leak_junctions: np.ndarray       # junction indices (candidates with a positive weight)
+    leak_weight: np.ndarray          # 1 (uniform) or half the length of the junction's pipes, m
+    demand_junctions: np.ndarray     # junctions with their own demand factor
+    break_links: np.ndarray          # pipe link indices
+    break_weight: np.ndarray         # 1 or the pipe's length, m
+    pumps: np.ndarray                # positions in net.pump_link
+    tanks: np.ndarray                # positions in net.tank_node
+    reservoirs: np.ndarray           # positions in net.reservoir_node
+    pipes: np.ndarray                # link indices whose roughness varies
+    dimensions: tuple[tuple[str, int], ...]   # unit-sample columns per input, in column order
+    rows_per_scenario: int           # upper bound: pump outages count as if every pump failed
+
+    @property
+    def n_dimensions(self) -> int:
+        return sum(n for _, n in self.dimensions)
+
+
+# ---------------------------------------------------------------------- against a network
+_PIPE_KINDS = (LinkKind.CVPIPE, LinkKind.PIPE)
+
+
+def junction_pipe_length_m(net: NetworkArrays) -> np.ndarray:
+    """Half the length of the pipes at each junction: the pipe length a leak there stands for."""
+    half = np.where(np.isin(net.link_kind, _PIPE_KINDS), 0.5 * net.length_m, 0.0)
+    total = (np.bincount(net.link_start, half, minlength=net.n_nodes)
+             + np.bincount(net.link_end, half, minlength=net.n_nodes))
+    return total[: net.n_junctions]
+
+
+def _resolve(path: str, ids, kind: ElementKind, net: NetworkArrays) -> np.ndarray:
+    """Columns (see attributes.element_columns) of the listed ids, in network order; all if None."""
+    lookup = element_columns(net, kind)
+    if ids is None:
+        return np.array(sorted(lookup.values()), np.int64)
+    for element in ids:
+        if element not in lookup:
+            what = describe_element(net, element, prefer_nodes=kind.is_node)
+            raise SpecError(path, f"{element!r} is not a {kind.noun} of {net.name}"
+                                  f"{f' (it is a {what})' if what else ''}")
+    return np.sort(np.array([lookup[e] for e in ids], np.int64))
+
+
+def _weighted(path: str, columns: np.ndarray, weight: np.ndarray, count: int, noun: str,
+              location: str, net: NetworkArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates that can be drawn (positive weight) and their weights; enough for `count` distinct."""
+    keep = weight > 0
+    columns, weight = columns[keep], weight[keep]
+    note = " with pipes" if location == "pipe_length" else ""
+    _check(len(columns) >= count, path, f"{count} per scenario need {count} distinct {noun}s; {net.name} has "
+                                        f"{len(columns)} candidate {noun}s{note}")
+    return columns, weight
+
+
+def select(spec: ScenarioSpec, net: NetworkArrays) -> Selection:
+    """`spec.validate(net)`: resolves every id list, checks counts against candidates, the row cap and
+    Sobol's dimension limit, and lays out the unit-sample columns."""
+    none = np.zeros(0, np.int64)
+    sel = dict(leak_junctions=none, leak_weight=np.zeros(0), demand_junctions=none, break_links=none,
+               break_weight=np.zeros(0), pumps=none, tanks=none, reservoirs=none, pipes=none)
+    leaks, demand, breaks = spec.leaks, spec.demand, spec.breaks
+    if leaks is not None:
+        cols = _resolve("leaks.junctions", leaks.junctions, ElementKind.JUNCTION, net)
+        weight = junction_pipe_length_m(net)[cols] if leaks.location == "pipe_length" else np.ones(len(cols))
+        sel["leak_junctions"], sel["leak_weight"] = _weighted("leaks.count", cols, weight, leaks.count,
+                                                              "junction", leaks.location, net)
+    if demand is not None and demand.junction_sd > 0:
+        if demand.junctions is None:    # junctions without a demand would get rows that change nothing
+            with_demand = np.unique(net.demand_node[net.demand_base_m3s != 0])
+            sel["demand_junctions"] = with_demand[with_demand < net.n_junctions].astype(np.int64)
+            _check(len(sel["demand_junctions"]) > 0, "demand.junction_sd", f"no junction of {net.name} has a demand")
+        else:
+            sel["demand_junctions"] = _resolve("demand.junctions", demand.junctions, ElementKind.JUNCTION, net)
+    if breaks is not None:
+        cols = _resolve("breaks.pipes", breaks.pipes, ElementKind.PIPE, net)
+        weight = net.length_m[cols] if breaks.location == "pipe_length" else np.ones(len(cols))
+        sel["break_links"], sel["break_weight"] = _weighted("breaks.count", cols, weight, breaks.count,
+                                                            "pipe", breaks.location, net)
+    for name, key, kind in (("pump_outages", "pumps", ElementKind.PUMP), ("tank_levels", "tanks", ElementKind.TANK),
+                            ("reservoir_heads", "reservoirs", ElementKind.RESERVOIR)):
+        section = getattr(spec, name)
+        if section is not None:
+            sel[key] = _resolve(f"{name}.{key}", getattr(section, key), kind, net)
+            _check(len(sel[key]) > 0, name, f"{net.name} has no {kind.value}s")
+    if spec.roughness is not None:
+        sel["pipes"] = _resolve("roughness", None, ElementKind.PIPE, net)
+        _check(len(sel["pipes"]) > 0, "roughness", f"{net.name} has no pipes")
+    # Column order: the few inputs that matter most first, so Sobol' gives them its best dimensions;
+    # the per-element inputs (hundreds of columns) last.
+    n_leaks = leaks.count if leaks is not None else 0
+    dimensions = (("leaks.location", n_leaks),
+                  ("leaks.area", n_leaks if n_leaks and leaks.area.is_random else 0),
+                  ("demand", int(demand is not None and demand.is_random)),
+                  ("breaks", breaks.count if breaks is not None else 0),
+                  ("pump_outages", len(sel["pumps"])), ("tank_levels", len(sel["tanks"])),
+                  ("reservoir_heads", len(sel["reservoirs"])),
+                  ("demand.junction_sd", len(sel["demand_junctions"])), ("roughness", len(sel["pipes"])))
+    dimensions = tuple((name, n) for name, n in dimensions if n > 0)
+    per_scenario = {"leaks": n_leaks * (1 + int(leaks is not None and leaks.cd is not None)),
+                    "demand": int(demand is not None), "demand.junction_sd": len(sel["demand_junctions"]),
+                    "roughness": len(sel["pipes"]), "breaks": breaks.count if breaks is not None else 0,
+                    "pump_outages": len(sel["pumps"]), "tank_levels": len(sel["tanks"]),
+                    "reservoir_heads": len(sel["reservoirs"])}
+    _check_size(spec, per_scenario, sum(n for _, n in dimensions))
+    return Selection(**sel, dimensions=dimensions, rows_per_scenario=sum(per_scenario.values()))
+
+
+def _check_size(spec: ScenarioSpec, per_scenario: dict[str, int], n_dimensions: int) -> None:
+    n = spec.scenarios
+    for name, noun in (("roughness", "pipes"), ("demand.junction_sd", "junctions")):
+        rows = n * per_scenario[name]
+        _check(rows <= MAX_ROWS, name, f"{n:,} scenarios x {per_scenario[name]:,} {noun} = {rows:,} rows, over "
+                                       f"the cap of {MAX_ROWS:,} (one row per element per scenario); use "
+                                       f"fewer scenarios")
+    rows = n * sum(per_scenario.values())
+    _check(rows <= MAX_ROWS, "scenarios", f"{n:,} scenarios could write {rows:,} rows, over the cap of "
+                                          f"{MAX_ROWS:,}; use fewer scenarios")
+    _check(spec.sampler != "sobol" or n_dimensions <= SOBOL_MAX_DIMENSIONS, "sampler",
+           f"sobol supports at most {SOBOL_MAX_DIMENSIONS:,} dimensions; this specification needs "
+           f"{n_dimensions:,} (use lhs or mc)")
+
+
+# ---------------------------------------------------------------------- expansion
+def scenario_ids(spec: ScenarioSpec, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """`s0`, `s1`, ... zero padded to the width of N - 1 (s000 ... s999 for N = 1000), [start, stop)."""
+    start, stop, _ = slice(start, stop).indices(spec.scenarios)
+    width = len(str(spec.scenarios - 1))
+    return np.char.add("s", np.char.zfill(np.arange(start, max(start, stop)).astype(str), width))
+
+
+def choose_distinct(unit: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Column j of `unit` [n, k] picks the j-th of k distinct candidates per row, each with probability
+    proportional to its weight among those not yet picked (sequential sampling without replacement,
+    by inverse CDF so that stratified columns give stratified choices). Returns positions [n, k]."""
+    n, k = unit.shape
+    cdf = np.cumsum(weight)
+    picks = np.empty((n, k), np.int64)
+    taken = np.zeros(n)                       # weight already picked in each row
+    for j in range(k):
+        target = unit[:, j] * (cdf[-1] - taken)
+        pos = np.searchsorted(cdf, target, side="right")
+        # Walk past earlier picks in ascending order: each one at or before the position shifts the
+        # target by its weight, as if it had been cut out of the cumulative weights.
+        for earlier in np.sort(picks[:, :j], axis=1).T:
+            hit = earlier <= pos
+            target = np.where(hit, target + weight[earlier], target)
+            pos = np.where(hit, np.searchsorted(cdf, target, side="right"), pos)
+        picks[:, j] = np.minimum(pos, len(weight) - 1)
+        taken += weight[picks[:, j]]
+    _repair_rounding(picks, len(weight))
+    return picks
+
+
+def _repair_rounding(picks: np.ndarray, n_candidates: int) -> None:
+    # With float weights a shifted target can round onto a picked candidate when it falls within an ulp
+    # of a boundary; such a row takes the nearest free candidate instead, so every row stays distinct.
+    ordered = np.sort(picks, axis=1)
+    for row in np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1)):
+        for j in range(1, picks.shape[1]):
+            if picks[row, j] in picks[row, :j]:
+                free = np.setdiff1d(np.arange(n_candidates), picks[row, :j])
+                picks[row, j] = free[np.argmin(np.abs(free - picks[row, j]))]
+
+
+@dataclass(frozen=True)
+class _Block:
+    attribute: str
+    element: np.ndarray          # [k] or [n, k] ids
+    value: np.ndarray            # [n, k] (or broadcastable) text
+    keep: np.ndarray | None = None   # [n, k]: rows that exist (pump outages)
+
+
+def _text(values) -> np.ndarray:
+    # numpy writes float64 as its shortest round-trip text, as PerturbationTable.from_columns does.
+    return np.asarray(values, np.float64).astype(str)
+
+
+def _leak_area_m2(area, unit: np.ndarray | None, shape) -> np.ndarray:
+    if area.distribution == "lognormal":
+        return area.median_m2 * np.exp(area.sigma * ndtri(unit))
+    if area.distribution == "uniform":
+        return area.min_m2 + (area.max_m2 - area.min_m2) * unit
+    return np.full(shape, area.value_m2)
+
+
+def _demand_factor(demand, unit: np.ndarray | None, n: int) -> np.ndarray:
+    if demand.distribution == "uniform":
+        return demand.min + (demand.max - demand.min) * unit[:, 0]
+    if demand.distribution == "normal":
+        return np.maximum(0.0, demand.mean + demand.sd * ndtri(unit[:, 0]))
+    return np.full(n, demand.value)
+
+
+def expand(spec: ScenarioSpec, net: NetworkArrays, start: int = 0, stop: int | None = None) -> PerturbationTable:
+    """The perturbation table of scenarios [start, stop) of the specification (all by default).
+
+    Rows come scenario by scenario, in section order. A scenario can have no rows (no pump failed and
+    nothing else varies); pass `scenario_ids(spec)` to `build_batch`, or use `sample_batch`. The unit
+    sample is drawn for all N scenarios on every call (LHS and Sobol' designs span all of them).
+    """
+    sel = spec.validate(net)
+    start, stop, _ = slice(start, stop).indices(spec.scenarios)
+    unit = sample_unit(spec.sampler, spec.scenarios, sel.n_dimensions, spec.seed)[start:max(start, stop)]
+    n = len(unit)
+    offsets = np.cumsum([0] + [d for _, d in sel.dimensions])
+    column = {name: unit[:, offsets[i]:offsets[i + 1]] for i, (name, _) in enumerate(sel.dimensions)}
+    junction_ids = np.array(net.node_ids[: net.n_junctions])
+    link_ids, node_ids = np.array(net.link_ids), np.array(net.node_ids)
+    blocks: list[_Block] = []
+    leaks, demand = spec.leaks, spec.demand
+    if leaks is not None and leaks.count:
+        where = junction_ids[sel.leak_junctions[choose_distinct(column["leaks.location"], sel.leak_weight)]]
+        area = _leak_area_m2(leaks.area, column.get("leaks.area"), (n, leaks.count))
+        blocks.append(_Block("leak_area_m2", where, _text(area)))
+        if leaks.cd is not None:
+            blocks.append(_Block("leak_cd", where, _text([[leaks.cd]])))
+    if demand is not None:
+        factor = _demand_factor(demand, column.get("demand"), n)
+        blocks.append(_Block("demand_multiplier", np.array(["*"]), _text(factor[:, None])))
+        if demand.junction_sd > 0:
+            # A junction row replaces '*' there (it does not multiply), so it carries the global factor too.
+            own = np.maximum(0.0, 1.0 + demand.junction_sd * ndtri(column["demand.junction_sd"]))
+            blocks.append(_Block("demand_multiplier", junction_ids[sel.demand_junctions],
+                                 _text(factor[:, None] * own)))
+    if spec.breaks is not None and spec.breaks.count:
+        pipes = link_ids[sel.break_links[choose_distinct(column["breaks"], sel.break_weight)]]
+        blocks.append(_Block("status", pipes, np.array([["closed"]])))
+    if spec.pump_outages is not None:
+        # Closed rather than speed 0 so that the table reads as an outage. It is the initial status only:
+        # in an extended run a control or rule that opens the pump still does.
+        off = column["pump_outages"] < spec.pump_outages.probability
+        blocks.append(_Block("status", link_ids[net.pump_link[sel.pumps]], np.array([["closed"]]), off))
+    if spec.tank_levels is not None:
+        low, high = net.tank_min_level_m[sel.tanks], net.tank_max_level_m[sel.tanks]
+        level = np.clip(low + (high - low) * column["tank_levels"], low, high)
+        blocks.append(_Block("tank_level_m", node_ids[net.tank_node[sel.tanks]], _text(level)))
+    if spec.reservoir_heads is not None:
+        base = net.reservoir_head_m[sel.reservoirs]
+        head = base + spec.reservoir_heads.delta_m * (2.0 * column["reservoir_heads"] - 1.0)
+        blocks.append(_Block("reservoir_head_m", node_ids[net.reservoir_node[sel.reservoirs]], _text(head)))
+    if spec.roughness is not None:
+        scale = 1.0 + spec.roughness.fraction * (2.0 * column["roughness"] - 1.0)
+        blocks.append(_Block("roughness", link_ids[sel.pipes], _text(net.roughness[sel.pipes] * scale)))
+    return _assemble(scenario_ids(spec, start, stop), blocks, f"<spec seed={spec.seed}>")
+
+
+def _assemble(ids: np.ndarray, blocks: list[_Block], source: str) -> PerturbationTable:
+    """Scenario-major rows from blocks of per-scenario columns."""
+    n = len(ids)
+    if not blocks or n == 0:
+        empty = np.zeros(0, str)
+        return PerturbationTable.from_columns(empty, empty, empty, empty, source=source)
+    widths = [np.broadcast_shapes(np.shape(b.element), np.shape(b.value))[-1] for b in blocks]
+    element = np.concatenate([np.broadcast_to(b.element, (n, w)) for b, w in zip(blocks, widths)], axis=1)
+    value = np.concatenate([np.broadcast_to(b.value, (n, w)) for b, w in zip(blocks, widths)], axis=1)
+    keep = np.concatenate([np.ones((n, w), bool) if b.keep is None else b.keep
+                           for b, w in zip(blocks, widths)], axis=1).ravel()
+    attribute = np.repeat(np.array([b.attribute for b in blocks]), widths)
+    scenario = np.repeat(ids, sum(widths))
+    return PerturbationTable.from_columns(scenario[keep], element.ravel()[keep],
+                                          np.tile(attribute, n)[keep], value.ravel()[keep], source=source)
+
+
+def sample_batch(spec: ScenarioSpec, net: NetworkArrays, start: int = 0,
+                 stop: int | None = None) -> ScenarioBatch:
+    """`expand` then `build_batch` with every scenario id of the range (those without rows included)
+    and the specification's seed."""
+    table = expand(spec, net, start, stop)
+    return build_batch(table, net, scenario_ids=scenario_ids(spec, start, stop).tolist(), seed=spec.seed)

@@ -1,0 +1,126 @@
+"""`parktwin mc`: reproducible files whatever the chunking and workers, resume after a killed driver,
+replay of any stored scenario, and bad specifications refused before anything runs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from oracle_compare import NETWORKS
+
+LTOWN = NETWORKS / "benchmarks" / "l-town.inp"
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not LTOWN.exists(), reason="../shared/networks is not beside the repository")
+
+RESULT_SETS = {"full": ("node/head", "node/pressure", "node/demand", "node/leak", "link/flow", "link/status",
+                        "solver/converged", "solver/iterations", "scenario/done", "scenario/failure"),
+               "summary": ("summary/pressure_mean", "summary/pressure_min", "summary/pressure_max",
+                           "summary/pressure_below_service_prob", "summary/leak_mean", "summary/flow_mean",
+                           "scenario/done")}
+
+
+def mc(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "api.cli", "mc", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def same_content(a: Path, b: Path, names) -> None:
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert fa.attrs["complete"] and fb.attrs["complete"]
+        for name in names + ("scenario/perturbations/scenario", "scenario/perturbations/value"):
+            if name in fa:
+                np.testing.assert_array_equal(fa[name][()], fb[name][()], err_msg=name)
+
+
+@pytest.mark.parametrize("store", ["full", "summary"])
+def test_same_seed_same_file_whatever_the_chunks_and_workers(tmp_path, store):
+    common = (LTOWN, "--scenarios", 1500, "--seed", 11, "--store", store, "--leaks", 1, "--leak-median-m2",
+              1e-4, "--leak-sigma", 0.8, "--demand-min", 0.8, "--demand-max", 1.2)
+    runs = {"c100": ("--chunk-size", 100), "c1000": ("--chunk-size", 1000),
+            "ray": ("--chunk-size", 250, "--workers", 2)}
+    for name, extra in runs.items():
+        mc(*common, *extra, "--out", tmp_path / f"{name}.h5")
+    for name in ("c1000", "ray"):
+        same_content(tmp_path / "c100.h5", tmp_path / f"{name}.h5", RESULT_SETS[store])
+
+
+@pytest.mark.parametrize("store", ["full", "summary"])
+def test_killed_driver_then_resume_gives_the_uninterrupted_file(tmp_path, store):
+    from scenarios.store import is_complete
+    common = (LTOWN, "--scenarios", 24000, "--seed", 5, "--store", store, "--chunk-size", 400)
+    mc(*common, "--out", tmp_path / "ref.h5")
+    out = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "mc", *map(str, common), "--out", str(out)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if store == "full":
+        assert not is_complete(out), "the run finished before it was killed: make it longer"
+    with h5py.File(out) as f:
+        assert not f.attrs["complete"]
+        done_before = int(f["scenario/done"][()].sum())
+    assert 0 < done_before < 24000
+    mc(*common, "--out", out, "--resume")
+    same_content(tmp_path / "ref.h5", out, RESULT_SETS[store])
+
+
+def test_any_stored_scenario_replays_with_parktwin_run(tmp_path):
+    from scenarios.perturbations import PerturbationTable
+    from scenarios.store import read_results
+    out = tmp_path / "mc.h5"
+    mc(LTOWN, "--scenarios", 50, "--seed", 3, "--breaks", 1, "--leaks", 2, "--leak-median-m2", 2e-4,
+       "--leak-sigma", 0.5, "--out", out)
+    res, meta = read_results(out)
+    with h5py.File(out) as f:
+        table = PerturbationTable.read_h5(f["scenario/perturbations"])
+    for k in (0, 17, 49):
+        sid = meta["scenario_ids"][k]
+        rows = table.for_scenarios([sid])
+        assert len(rows) >= 3
+        csv = tmp_path / f"{sid}.csv"
+        rows.to_csv(csv)
+        replay = tmp_path / f"{sid}.h5"
+        done = subprocess.run([sys.executable, "-m", "api.cli", "run", str(LTOWN), "--scenarios", str(csv),
+                               "--out", str(replay)], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        again, _ = read_results(replay)
+        for name in ("head_m", "flow_m3s", "leak_m3s", "status"):
+            np.testing.assert_array_equal(getattr(again, name)[0], getattr(res, name)[k], err_msg=f"{sid} {name}")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--scenarios", 0, "--seed", 1), "scenarios"),
+    (("--scenarios", 10, "--seed", 1, "--leaks", 1, "--leak-median-m2", -1e-4, "--leak-sigma", 1), "median_m2"),
+    (("--scenarios", 10, "--seed", 1, "--pump-outage-probability", 1.5), "probability"),
+], ids=["zero-scenarios", "negative-area", "probability-above-one"])
+def test_bad_options_are_refused_naming_the_field(tmp_path, args, needle):
+    proc = mc(LTOWN, *args, "--out", tmp_path / "r.h5", check=False)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("toml, needle", [
+    ("scenarios = 10\nseed = 1\n[leaks.area]\ndistribution = 'gamma'\n", "leaks.area.distribution"),
+    ("scenarios = 10\nseed = 1\n[leaks]\njunctions = ['J-99']\n[leaks.area]\nvalue_m2 = 1e-4\n"
+     "distribution = 'fixed'\n", "J-99"),
+], ids=["unknown-distribution", "unknown-junction"])
+def test_bad_specifications_are_refused_naming_the_field(tmp_path, toml, needle):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(toml)
+    proc = mc(LTOWN, "--spec", spec, "--out", tmp_path / "r.h5", check=False)
+    assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r.h5").exists()

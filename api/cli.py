@@ -218,9 +218,10 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
     executor = ExecutorOptions(workers=workers, ray_address=ray_address,
                                gpu_per_worker=1.0 if backend == Backend.cupy and (workers or ray_address) else 0.0)
     summary_options = None
-    if store == Store.summary and service_pressure_m is not None:
-        from scenarios.statistics import SummaryOptions
-        summary_options = SummaryOptions(service_pressure_m=service_pressure_m)
+    if store == Store.summary:
+        from scenarios.montecarlo import summary_options_for
+        from scenarios.runner import report_times_s
+        summary_options = summary_options_for(net, len(report_times_s(net, duration)), service_pressure_m)
     summary = _with_progress(study.scenarios, out, lambda update: run_monte_carlo(
         net, study, out, store=store.value, options=options, duration_s=duration, executor=executor,
         resume=resume, progress=update, float_dtype=np.float32 if precision == Precision.single else np.float64,

@@ -18,6 +18,23 @@ from scenarios.samplers import sample_batch
 from scenarios.spec import ScenarioSpec
 
 STORES = ("full", "summary")
+HISTOGRAM_BUDGET_BYTES = 256 * 2 ** 20
+# Bin widths that divide the default 300 m histogram range exactly.
+_BIN_WIDTHS_M = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0)
+
+
+def summary_options_for(net: NetworkArrays, n_times: int, service_pressure_m: float | None = None):
+    """Summary options whose pressure histograms fit HISTOGRAM_BUDGET_BYTES: a histogram per node and report
+    time, so a long extended-period study gets wider bins (quantiles stay within one bin) instead of
+    gigabytes of state."""
+    from scenarios.statistics import SummaryOptions
+    base = SummaryOptions() if service_pressure_m is None else SummaryOptions(service_pressure_m=service_pressure_m)
+    span = base.pressure_hist_high_m - base.pressure_hist_low_m
+    for width in _BIN_WIDTHS_M:
+        if max(n_times, 1) * net.n_nodes * 4 * (span / width + 2) <= HISTOGRAM_BUDGET_BYTES:
+            break
+    from dataclasses import replace
+    return replace(base, pressure_bin_m=width)
 
 
 def run_monte_carlo(net: NetworkArrays, spec: ScenarioSpec, out_path, *, store: str = "full",
@@ -33,6 +50,9 @@ def run_monte_carlo(net: NetworkArrays, spec: ScenarioSpec, out_path, *, store: 
     if store == "full":
         return run_batch(net, batch, options, duration_s, Path(out_path), resume=resume, progress=progress,
                          float_dtype=float_dtype, executor=executor)
+    from scenarios.runner import report_times_s
     from scenarios.summary_run import run_summary
+    if summary_options is None:
+        summary_options = summary_options_for(net, len(report_times_s(net, duration_s)))
     return run_summary(net, batch, options, duration_s, Path(out_path), resume=resume, progress=progress,
                        executor=executor, summary_options=summary_options)

@@ -124,3 +124,15 @@ def test_bad_specifications_are_refused_naming_the_field(tmp_path, toml, needle)
     proc = mc(LTOWN, "--spec", spec, "--out", tmp_path / "r.h5", check=False)
     assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r.h5").exists()
+
+
+def test_long_extended_studies_keep_summary_state_bounded():
+    from hydraulics.compile import load_network
+    from scenarios.montecarlo import HISTOGRAM_BUDGET_BYTES, summary_options_for
+    net = load_network(LTOWN)
+    snapshot = summary_options_for(net, 1)
+    week = summary_options_for(net, 7 * 288 + 1)          # 5-minute report steps for a week
+    assert snapshot.pressure_bin_m == 0.05
+    assert week.pressure_bin_m > snapshot.pressure_bin_m
+    _, _, n_bins = week.histogram_units()
+    assert (7 * 288 + 1) * net.n_nodes * 4 * (n_bins + 2) <= HISTOGRAM_BUDGET_BYTES

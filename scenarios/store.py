@@ -89,6 +89,23 @@ def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(rows[a]), int(rows[b - 1]) + 1, int(a)) for a, b in zip(starts, stops)]
 
 
+def write_network(f: h5py.File, net: NetworkArrays, ids, time_s: np.ndarray) -> None:
+    """The datasets every ParkTwin file carries: ids, times, coordinates, link ends and the .inp itself."""
+    f.create_dataset("node/ids", data=np.array(net.node_ids, dtype=object), dtype=STRING_DTYPE)
+    f.create_dataset("link/ids", data=np.array(net.link_ids, dtype=object), dtype=STRING_DTYPE)
+    f.create_dataset("scenario/ids", data=np.array(ids, dtype=object), dtype=STRING_DTYPE)
+    f.create_dataset("time_s", data=time_s).attrs["unit"] = "s"
+    xyz = np.column_stack([np.asarray(net.xy_m, dtype=np.float64).reshape(net.n_nodes, 2),
+                           np.asarray(net.elevation_m, dtype=np.float64)])
+    f.create_dataset("node/xyz", data=xyz).attrs["unit"] = "m (x, y, elevation); nan = no coordinates"
+    f.create_dataset("link/nodes", data=np.column_stack([net.link_start, net.link_end]).astype(np.int32))
+    src = Path(net.source_path) if net.source_path else None
+    inp = src.read_bytes() if src and src.is_file() else b""
+    d = f.create_dataset("network/inp", data=np.frombuffer(inp, dtype=np.uint8))
+    d.attrs["filename"] = src.name if src else ""
+    d.attrs["sha256"] = net.source_sha256
+
+
 def _as_rows(rows, n_scenarios: int) -> np.ndarray:
     idx = np.arange(n_scenarios)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
     if idx.ndim != 1:
@@ -144,18 +161,7 @@ class ResultStore:
 
         path = Path(path)
         f = h5py.File(path, "w", rdcc_nbytes=CHUNK_CACHE_BYTES)
-        f.create_dataset("node/ids", data=np.array(net.node_ids, dtype=object), dtype=STRING_DTYPE)
-        f.create_dataset("link/ids", data=np.array(net.link_ids, dtype=object), dtype=STRING_DTYPE)
-        f.create_dataset("scenario/ids", data=np.array(ids, dtype=object), dtype=STRING_DTYPE)
-        f.create_dataset("time_s", data=time_s).attrs["unit"] = "s"
-        xyz = np.column_stack([np.asarray(net.xy_m, dtype=np.float64).reshape(n, 2),
-                               np.asarray(net.elevation_m, dtype=np.float64)])
-        f.create_dataset("node/xyz", data=xyz).attrs["unit"] = "m (x, y, elevation); nan = no coordinates"
-        f.create_dataset("link/nodes", data=np.column_stack([net.link_start, net.link_end]).astype(np.int32))
-        inp = Path(net.source_path).read_bytes() if net.source_path and Path(net.source_path).is_file() else b""
-        d = f.create_dataset("network/inp", data=np.frombuffer(inp, dtype=np.uint8))
-        d.attrs["filename"] = Path(net.source_path).name if net.source_path else ""
-        d.attrs["sha256"] = net.source_sha256
+        write_network(f, net, ids, time_s)
 
         comp = {"compression": compression} if compression else {}
         for name, (_, axis, kind) in _FIELDS.items():

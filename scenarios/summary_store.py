@@ -27,7 +27,6 @@ datasets, which a summary file must not claim to have).
 """
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +36,8 @@ import numpy as np
 from hydraulics.network import LinkKind, NetworkArrays
 from hydraulics.results import ResultSet
 from scenarios.statistics import SummaryAccumulator, SummaryOptions
-from scenarios.store import CHUNK_CACHE_BYTES, STRING_DTYPE, StoreMismatch, is_complete, parktwin_version
+from scenarios.store import (CHUNK_CACHE_BYTES, STRING_DTYPE, StoreMismatch, _as_rows, _attr_value, _runs,
+                              _utc_now, is_complete, parktwin_version, write_network)
 
 __all__ = ["SummaryStore", "read_summary", "read_accumulator", "is_complete", "StoreMismatch"]
 
@@ -48,48 +48,8 @@ _UNITS = {"pressure": "m", "leak": "m3/s", "unserved": "m3/s", "flow": "m3/s", "
           "quantile": "1", "n": "count", "duplicates": "count"}
 
 
-def _utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _attr_value(value):
-    return "none" if value is None else value if isinstance(value, (bool, int, float, str, np.generic,
-                                                                    np.ndarray)) else str(value)
-
-
-def _runs(rows: np.ndarray) -> list[tuple[int, int, int]]:
-    """Sorted rows as runs of consecutive indices (file start, file stop, position in rows)."""
-    if len(rows) == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts, stops = np.concatenate(([0], breaks)), np.concatenate((breaks, [len(rows)]))
-    return [(int(rows[a]), int(rows[b - 1]) + 1, int(a)) for a, b in zip(starts, stops)]
-
-
-def _as_rows(rows, n_scenarios: int) -> np.ndarray:
-    idx = np.arange(n_scenarios)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
-    if idx.ndim != 1:
-        raise ValueError("rows must be a slice or a 1-D array of scenario indices")
-    if len(idx) and (idx.min() < 0 or idx.max() >= n_scenarios):
-        raise IndexError(f"scenario rows out of range 0..{n_scenarios - 1}")
-    return idx
-
-
 def _write_ids(f: h5py.File, net: NetworkArrays, ids: list[str], time_s: np.ndarray, perturbations) -> None:
-    n = net.n_nodes
-    f.create_dataset("node/ids", data=np.array(net.node_ids, dtype=object), dtype=STRING_DTYPE)
-    f.create_dataset("link/ids", data=np.array(net.link_ids, dtype=object), dtype=STRING_DTYPE)
-    f.create_dataset("scenario/ids", data=np.array(ids, dtype=object), dtype=STRING_DTYPE)
-    f.create_dataset("time_s", data=time_s).attrs["unit"] = "s"
-    xyz = np.column_stack([np.asarray(net.xy_m, dtype=np.float64).reshape(n, 2),
-                           np.asarray(net.elevation_m, dtype=np.float64)])
-    f.create_dataset("node/xyz", data=xyz).attrs["unit"] = "m (x, y, elevation); nan = no coordinates"
-    f.create_dataset("link/nodes", data=np.column_stack([net.link_start, net.link_end]).astype(np.int32))
-    src = Path(net.source_path) if net.source_path else None
-    inp = src.read_bytes() if src and src.is_file() else b""
-    d = f.create_dataset("network/inp", data=np.frombuffer(inp, dtype=np.uint8))
-    d.attrs["filename"] = src.name if src else ""
-    d.attrs["sha256"] = net.source_sha256
+    write_network(f, net, ids, time_s)
     f.create_dataset("scenario/done", shape=(len(ids),), dtype=np.bool_, fillvalue=False)
     f.create_dataset("scenario/failure", data=np.array([""] * len(ids), dtype=object), dtype=STRING_DTYPE)
     if perturbations is not None:

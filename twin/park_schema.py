@@ -1,0 +1,147 @@
+"""The park description as frozen dataclasses (units in the field names); `twin.park` fills them.
+
+Kept apart from the loader so later modules (balance, scenarios, API) can import the types without
+pulling in the network reader.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+NETWORKS = ("supply", "reclaimed", "discharge")        # one EPANET file each: <name>.inp
+FRESH_GRADES = ("process", "boiler", "domestic")          # must be served by fresh water
+RECLAIMED_GRADES = ("cooling_makeup", "washing", "greening")  # reclaimed water allowed
+SHIFT_HOURS = (8, 16, 24)
+
+class ParkError(ValueError):
+    """A park description is invalid; the message reads "<file>: <key path>: <reason>"."""
+
+    def __init__(self, file: str, key: str, reason: str):
+        super().__init__(f"{file}: {key}: {reason}")
+        self.file, self.key, self.reason = file, key, reason
+
+
+def _frozen(mapping) -> Mapping:
+    # Frozen dataclasses still expose mutable dicts; a read-only view keeps a loaded Park immutable.
+    return MappingProxyType(dict(mapping))
+
+
+@dataclass(frozen=True)
+class WaterNeeds:
+    """Daily demand by quality grade, m³/d."""
+    process_m3d: float = 0.0
+    boiler_m3d: float = 0.0
+    domestic_m3d: float = 0.0
+    cooling_makeup_m3d: float = 0.0
+    washing_m3d: float = 0.0
+    greening_m3d: float = 0.0
+
+    @property
+    def fresh_only_m3d(self) -> float:
+        return self.process_m3d + self.boiler_m3d + self.domestic_m3d
+
+    @property
+    def reclaimable_m3d(self) -> float:
+        return self.cooling_makeup_m3d + self.washing_m3d + self.greening_m3d
+
+    @property
+    def total_m3d(self) -> float:
+        return self.fresh_only_m3d + self.reclaimable_m3d
+
+
+@dataclass(frozen=True)
+class Recycling:
+    """Water reused inside the enterprise, m³/d; it never appears in the park networks."""
+    cooling_circulation_m3d: float = 0.0
+    cascade_use_m3d: float = 0.0
+
+    @property
+    def total_m3d(self) -> float:
+        return self.cooling_circulation_m3d + self.cascade_use_m3d
+
+
+@dataclass(frozen=True)
+class Enterprise:
+    name: str
+    sector: str
+    product: str
+    annual_output: float          # in the product's own unit (t, kL, ...), as the sector quota expects
+    value_added_10k_yuan: float
+    needs: WaterNeeds
+    recycling: Recycling
+    consumption_fraction: float   # of intake, evaporated or bound in product
+    discharge_fraction: float     # of intake, sent to the discharge network
+    shift_hours: int              # 8, 16 or 24 h of operation per day
+    junctions: Mapping[str, str]  # network name -> junction id
+
+    def __post_init__(self):
+        object.__setattr__(self, "junctions", _frozen(self.junctions))
+
+
+@dataclass(frozen=True)
+class TreatmentUnit:
+    name: str
+    recovery_fraction: float      # product / feed; the rest is brine returned to discharge
+
+
+@dataclass(frozen=True)
+class ReclaimedPlant:
+    capacity_m3d: float
+    units: tuple[TreatmentUnit, ...]
+
+    @property
+    def recovery_fraction(self) -> float:
+        """Overall recovery of the units in series."""
+        out = 1.0
+        for unit in self.units:
+            out *= unit.recovery_fraction
+        return out
+
+
+@dataclass(frozen=True)
+class WastewaterPlant:
+    capacity_m3d: float
+
+
+@dataclass(frozen=True)
+class CityLinks:
+    fresh_head_m: float               # municipal supply head at the park boundary
+    fresh_capacity_m3d: float
+    reclaimed_offer_m3d: float        # city reclaimed water available to the park
+    wastewater_capacity_m3d: float    # city plant's room for the park's overflow
+    reclaimed_to_city_m3d: float      # park reclaimed water sent to city uses
+
+
+@dataclass(frozen=True)
+class Targets:
+    reuse_rate_fraction: float
+    substitution_rate_fraction: float
+    # sector -> park-set quota, m³ per unit of product; overrides twin.quotas for that sector
+    sector_quotas_m3_per_unit: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "sector_quotas_m3_per_unit", _frozen(self.sector_quotas_m3_per_unit))
+
+
+@dataclass(frozen=True)
+class Park:
+    name: str
+    folder: str
+    enterprises: tuple[Enterprise, ...]
+    wastewater_plant: WastewaterPlant
+    reclaimed_plant: ReclaimedPlant
+    city: CityLinks
+    targets: Targets
+
+    def network_path(self, network: str) -> str:
+        """Path of the EPANET file of one of NETWORKS."""
+        if network not in NETWORKS:
+            raise KeyError(f"unknown network {network!r} (valid: {', '.join(NETWORKS)})")
+        return f"{self.folder}/{network}.inp"
+
+    def enterprise(self, name: str) -> Enterprise:
+        for ent in self.enterprises:
+            if ent.name == name:
+                return ent
+        raise KeyError(name)

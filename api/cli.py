@@ -229,6 +229,36 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
     _print_summary(net, summary, duration)
 
 
+park_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The park twin: three coupled networks.")
+app.add_typer(park_app, name="park")
+
+
+@park_app.command("run")
+def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, supply.inp, reclaimed.inp, discharge.inp"),
+             out: Path = typer.Option(..., "--out", help="output folder for indicators.json and balance.json"),
+             duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot (daily averages)"),
+             backend: Backend = typer.Option(Backend.auto, "--backend")):
+    """Run the park: allocate water by grade, solve the three networks, close the balances, evaluate the
+    indicators against the targets."""
+    from hydraulics.solver import SolverOptions
+    from twin.coupled import run_park, write_outputs
+    from twin.park import load_park
+    park = load_park(park_dir)
+    result = run_park(park, duration_s=duration, options=SolverOptions(backend=backend.value))
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_outputs(result, out)
+    console.print(f"[bold]{escape(park.name)}[/]: {len(park.enterprises)} enterprises")
+    for name, ind in result.indicators.items():
+        if "[" in name:
+            continue
+        value = ind.get("value")
+        shown = "n/a" if value is None else f"{value:.4g}"
+        met = ind.get("met")
+        mark = "" if met is None else ("  target met" if met else "  target MISSED")
+        console.print(f"  {escape(name)}: {shown} {escape(str(ind.get('unit', '')))}{mark}", highlight=False)
+    console.print("written: " + ", ".join(escape(str(p)) for p in written))
+
+
 @app.command()
 def serve():
     """Start the HTTP API (not available yet)."""

@@ -1,0 +1,37 @@
+"""`parktwin demo` runs the example park end to end and writes its report and JSON files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_runs_example_park(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "api.cli", "demo", "--out-dir", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "reuse_rate" in proc.stdout and "substitution_rate" in proc.stdout
+
+    park = out / "park"
+    for name in ("indicators.json", "balance.json", "report.md", "supply-leaks.h5"):
+        assert (park / name).is_file(), name
+    indicators = json.loads((park / "indicators.json").read_text())["indicators"]
+    assert {"reuse_rate", "substitution_rate"} <= set(indicators)
+    balance = json.loads((park / "balance.json").read_text())
+    assert balance["enterprises"] and set(balance["plants"]) == {"wastewater", "reclaimed"}
+
+    report = (park / "report.md").read_text(encoding="utf-8")
+    assert "## Indicators against their targets" in report
+    assert "| indicator | value | unit | target | sense | status |" in report
+    assert "| reuse_rate |" in report and "| substitution_rate |" in report
+    assert "## Water balance (m³/d)" in report and "plant: reclaimed" in report
+    assert "## What-if: reclaimed-water plant outage" in report
+    assert "## Monte-Carlo leak study: supply network" in report and "P(pressure < 10 m)" in report
+
+    from scenarios.summary_store import read_summary
+    stats, meta = read_summary(park / "supply-leaks.h5")
+    assert meta["complete"] and int(stats["n_scenarios"]) == 2000

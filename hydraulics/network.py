@@ -187,23 +187,17 @@ class NetworkArrays:
         return len(self.link_ids)
 
     def node_index(self, node_id: str) -> int:
-        return self._node_lookup()[node_id]
+        return self._lookup("_node_map", self.node_ids)[node_id]
 
     def link_index(self, link_id: str) -> int:
-        return self._link_lookup()[link_id]
+        return self._lookup("_link_map", self.link_ids)[link_id]
 
-    def _node_lookup(self) -> dict[str, int]:
-        cached = self.__dict__.get("_node_map")
+    def _lookup(self, cache_name: str, ids: tuple[str, ...]) -> dict[str, int]:
+        """id -> index, built on first use and kept on the frozen instance."""
+        cached = self.__dict__.get(cache_name)
         if cached is None:
-            cached = {name: i for i, name in enumerate(self.node_ids)}
-            object.__setattr__(self, "_node_map", cached)
-        return cached
-
-    def _link_lookup(self) -> dict[str, int]:
-        cached = self.__dict__.get("_link_map")
-        if cached is None:
-            cached = {name: i for i, name in enumerate(self.link_ids)}
-            object.__setattr__(self, "_link_map", cached)
+            cached = {name: i for i, name in enumerate(ids)}
+            object.__setattr__(self, cache_name, cached)
         return cached
 
     @property

@@ -24,7 +24,7 @@ def _closes(intake, outputs):
 def run_and_files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("coupled")
     park = load_park(_write_park(tmp / "park"))
-    result = run_park(park)
+    result = run_park(park)            # the 24 h run, the default
     return park, result, write_outputs(result, tmp / "out")
 
 
@@ -122,7 +122,18 @@ def test_bad_fractions_raise():
         bal.split_enterprise("x", 100.0, 0.0, 0.0, 0.0, consumption_fraction=0.7, discharge_fraction=0.6)
 
 
-def test_extended_run_not_yet(run_and_files):
+def test_duration_is_a_day_or_a_snapshot(run_and_files):
     park, _, _ = run_and_files
-    with pytest.raises(NotImplementedError, match="24 h"):
-        run_park(park, duration_s=86400)
+    with pytest.raises(ValueError, match="duration_s: the coupled run is a day"):
+        run_park(park, duration_s=3600)
+
+
+def test_cut_off_network_is_reported(run_and_files):
+    """NET1 as a discharge network: once its tank is full nothing can leave, EPANET's 'system
+    disconnected'; the network balance shows it and the run says so."""
+    _, result, _ = run_and_files
+    s = result.service["discharge"]
+    assert abs(s.closure_residual_m3d) > 100.0
+    kinds = {(v["network"], v["kind"]) for v in result.service_violations()}
+    assert ("discharge", "balance_not_closed") in kinds
+    assert ("supply", "balance_not_closed") not in kinds

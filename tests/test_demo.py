@@ -17,7 +17,7 @@ def test_demo_runs_example_park(tmp_path):
     assert "reuse_rate" in proc.stdout and "substitution_rate" in proc.stdout
 
     park = out / "park"
-    for name in ("indicators.json", "balance.json", "report.md", "supply-leaks.h5"):
+    for name in ("indicators.json", "balance.json", "report.md", "park-study.h5", "park-study.json"):
         assert (park / name).is_file(), name
     indicators = json.loads((park / "indicators.json").read_text())["indicators"]
     assert {"reuse_rate", "substitution_rate"} <= set(indicators)
@@ -30,8 +30,11 @@ def test_demo_runs_example_park(tmp_path):
     assert "| reuse_rate |" in report and "| substitution_rate |" in report
     assert "## Water balance (m³/d)" in report and "plant: reclaimed" in report
     assert "## What-if: reclaimed-water plant outage" in report
-    assert "## Monte-Carlo leak study: supply network" in report and "P(pressure < 10 m)" in report
+    assert "Mode: 24 h run" in report
+    assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report
+    assert "24 h run: reuse_rate" in proc.stdout and "park study: 2,000 scenarios" in proc.stdout
 
-    from scenarios.summary_store import read_summary
-    stats, meta = read_summary(park / "supply-leaks.h5")
-    assert meta["complete"] and int(stats["n_scenarios"]) == 2000
+    summary = json.loads((park / "park-study.json").read_text())
+    assert summary["scenarios"] == 2000
+    # The plant is out in about 5 % of the scenarios, and every outage is a shortfall of reclaimed water.
+    assert 0.03 < summary["probability"]["reclaimed_supply_short"] < 0.12

@@ -10,7 +10,7 @@ from twin.coupled import run_park
 from twin.park import load_park
 from twin.whatif import (
     AddEnterprise, CityReclaimedOffer, ExpandEnterprise, JunctionLeak, PlantCapacity, PlantOutage,
-    PlantRecovery, PumpOutage, WhatIfError, apply, compare,
+    Perturbation, PlantRecovery, PumpOutage, WhatIfError, apply, compare,
 )
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "twin" / "example_park"
@@ -173,6 +173,64 @@ def test_bad_added_enterprises_and_unsupported_perturbations(park):
         apply(park, [AddEnterprise(bad)])
     with pytest.raises(TypeError, match="unknown what-if operation"):
         apply(park, ["grow everything"])
-    for op in (JunctionLeak("supply", "S0502", 1e-4), PumpOutage("supply", "P1")):
-        with pytest.raises(NotImplementedError, match=f"{type(op).__name__}: hydraulic perturbations"):
-            apply(park, [op])
+    with pytest.raises(WhatIfError, match="PumpOutage: pump: 'P1' is not a pump of supply.inp"):
+        apply(park, [PumpOutage("supply", "P1")])
+
+
+# ------------------------------------------------------------------ hydraulic what-ifs
+def test_leak_is_a_loss_of_the_park(park, base):
+    leaky = run_park(apply(park, [JunctionLeak("supply", "S0502", 1e-3)]))
+    leak = leaky.service["supply"].leaks_m3d
+    assert leak > 100.0
+    h = leaky.hydraulics["supply"]
+    assert_allclose(h.leak_volume_m3[h.net.node_index("S0502")], leak)
+    assert_allclose(leaky.balance["park"]["intake"], base.balance["park"]["intake"] + leak, rtol=1e-9)
+    assert_allclose(leaky.balance["park"]["losses"], base.balance["park"]["losses"] + leak, rtol=1e-9)
+    delta = compare(base, leaky)
+    assert delta["leakage_rate"]["change"] > 0 and delta["reuse_rate"]["change"] < 0
+    # the park as loaded is untouched
+    assert park.hydraulic_changes == () and len(apply(park, [JunctionLeak("supply", "S0502", 1e-3)])
+                                                    .hydraulic_changes) == 1
+
+
+def test_raw_rows_reach_the_network(park, base):
+    # Closing the supply main out of the tank changes the tank's share and nothing else of the balance.
+    changed = run_park(apply(park, [Perturbation("supply", "S-TANK", "status", "closed")]))
+    h = changed.hydraulics["supply"]
+    assert_allclose(h.flow_m3s[:, h.net.link_index("S-TANK")], 0.0)
+    assert changed.service["supply"].storage_change_m3d == pytest.approx(0.0, abs=1e-9)
+    assert changed.balance["enterprises"] == base.balance["enterprises"]
+
+
+@pytest.mark.parametrize("op, message", [
+    (JunctionLeak("supply", "NOPE", 1e-3), "JunctionLeak: junction: 'NOPE' is not a junction of supply"),
+    (JunctionLeak("supply", "MUNICIPAL", 1e-3), "JunctionLeak: junction: 'MUNICIPAL' is not a junction of supply "
+                                                "(it is a reservoir)"),
+    (JunctionLeak("supply", "S0502", -1e-3), "JunctionLeak: area_m2: must be > 0"),
+    (JunctionLeak("sewer", "S0502", 1e-3), "JunctionLeak: network: unknown network 'sewer'"),
+    (Perturbation("supply", "*", "demand_multiplier", 2), "Perturbation: attribute: demand_multiplier is not a "
+                                                          "park what-if"),
+    (Perturbation("supply", "S0502", "colour", "red"), "Perturbation: attribute: unknown attribute 'colour'"),
+    (Perturbation("supply", "S0502", "leak_area_m2", "abc"), "Perturbation: value: leak_area_m2 value 'abc'"),
+])
+def test_bad_hydraulic_operations(park, op, message):
+    with pytest.raises(WhatIfError) as exc:
+        apply(park, [op])
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
+def test_the_same_leak_twice_is_refused(park):
+    with pytest.raises(WhatIfError, match="JunctionLeak: junction: leak_area_m2 of 'S0502' is already set"):
+        apply(park, [JunctionLeak("supply", "S0502", 1e-3), JunctionLeak("supply", "S0502", 2e-3)])
+
+
+def test_pump_outage_on_a_network_with_pumps(tmp_path):
+    from test_park import NET1, _write_park
+    if not NET1.exists():
+        pytest.skip(f"{NET1} not found")
+    net1_park = load_park(_write_park(tmp_path / "park"))
+    out = run_park(apply(net1_park, [PumpOutage("supply", "9")]), duration_s=0)
+    h = out.hydraulics["supply"]
+    assert_allclose(h.flow_m3s[0, h.net.link_index("9")], 0.0)
+    assert out.service["supply"].source_outflow_m3d == pytest.approx(0.0, abs=1e-9)   # only the tank supplies
+    assert out.service["supply"].storage_change_m3d < 0

@@ -1,17 +1,23 @@
 """The coupled park run: allocation (twin.balance), the three networks solved, balance and indicators.
 
-Snapshot only for now (``duration_s=0``): every figure is a daily average in m³/d, the enterprise flows
-enter the networks as constant demands at their junctions (need / 86400 s), and network leaks at that
-instant are taken as the day's average. Each enterprise junction's first demand category is set so that
-the demand at t = 0 equals the enterprise flow (the file's pattern factor at t = 0 and global demand
-multiplier are divided out); every other junction's demand is switched off (``keep_background=False``)
-because all water of the park is drawn by its enterprises. In the discharge network an enterprise's
-wastewater is a negative demand, which EPANET treats as an inflow at the junction.
+Two modes. The 24 h run (the default, ``duration_s=86400``): each enterprise draws and discharges its
+daily volumes over its shift hours (twin.park_hydraulics), the networks run 24 h from midnight with
+their tanks, controls and patterns, and every daily figure is the day's integral of the hourly flows.
+The snapshot (``duration_s=0``): the enterprise flows are constant daily means, solved once, and a day
+of network leaks is the snapshot's leak flow times 86,400 s.
+
+The allocation of water by grade is daily (m³/d) in both modes: the reclaimed plant's capacity is a
+daily volume and its product storage is assumed to buffer the hours. In the networks every junction that
+is not an enterprise junction has its demand switched off (``keep_background=False``): all of the park's
+water is drawn by its enterprises. In the discharge network an enterprise's wastewater is a negative
+demand, which EPANET treats as an inflow at the junction.
 
 Network leaks are extra losses of the park (fresh network: drawn from fresh intake; reclaimed network:
 from unconventional supply). Sewer leaks are part of the enterprises' discharge and only reduce what
 reaches the wastewater plant. Demand a network could not deliver (pressure-driven runs, failures) is not
-water drawn, so it is reported as ``unserved_m3d`` per network rather than booked as a loss.
+water drawn, so it is reported as ``unserved_m3d`` per network rather than booked as a loss. Tank storage
+change over the day is reported per network and closes the network's own balance (source outflow =
+delivered + leaks + storage change); the park balance takes the day as one cycle of the tanks.
 """
 from __future__ import annotations
 
@@ -23,19 +29,24 @@ from pathlib import Path
 import numpy as np
 
 from hydraulics.compile import load_network
+from hydraulics.extended import StepVolumes, run_extended
 from hydraulics.inputs import BatchInputs
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
 from twin.indicators import ParkBalance, Targets, evaluate
+from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
+                                  snapshot_inputs, with_perturbations)
 from twin.park_schema import NETWORKS, Park
 
-SECONDS_PER_DAY = 86400.0
 MIN_PRESSURE_M = 10.0
+DURATIONS_S = (0, SECONDS_PER_DAY)
+# Enterprise demands come from the allocation; these perturbation attributes would fight it.
+DEMAND_ATTRIBUTES = ("demand_multiplier", "base_demand_m3s")
 
 
 @dataclass(frozen=True)
 class NetworkService:
-    """One network's hydraulic figures (m³/d, m)."""
+    """One network's hydraulic figures over the run (m³/d, m); pressures are minima over the day."""
     name: str
     converged: bool
     leaks_m3d: float
@@ -43,15 +54,21 @@ class NetworkService:
     delivered_m3d: float            # |demand| the solver delivered there
     low_pressure_junctions: tuple[str, ...]
     min_pressure_m: float
-    enterprise_pressure_m: dict = field(default_factory=dict)   # enterprise -> pressure at its junction
+    enterprise_pressure_m: dict = field(default_factory=dict)   # enterprise -> min pressure at its junction
+    source_outflow_m3d: float = 0.0  # what the reservoirs gave (negative: took in, the discharge plant)
+    storage_change_m3d: float = 0.0  # tank volume at the end of the day minus at its start
+    closure_residual_m3d: float = 0.0  # source outflow - (junction demands + leaks + storage change)
+    failure: str = ""
 
     @property
     def unserved_m3d(self) -> float:
         return max(self.requested_m3d - self.delivered_m3d, 0.0)
 
     def as_dict(self) -> dict:
-        return {"converged": self.converged, "leaks_m3d": self.leaks_m3d, "requested_m3d": self.requested_m3d,
-                "delivered_m3d": self.delivered_m3d, "unserved_m3d": self.unserved_m3d,
+        return {"converged": self.converged, "failure": self.failure, "leaks_m3d": self.leaks_m3d,
+                "requested_m3d": self.requested_m3d, "delivered_m3d": self.delivered_m3d,
+                "unserved_m3d": self.unserved_m3d, "source_outflow_m3d": self.source_outflow_m3d,
+                "storage_change_m3d": self.storage_change_m3d, "closure_residual_m3d": self.closure_residual_m3d,
                 "min_pressure_m": self.min_pressure_m, "low_pressure_junctions": list(self.low_pressure_junctions),
                 "enterprise_pressure_m": dict(self.enterprise_pressure_m)}
 
@@ -63,64 +80,109 @@ class ParkRunResult:
     allocation: bal.Allocation
     park_balance: ParkBalance
     indicators: dict
-    balance: dict                   # twin.balance.balance_table
+    balance: dict                   # twin.balance.balance_table, plus "networks"
     service: dict                   # network name -> NetworkService
     min_pressure_m: float = MIN_PRESSURE_M
+    hydraulics: dict = field(default_factory=dict)   # network name -> twin.park_hydraulics.NetworkHydraulics
+
+    def service_violations(self) -> list[dict]:
+        """Enterprises whose supply or reclaimed junction falls below the service pressure, and networks
+        that did not converge or left demand unserved."""
+        out = []
+        for name, s in self.service.items():
+            if not s.converged:
+                out.append({"network": name, "kind": "not_converged", "detail": s.failure or "did not converge"})
+            if s.unserved_m3d > 1e-6 * max(s.requested_m3d, 1.0):
+                out.append({"network": name, "kind": "unserved_demand", "value_m3d": s.unserved_m3d})
+            scale = max(abs(s.source_outflow_m3d), s.requested_m3d, 1.0)
+            if abs(s.closure_residual_m3d) > bal.CLOSURE_TOLERANCE * scale:
+                # Typically a part of the network cut off from every reservoir and tank (a full tank
+                # closes its inlet): its demands cannot be met, whatever the solver reports.
+                out.append({"network": name, "kind": "balance_not_closed", "value_m3d": s.closure_residual_m3d,
+                            "detail": "source outflow differs from demands + leaks + storage change: part of the "
+                                      "network is cut off from every reservoir and tank"})
+            if name == "discharge":
+                continue        # a sewer main's pressure is not a service level
+            for ent, p in s.enterprise_pressure_m.items():
+                if not p >= self.min_pressure_m:
+                    out.append({"network": name, "kind": "low_pressure", "enterprise": ent, "pressure_m": p,
+                                "min_pressure_m": self.min_pressure_m})
+        return out
 
 
-def enterprise_flows_m3s(park: Park, alloc: bal.Allocation) -> dict[str, dict[str, float]]:
-    """network -> junction id -> flow in m³/s (discharge network: negative, an inflow)."""
-    out = {n: {} for n in NETWORKS}
+def enterprise_loads(park: Park, alloc: bal.Allocation) -> dict[str, dict[str, JunctionLoad]]:
+    """network -> junction id -> load (daily mean m³/s, shift profile); discharge is negative (an inflow)."""
+    parts: dict[str, dict[str, list]] = {n: {} for n in NETWORKS}
     for e, f in zip(park.enterprises, alloc.enterprises):
         for net_name, q in (("supply", f.intake_fresh), ("reclaimed", f.intake_reclaimed),
                             ("discharge", -f.discharge)):
-            jid = e.junctions[net_name]
-            out[net_name][jid] = out[net_name].get(jid, 0.0) + q / SECONDS_PER_DAY
-    return out
+            parts[net_name].setdefault(e.junctions[net_name], []).append((q / SECONDS_PER_DAY, e.shift_hours))
+    return {n: {j: combine_loads(p) for j, p in by_j.items()} for n, by_j in parts.items()}
+
+
+def enterprise_flows_m3s(park: Park, alloc: bal.Allocation) -> dict[str, dict[str, float]]:
+    """network -> junction id -> daily mean flow in m³/s (discharge network: negative, an inflow)."""
+    return {n: {j: load.mean_m3s for j, load in loads.items()}
+            for n, loads in enterprise_loads(park, alloc).items()}
 
 
 def _demand_inputs(net, flows: dict[str, float], keep_background: bool) -> BatchInputs:
-    """Base demands that give `flows` (m³/s) at t = 0 at the named junctions."""
-    nj = net.n_junctions
-    base = np.full((1, nj), np.nan)
-    mult = np.ones((1, nj)) if keep_background else np.zeros((1, nj))
-    categories = np.bincount(net.demand_node[net.demand_node < nj], minlength=nj)
-    t = net.time
-    period = t.pattern_start_s // t.pattern_step_s if t.pattern_step_s > 0 else 0
-    for jid, q in flows.items():
-        j = net.node_index(jid)
-        cats = np.flatnonzero(net.demand_node == j)
-        if categories[j] == 0 and q != 0.0:
-            raise ValueError(f"{net.name}: junction {jid!r} has no demand category to carry an enterprise flow "
-                             "(give it a [DEMANDS]/[JUNCTIONS] demand, even 0)")
-        if categories[j] > 1 and np.any(net.demand_base_m3s[cats[1:]] != 0):
-            raise ValueError(f"{net.name}: junction {jid!r} has {categories[j]} demand categories; an "
-                             "enterprise junction may carry only its enterprise's demand")
-        pat = net.demand_pattern[cats[0]] if len(cats) else -1
-        factor = net.options.demand_multiplier * (net.patterns.at_period(pat, period) if pat >= 0 else 1.0)
-        if factor == 0.0 and q != 0.0:
-            raise ValueError(f"{net.name}: junction {jid!r}: its demand pattern is 0 at t = 0")
-        base[0, j] = q / factor if q != 0.0 else 0.0
-        mult[0, j] = 1.0
-    return BatchInputs(batch_size=1, base_demand_m3s=base, demand_multiplier=mult)
+    """Base demands that give `flows` (m³/s) at t = 0 at the named junctions (snapshot)."""
+    return snapshot_inputs(net, {j: JunctionLoad(q) for j, q in flows.items()}, keep_background)
 
 
-def _solve(park: Park, net_name: str, flows: dict[str, float], options: SolverOptions,
-           min_pressure_m: float, keep_background: bool) -> NetworkService:
+def perturbation_inputs(park: Park, net_name: str, net) -> BatchInputs | None:
+    """The park's hydraulic what-ifs on one network as solver inputs (None when it has none)."""
+    rows = [(c.element, c.attribute, c.value) for c in park.hydraulic_changes if c.network == net_name]
+    if not rows:
+        return None
+    from scenarios.perturbations import PerturbationTable, build_batch
+    for element, attribute, _ in rows:
+        if attribute in DEMAND_ATTRIBUTES:
+            raise ValueError(f"{net_name}: {element}: {attribute}: the park's demands come from its enterprises; "
+                             "change them with ExpandEnterprise or AddEnterprise")
+    table = PerturbationTable.from_rows([("what-if", *r) for r in rows], source=f"{net_name} what-if")
+    return build_batch(table, net).inputs
+
+
+def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: SolverOptions,
+           duration_s: int, keep_background: bool) -> NetworkHydraulics:
     net = load_network(park.network_path(net_name))
-    res = HydraulicSolver(net, options).run(_demand_inputs(net, flows, keep_background), 0)
+    extra = perturbation_inputs(park, net_name, net)
+    if duration_s:
+        if keep_background:
+            raise ValueError("keep_background applies to the snapshot only")
+        net, inputs = daily_network(net, loads)
+    else:
+        inputs = snapshot_inputs(net, loads, keep_background)
+    solver = HydraulicSolver(net, options)
+    inputs = with_perturbations(inputs, extra)
+    if not duration_s:
+        return NetworkHydraulics.from_results(net, solver.run(inputs, 0))
+    volumes = StepVolumes(inputs.batch_size, net.n_nodes)
+    res = run_extended(solver, inputs, duration_s, volumes=volumes)
+    return NetworkHydraulics.from_results(net, res, volumes)
+
+
+def network_service(park: Park, net_name: str, loads: dict[str, JunctionLoad], h: NetworkHydraulics,
+                    min_pressure_m: float) -> NetworkService:
+    """Daily figures of one network from its hydraulics."""
+    net = h.net
     nj = net.n_junctions
-    p = np.asarray(res.pressure_m[0, 0, :nj], dtype=float)
-    idx = {jid: net.node_index(jid) for jid in flows}
-    delivered = math.fsum(abs(float(res.demand_m3s[0, 0, i])) for i in set(idx.values())) * SECONDS_PER_DAY
-    requested = math.fsum(abs(q) for q in flows.values()) * SECONDS_PER_DAY
+    p = np.nanmin(h.pressure_m[:, :nj], axis=0) if nj else np.zeros(0)
+    loaded = sorted({net.node_index(j) for j in loads})
+    delivered = math.fsum(abs(float(v)) for v in h.node_volume_m3[loaded])
+    requested = math.fsum(abs(load.mean_m3s) for load in loads.values()) * SECONDS_PER_DAY
+    leaks = float(np.sum(h.leak_volume_m3))
+    junction_demand = float(np.sum(h.node_volume_m3[:nj]))
+    source, storage = h.source_outflow_m3d(), h.storage_change_m3()
     pressures = {e.name: float(p[net.node_index(e.junctions[net_name])]) for e in park.enterprises}
     return NetworkService(
-        name=net_name, converged=bool(np.all(res.converged)) and not any(res.failure),
-        leaks_m3d=float(np.nansum(res.leak_m3s[0, 0, :])) * SECONDS_PER_DAY,
-        requested_m3d=requested, delivered_m3d=delivered,
-        low_pressure_junctions=tuple(net.node_ids[i] for i in np.flatnonzero(p < min_pressure_m)),
-        min_pressure_m=float(np.min(p)) if nj else math.nan, enterprise_pressure_m=pressures)
+        name=net_name, converged=h.converged, leaks_m3d=leaks, requested_m3d=requested, delivered_m3d=delivered,
+        low_pressure_junctions=tuple(net.node_ids[i] for i in np.flatnonzero(~(p >= min_pressure_m))),
+        min_pressure_m=float(np.min(p)) if nj else math.nan, enterprise_pressure_m=pressures,
+        source_outflow_m3d=source, storage_change_m3d=storage,
+        closure_residual_m3d=source - (junction_demand + leaks + storage), failure=h.failure)
 
 
 def indicator_targets(park: Park) -> Targets:
@@ -140,15 +202,16 @@ def _apply_sector_quotas(park: Park, indicators: dict) -> dict:
     return indicators
 
 
-def run_park(park: Park, duration_s: int = 0, options: SolverOptions = SolverOptions(), *,
+def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptions = SolverOptions(), *,
              min_pressure_m: float = MIN_PRESSURE_M, keep_background: bool = False) -> ParkRunResult:
-    """Allocate, solve the supply, reclaimed and discharge networks, close the balance, evaluate."""
-    if duration_s:
-        raise NotImplementedError("the coupled 24 h run is not implemented yet; use duration_s=0 (snapshot, "
-                                  "daily averages)")
+    """Allocate, solve the supply, reclaimed and discharge networks (24 h or a snapshot), close the
+    balance, evaluate the indicators."""
+    if duration_s not in DURATIONS_S:
+        raise ValueError(f"duration_s: the coupled run is a day (86400) or a snapshot (0), got {duration_s!r}")
     first = bal.allocate(park)
-    flows = enterprise_flows_m3s(park, first)
-    service = {n: _solve(park, n, flows[n], options, min_pressure_m, keep_background) for n in NETWORKS}
+    loads = enterprise_loads(park, first)
+    hydraulics = {n: _solve(park, n, loads[n], options, duration_s, keep_background) for n in NETWORKS}
+    service = {n: network_service(park, n, loads[n], hydraulics[n], min_pressure_m) for n in NETWORKS}
     alloc = bal.allocate(park, sewer_losses_m3d=service["discharge"].leaks_m3d)
     bal.check_closure(alloc)
     pb = bal.park_balance(park, alloc, network_losses_fresh=service["supply"].leaks_m3d,
@@ -156,7 +219,8 @@ def run_park(park: Park, duration_s: int = 0, options: SolverOptions = SolverOpt
     indicators = _apply_sector_quotas(park, evaluate(pb, indicator_targets(park)))
     table = bal.balance_table(alloc, pb)
     table["networks"] = {n: s.as_dict() for n, s in service.items()}
-    return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m)
+    return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m,
+                         hydraulics)
 
 
 def _plain(x):
@@ -176,9 +240,11 @@ def write_outputs(result: ParkRunResult, out_dir: str | Path) -> tuple[Path, Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"park": result.park_name, "duration_s": result.duration_s,
-            "mode": "snapshot (daily averages)" if result.duration_s == 0 else "extended period"}
+            "mode": "snapshot (daily averages)" if result.duration_s == 0 else "24 h (daily integrals)"}
     ind_path, bal_path = out / "indicators.json", out / "balance.json"
-    ind_path.write_text(json.dumps(_plain({**meta, "indicators": result.indicators}), indent=2, ensure_ascii=False))
+    ind_path.write_text(json.dumps(_plain({**meta, "indicators": result.indicators,
+                                           "service_violations": result.service_violations()}),
+                                   indent=2, ensure_ascii=False))
     bal_path.write_text(json.dumps(_plain({**meta, "min_pressure_m": result.min_pressure_m, **result.balance}),
                                    indent=2, ensure_ascii=False))
     return ind_path, bal_path

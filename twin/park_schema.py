@@ -125,6 +125,17 @@ class Targets:
 
 
 @dataclass(frozen=True)
+class HydraulicChange:
+    """One perturbation row on one of the park's networks (what-ifs: leaks, pump outages, raw rows).
+
+    `attribute` and `value` as in the perturbation table (scenarios.attributes, SI units)."""
+    network: str
+    element: str
+    attribute: str
+    value: str
+
+
+@dataclass(frozen=True)
 class Park:
     name: str
     folder: str
@@ -133,6 +144,8 @@ class Park:
     reclaimed_plant: ReclaimedPlant
     city: CityLinks
     targets: Targets
+    # Hydraulic what-ifs on top of the files; empty for a park as loaded.
+    hydraulic_changes: tuple[HydraulicChange, ...] = ()
 
     def network_path(self, network: str) -> str:
         """Path of the EPANET file of one of NETWORKS."""

@@ -1,9 +1,9 @@
 """The park report: a Markdown file with the indicators against their targets, the water balance per
-enterprise and plant, the effect of a what-if (e.g. a plant outage) on the indicators and the headline of
-a Monte-Carlo leak study (the junctions most often below the service pressure).
+enterprise and plant, the effect of a what-if (e.g. a plant outage) on the indicators, the headline of
+a Monte-Carlo study of the park's operations (twin.park_montecarlo) and pictures when given.
 
-Pure formatting: every number comes from a `twin.coupled.ParkRunResult` or a summary file read with
-`scenarios.summary_store.read_summary`; nothing is solved here.
+Pure formatting: every number comes from a `twin.coupled.ParkRunResult` or a study file; nothing is
+solved here.
 """
 from __future__ import annotations
 
@@ -18,46 +18,30 @@ PARK_INDICATORS = ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "lea
 
 
 @dataclass(frozen=True)
-class LeakStudy:
-    """Headline of a Monte-Carlo leak study (from a summary file)."""
-    network: str
+class StudyHeadline:
+    """What the report shows of a park Monte-Carlo study."""
     path: str
-    n_scenarios: int
-    n_converged: int
-    service_pressure_m: float
-    description: str                                  # how the scenarios were drawn
-    worst: tuple = ()                                 # (junction, P(p < service), min p, median p) best first
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    description: str
+    summary: dict                                     # twin.park_montecarlo summary
+    worst: dict = field(default_factory=dict)         # network -> ((junction, P(p < service)), ...) worst first
 
 
-def leak_study_from_summary(path, network: str, description: str, top: int = 10,
-                            junction_ids=None) -> LeakStudy:
-    """Read a summary file and keep the `top` junctions by probability of pressure below the service
-    pressure (ties broken by the lowest minimum pressure); `junction_ids` restricts to junctions."""
-    from scenarios.summary_store import read_summary
+def study_headline(path, description: str, top: int = 8) -> StudyHeadline:
+    """Read a park study file: its summary and each network's junctions most often below service."""
+    import json
 
-    stats, meta = read_summary(path)
-    prob = np.asarray(stats["pressure_below_service_prob"], dtype=float).max(axis=0)   # worst report time
-    pmin = np.asarray(stats["pressure_min"], dtype=float).min(axis=0)
-    levels = [float(q) for q in np.asarray(stats["quantile_levels"]).ravel()]
-    quant = np.asarray(stats["pressure_quantiles"], dtype=float)
-    median = None
-    if 0.5 in levels:                                 # pressure_quantiles is [Q, T, N]
-        median = quant[levels.index(0.5)].min(axis=0)
-    ids = meta["node_ids"]
-    keep = np.isfinite(prob)
-    if junction_ids is not None:
-        wanted = set(junction_ids)
-        keep &= np.array([i in wanted for i in ids])
-    idx = np.flatnonzero(keep)
-    order = idx[np.lexsort((np.nan_to_num(pmin[idx], nan=np.inf), -prob[idx]))][:top]
-    worst = tuple((ids[i], float(prob[i]), float(pmin[i]), None if median is None else float(median[i]))
-                  for i in order)
-    n_conv = int(np.asarray(stats.get("n_converged", 0)).max()) if "n_converged" in stats else 0
-    n_scen = int(np.asarray(stats.get("n_scenarios", len(meta["scenario_ids"]))).max())
-    return LeakStudy(network=network, path=str(path), n_scenarios=n_scen, n_converged=n_conv,
-                     service_pressure_m=float(meta["options"].service_pressure_m), description=description,
-                     worst=worst)
+    import h5py
+
+    from twin.park_montecarlo import risk_map
+    with h5py.File(path, "r") as f:
+        summary = json.loads(f.attrs["summary"])
+        networks = list(f["risk"])
+    worst = {}
+    for net in networks:
+        ids, prob = risk_map(path, net)
+        order = np.argsort(-prob, kind="stable")[:top]
+        worst[net] = tuple((ids[i], float(prob[i])) for i in order if prob[i] > 0)
+    return StudyHeadline(str(path), description, summary, worst)
 
 
 # ---------------------------------------------------------------------------------------------- format
@@ -66,6 +50,8 @@ def _num(x, unit: str = "") -> str:
         return "-"
     if unit == "fraction":
         return f"{100.0 * x:.1f} %"
+    if abs(x) < 1e-6:
+        return "0"      # solver round-off, e.g. 1e-12 m³/d unserved
     if abs(x) >= 100:
         return f"{x:,.0f}"
     if abs(x) >= 1:
@@ -136,11 +122,20 @@ def balance_section(result) -> list[str]:
     nets = b.get("networks", {})
     if nets:
         rows = [(n, "yes" if d["converged"] else "**no**", _num(d["min_pressure_m"]),
-                 len(d["low_pressure_junctions"]), _num(d["unserved_m3d"]), _num(d["leaks_m3d"]))
+                 len(d["low_pressure_junctions"]), _num(d["unserved_m3d"]), _num(d["leaks_m3d"]),
+                 _num(d.get("source_outflow_m3d")), _num(d.get("storage_change_m3d")))
                 for n, d in nets.items()]
-        lines += ["Networks (snapshot):", ""]
+        lines += ["Networks (pressures: the minimum over the run; a reservoir's outflow is negative where it "
+                  "takes water in, as the discharge network's plant does):", ""]
         lines += _table(("network", "converged", "min pressure (m)",
-                         f"junctions < {result.min_pressure_m:g} m", "unserved (m³/d)", "leaks (m³/d)"), rows)
+                         f"junctions < {result.min_pressure_m:g} m", "unserved (m³/d)", "leaks (m³/d)",
+                         "source outflow (m³/d)", "tank storage change (m³)"), rows)
+    violations = result.service_violations()
+    if violations:
+        lines += ["Service violations:", ""]
+        lines += _table(("network", "kind", "where", "value"), [
+            (v["network"], v["kind"], v.get("enterprise", "-"),
+             _num(v.get("pressure_m", v.get("value_m3d")))) for v in violations])
     return lines
 
 
@@ -172,38 +167,55 @@ def whatif_section(title: str, base, changed, description: str = "") -> list[str
     return lines
 
 
-def leak_section(study: LeakStudy) -> list[str]:
-    lines = [f"## Monte-Carlo leak study: {study.network} network", "",
-             f"{study.n_scenarios:,} scenarios ({study.n_converged:,} converged); {study.description}. "
-             f"Statistics file: `{Path(study.path).name}`.", ""]
-    if not study.worst:
-        lines += ["No junction results.", ""]
-    elif study.worst[0][1] == 0.0:
-        lines += [f"No junction fell below {study.service_pressure_m:g} m in any scenario.", ""]
-    else:
-        j, p, _, _ = study.worst[0]
-        lines += [f"Headline: junction **{j}** is below {study.service_pressure_m:g} m in {100 * p:.2f} % of the "
-                  "scenarios (the leak-prone junctions with the highest probability of low pressure):", ""]
-    rows = [(j, f"{100 * p:.2f} %", _num(pmin), _num(med)) for j, p, pmin, med in study.worst]
-    lines += _table(("junction", f"P(pressure < {study.service_pressure_m:g} m)", "min pressure (m)",
-                     "median pressure (m)"), rows)
-    lines += list(study.notes) + ([""] if study.notes else [])
+def study_section(study: StudyHeadline) -> list[str]:
+    sm = study.summary
+    lines = ["## Monte-Carlo study of the park's operations", "",
+             f"{sm['scenarios']:,} scenarios; {study.description}. Study file: `{Path(study.path).name}`.", ""]
+    rows = [(k.replace("_", " "), f"{100 * v:.2f} %" if v is not None else "-") for k, v in sm["probability"].items()]
+    lines += _table(("event", "probability"), rows)
+    rows = []
+    for k, q in sm["quantiles"].items():
+        if q is None:
+            continue
+        unit = "fraction" if k.endswith("rate") else ""
+        rows.append((k, _num(q["p5"], unit), _num(q["p50"], unit), _num(q["p95"], unit)))
+    lines += _table(("figure", "5 %", "median", "95 %"), rows)
+    at_risk = [(e, p) for e, p in sm.get("enterprise_below_service", {}).items() if p]
+    if at_risk:
+        lines += [f"Enterprises whose supply or reclaimed connection falls below {sm['min_pressure_m']:g} m:", ""]
+        lines += _table(("enterprise", "probability"), [(e, f"{100 * p:.2f} %")
+                                                        for e, p in sorted(at_risk, key=lambda x: -x[1])])
+    for net, worst in study.worst.items():
+        if worst:
+            lines += [f"Junctions of the {net} network most often below {sm['min_pressure_m']:g} m:", ""]
+            lines += _table(("junction", "probability"), [(j, f"{100 * p:.2f} %") for j, p in worst])
     return lines
 
 
-def write_report(path, result, *, whatifs=(), leak_study: LeakStudy | None = None,
-                 notes: tuple[str, ...] = ()) -> Path:
-    """Write the Markdown report. `whatifs`: (title, changed ParkRunResult, description) triples."""
+def pictures_section(pictures) -> list[str]:
+    lines = ["## Pictures", ""]
+    for caption, rel_path in pictures:
+        lines += [f"![{caption}]({rel_path})", "", f"*{caption}*", ""]
+    return lines
+
+
+def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None,
+                 pictures=(), notes: tuple[str, ...] = ()) -> Path:
+    """Write the Markdown report. `whatifs`: (title, changed ParkRunResult, description) triples;
+    `pictures`: (caption, path relative to the report) pairs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "snapshot (daily averages)" if result.duration_s == 0 else f"{result.duration_s / 3600:g} h run"
+    mode = ("snapshot (daily averages)" if result.duration_s == 0 else
+            f"{result.duration_s / 3600:g} h run (enterprises on their shifts, daily volumes integrated)")
     lines = [f"# {result.park_name}: water report", "", f"Mode: {mode}. Volumes in m³/d.", ""]
     lines += list(notes) + ([""] if notes else [])
     lines += indicators_section(result)
     lines += balance_section(result)
     for title, changed, description in whatifs:
         lines += whatif_section(title, result, changed, description)
-    if leak_study is not None:
-        lines += leak_section(leak_study)
+    if study is not None:
+        lines += study_section(study)
+    if pictures:
+        lines += pictures_section(pictures)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path

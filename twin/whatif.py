@@ -14,8 +14,11 @@ Modelling choices:
 * PlantOutage is the plant at zero capacity: a wastewater plant out sends all the park's wastewater to
   the city plant (and so feeds no reclaimed water); a reclaimed plant out produces nothing, so the park
   is served by the city's reclaimed offer and fresh water, and the export to the city stops.
-* JunctionLeak and PumpOutage are hydraulic perturbations: `twin.coupled.run_park` builds its solver
-  inputs itself and takes no perturbations, so `apply` raises NotImplementedError for them.
+* JunctionLeak, PumpOutage and Perturbation are hydraulic: they add perturbation rows
+  (`Park.hydraulic_changes`) to one of the park's networks, checked against that network here, and
+  `twin.coupled.run_park` applies them on top of the enterprise demands. A pump out of service is its
+  link closed (`status closed`; the network's own controls may still restart it, as in EPANET). Demand
+  attributes are refused: the park's demands come from its enterprises (ExpandEnterprise, AddEnterprise).
 """
 from __future__ import annotations
 
@@ -25,8 +28,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from twin.park_schema import (
-    NETWORKS, SHIFT_HOURS, Enterprise, Park, ParkError, Recycling, WaterNeeds,
+    NETWORKS, SHIFT_HOURS, Enterprise, HydraulicChange, Park, ParkError, Recycling, WaterNeeds,
 )
+
+# The park's demands come from its enterprises; rows on these would fight the allocation.
+DEMAND_ATTRIBUTES = ("demand_multiplier", "base_demand_m3s")
 
 PLANTS = ("wastewater", "reclaimed")
 
@@ -75,21 +81,30 @@ class CityReclaimedOffer:
 
 @dataclass(frozen=True)
 class JunctionLeak:
-    """Not supported yet: run_park takes no hydraulic perturbations."""
+    """An orifice leak at a junction of one network: q = Cd·A·sqrt(2·g·p)."""
     network: str
     junction: str
     area_m2: float
+    discharge_coefficient: float = 0.75
 
 
 @dataclass(frozen=True)
 class PumpOutage:
-    """Not supported yet: run_park takes no hydraulic perturbations."""
     network: str
     pump: str
 
 
+@dataclass(frozen=True)
+class Perturbation:
+    """A raw perturbation row on one of the park's networks (attributes of the perturbation table)."""
+    network: str
+    element: str
+    attribute: str
+    value: str | float
+
+
 Operation = (ExpandEnterprise | AddEnterprise | PlantCapacity | PlantRecovery | PlantOutage
-             | CityReclaimedOffer | JunctionLeak | PumpOutage)
+             | CityReclaimedOffer | JunctionLeak | PumpOutage | Perturbation)
 
 
 def _number(op, field: str, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
@@ -192,14 +207,71 @@ def _offer(park: Park, op: CityReclaimedOffer) -> Park:
     return replace(park, city=replace(park.city, reclaimed_offer_m3d=_number(op, "m3d")))
 
 
-def _hydraulic(park: Park, op) -> Park:
-    raise NotImplementedError(
-        f"{type(op).__name__}: hydraulic perturbations (JunctionLeak, PumpOutage) are not supported yet: "
-        "twin.coupled.run_park takes no leak or link-status inputs")
+def _network(park: Park, op):
+    if op.network not in NETWORKS:
+        raise WhatIfError(op, "network", f"unknown network {op.network!r} (valid: {', '.join(NETWORKS)})")
+    from hydraulics.compile import load_network
+    return load_network(park.network_path(op.network))
+
+
+def _with_rows(park: Park, op, rows: list[tuple[str, str, str]], field_of: dict[str, str]) -> Park:
+    """Add (element, attribute, value) rows on op.network after checking them against that network and
+    against the rows already there; an error names the operation's field."""
+    from scenarios.perturbations import PerturbationError, PerturbationTable
+    net = _network(park, op)
+    for element, attribute, _ in rows:
+        if attribute in DEMAND_ATTRIBUTES:
+            raise WhatIfError(op, field_of.get("attribute", "attribute"),
+                              f"{attribute} is not a park what-if: the park's demands come from its enterprises "
+                              "(use ExpandEnterprise or AddEnterprise)")
+    earlier = [(c.element, c.attribute, c.value) for c in park.hydraulic_changes if c.network == op.network]
+    table_rows = [("what-if", *r) for r in earlier + rows]
+    try:
+        PerturbationTable.from_rows(table_rows, source=op.network).validate(net)
+    except PerturbationError as exc:
+        row = (exc.row_number or 1) - 1 - len(earlier)
+        reason = exc.reason
+        if "repeats row" in reason:
+            element, attribute, _ = rows[max(row, 0)]
+            raise WhatIfError(op, field_of.get("element", "element"),
+                              f"{attribute} of {element!r} is already set by an earlier operation") from None
+        if reason.startswith("unknown attribute"):
+            kind = "attribute"
+        elif "value" in reason or "range" in reason:
+            kind = "value"
+        else:
+            kind = "element"
+        raise WhatIfError(op, field_of.get(kind, kind), reason) from None
+    changes = tuple(HydraulicChange(op.network, e, a, v) for e, a, v in rows)
+    return replace(park, hydraulic_changes=park.hydraulic_changes + changes)
+
+
+def _leak(park: Park, op: JunctionLeak) -> Park:
+    area = _number(op, "area_m2", lo_open=True)
+    cd = _number(op, "discharge_coefficient", lo_open=True, hi=1.0)
+    rows = [(op.junction, "leak_area_m2", repr(area))]
+    if cd != 0.75:
+        rows.append((op.junction, "leak_cd", repr(cd)))
+    return _with_rows(park, op, rows, {"element": "junction", "value": "area_m2"})
+
+
+def _pump_outage(park: Park, op: PumpOutage) -> Park:
+    net = _network(park, op)
+    pumps = [net.link_ids[k] for k in net.pump_link]
+    if op.pump not in pumps:
+        raise WhatIfError(op, "pump", f"{op.pump!r} is not a pump of {op.network}.inp "
+                                      f"(its pumps: {', '.join(pumps) if pumps else 'none'})")
+    return _with_rows(park, op, [(op.pump, "status", "closed")], {"element": "pump"})
+
+
+def _raw(park: Park, op: Perturbation) -> Park:
+    value = op.value if isinstance(op.value, str) else repr(float(op.value))
+    return _with_rows(park, op, [(str(op.element), str(op.attribute), value)], {})
 
 
 _HANDLERS = {ExpandEnterprise: _expand, AddEnterprise: _add, PlantCapacity: _capacity, PlantRecovery: _recovery,
-             PlantOutage: _outage, CityReclaimedOffer: _offer, JunctionLeak: _hydraulic, PumpOutage: _hydraulic}
+             PlantOutage: _outage, CityReclaimedOffer: _offer, JunctionLeak: _leak, PumpOutage: _pump_outage,
+             Perturbation: _raw}
 
 
 def apply(park: Park, operations) -> Park:

@@ -1,0 +1,120 @@
+"""Monte-Carlo over the park's operations: a batch equals the park run scenario by scenario, the
+probabilities follow the draws, an interrupted study resumes to the same answer."""
+import dataclasses
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from twin.coupled import run_park
+from twin.park import load_park
+from twin.park_montecarlo import ParkStudy, draw, risk_map, run_park_study, scenario_park
+from twin.whatif import JunctionLeak, apply
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "twin" / "example_park"
+STUDY = ParkStudy(scenarios=120, seed=7, chunk_size=50, reclaimed_outage_probability=0.2,
+                  leak_median_area_m2=3e-4, city_offer_factor_range=(0.5, 1.0))
+
+
+@pytest.fixture(scope="module")
+def park():
+    return load_park(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def study_file(park, tmp_path_factory):
+    path = tmp_path_factory.mktemp("park-mc") / "study.h5"
+    return run_park_study(park, STUDY, path)
+
+
+def _single(park, draws, s):
+    """Scenario s rebuilt from its draws and run alone through run_park (snapshot)."""
+    ops = []
+    for net_name, batch in draws.leaks.items():
+        rows = batch.perturbations.for_scenarios([batch.ids[s]])
+        for element, attribute, value in zip(rows.element, rows.attribute, rows.value):
+            assert attribute == "leak_area_m2"
+            ops.append(JunctionLeak(net_name, str(element), float(value)))
+    return run_park(apply(scenario_park(park, draws, s), ops), duration_s=0)
+
+
+def test_batch_equals_single_park_runs(park, study_file):
+    draws = draw(park, STUDY)
+    with h5py.File(study_file.path, "r") as f:
+        sc = {name: f[f"scenario/{name}"][:] for name in f["scenario"]}
+    for s in (0, 1, 49, 50, 119):
+        single = _single(park, draws, s)
+        for name in ("reuse_rate", "substitution_rate", "leakage_rate"):
+            assert_allclose(sc[name][s], single.indicators[name]["value"], rtol=1e-9, err_msg=f"{name} of {s}")
+        for net_name in ("supply", "reclaimed", "discharge"):
+            assert_allclose(sc[f"leaks_{net_name}_m3d"][s], single.service[net_name].leaks_m3d, rtol=1e-9,
+                            atol=1e-9, err_msg=f"{net_name} leaks of {s}")
+        below = {v["enterprise"] for v in single.service_violations() if v["kind"] == "low_pressure"}
+        names = [e.name for e in park.enterprises]
+        assert {names[i] for i in np.flatnonzero(sc["enterprise_below_service"][s])} == below
+        alloc = single.allocation
+        assert_allclose(sc["reclaimed_shortfall_m3d"][s],
+                        max(alloc.reclaimable_need - alloc.reclaimed_from_plant - alloc.reclaimed_from_city, 0.0),
+                        atol=1e-9)
+
+
+def test_probabilities_follow_the_draws(park, study_file):
+    summary = study_file.summary
+    draws = draw(park, STUDY)
+    assert summary["scenarios"] == STUDY.scenarios
+    with h5py.File(study_file.path, "r") as f:
+        shortfall = f["scenario/reclaimed_shortfall_m3d"][:]
+        assert f.attrs["complete"]
+    # Without its plant the park's reclaimed needs exceed the city's offer: every outage is a shortfall.
+    assert np.all(shortfall[draws.reclaimed_outage] > 0)
+    assert summary["probability"]["reclaimed_supply_short"] == pytest.approx(np.mean(shortfall > 1e-6))
+    assert summary["probability"]["reclaimed_supply_short"] >= np.mean(draws.reclaimed_outage)
+    q = summary["quantiles"]["leakage_rate"]
+    assert q["p5"] <= q["p50"] <= q["p95"]
+    ids, prob = risk_map(study_file.path, "supply")
+    assert len(ids) == len(prob) and np.all((prob >= 0) & (prob <= 1))
+
+
+def test_no_uncertainty_is_the_base_case(park, tmp_path):
+    quiet = ParkStudy(scenarios=3, seed=1, leaks_per_network={}, demand_factor_range=(1.0, 1.0),
+                      reclaimed_outage_probability=0.0)
+    out = run_park_study(park, quiet, tmp_path / "quiet.h5")
+    base = run_park(park, duration_s=0)
+    with h5py.File(out.path, "r") as f:
+        assert_allclose(f["scenario/reuse_rate"][:], base.indicators["reuse_rate"]["value"], rtol=1e-12)
+        assert_allclose(f["scenario/reclaimed_shortfall_m3d"][:], 0.0)
+
+
+def test_interrupted_study_resumes_to_the_same_answer(park, study_file, tmp_path):
+    path = tmp_path / "interrupted.h5"
+
+    def stop_after_first_chunk(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_park_study(park, STUDY, path, progress=stop_after_first_chunk)
+    with h5py.File(path, "r") as f:
+        assert not f.attrs["complete"] and list(f["chunk/done"][:]) == [True, False, False]
+    with pytest.raises(ValueError, match="not complete"):
+        risk_map(path, "supply")
+    with pytest.raises(FileExistsError, match="interrupted.h5: exists"):
+        run_park_study(park, STUDY, path)
+    resumed = run_park_study(park, STUDY, path, resume=True)
+    assert resumed.summary == study_file.summary
+    assert_allclose(risk_map(path, "reclaimed")[1], risk_map(study_file.path, "reclaimed")[1])
+    with pytest.raises(ValueError, match="another study"):
+        run_park_study(park, dataclasses.replace(STUDY, seed=8), path, resume=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"scenarios": 0}, "ParkStudy.scenarios: must be an integer >= 1"),
+    ({"leaks_per_network": {"sewer": 1}}, "ParkStudy.leaks_per_network: unknown network 'sewer'"),
+    ({"reclaimed_outage_probability": 1.5}, "ParkStudy.reclaimed_outage_probability: must be in"),
+    ({"demand_factor_range": (1.2, 0.8)}, "ParkStudy.demand_factor_range: must be 0 <= low <= high"),
+])
+def test_bad_studies(park, tmp_path, change, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        run_park_study(park, dataclasses.replace(STUDY, **change), tmp_path / "bad.h5")
+    assert not (tmp_path / "bad.h5").exists()

@@ -1,0 +1,287 @@
+"""Monte-Carlo over the park's operations: leaks on its networks, demand uncertainty per enterprise, an
+outage of the reclaimed-water plant and a varying city reclaimed offer, solved through the scenario engine.
+
+Each scenario is the park snapshot (daily means, as `run_park(duration_s=0)`): its allocation, the three
+networks solved as one batch per network (`HydraulicSolver` over `BatchInputs`, the leaks drawn by the
+scenario engine's samplers, `scenarios.samplers.sample_batch`), the balance with the leaks as losses, and
+the indicators. Per scenario the file keeps the draws, the indicators and the service figures; per
+junction of the supply and reclaimed networks, how many scenarios put its pressure below the service
+threshold (the risk map).
+
+Questions it answers: the probability that the reclaimed supply falls short of the reclaimable needs
+(so fresh water makes up), that any enterprise's supply or reclaimed junction drops below its service
+pressure, that the reuse and substitution targets are met; and where in the networks service is at risk.
+
+The file is written chunk by chunk with a `done` flag per chunk and `complete = False` until the end;
+`resume=True` re-draws the same scenarios from the seed, skips the chunks already done and continues.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from hydraulics.compile import load_network
+from hydraulics.solver import HydraulicSolver, SolverOptions
+from twin import balance as bal
+from twin.coupled import MIN_PRESSURE_M, enterprise_loads, indicator_targets, _apply_sector_quotas
+from twin.indicators import evaluate
+from twin.park_hydraulics import SECONDS_PER_DAY, snapshot_inputs
+from twin.park_schema import NETWORKS, Park
+
+FORMAT = "parktwin-park-montecarlo/1"
+QUANTILES = (0.05, 0.5, 0.95)
+SHORTFALL_TOLERANCE_M3D = 1e-6
+# Service pressure means something where enterprises draw water; a sewer main's pressure is not a
+# service level (the discharge network's outfall sits near 0 m by design).
+SERVICE_NETWORKS = ("supply", "reclaimed")
+
+
+@dataclass(frozen=True)
+class ParkStudy:
+    """A Monte-Carlo study of a park; every field has a unit or is a probability."""
+    scenarios: int = 1000
+    seed: int = 0
+    leaks_per_network: dict = field(default_factory=lambda: {"supply": 1, "reclaimed": 1})
+    leak_median_area_m2: float = 1e-3          # log-normal area of each leak
+    leak_sigma: float = 1.0
+    demand_factor_range: tuple[float, float] = (0.9, 1.1)   # each enterprise's needs times U(lo, hi)
+    reclaimed_outage_probability: float = 0.05              # the park's reclaimed-water plant out for the day
+    city_offer_factor_range: tuple[float, float] = (1.0, 1.0)  # the city's reclaimed offer times U(lo, hi)
+    min_pressure_m: float = MIN_PRESSURE_M
+    chunk_size: int = 500
+
+    def validate(self) -> None:
+        def bad(field_name: str, reason: str):
+            raise ValueError(f"ParkStudy.{field_name}: {reason}")
+        if not isinstance(self.scenarios, int) or self.scenarios < 1:
+            bad("scenarios", f"must be an integer >= 1, got {self.scenarios!r}")
+        if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
+            bad("chunk_size", f"must be an integer >= 1, got {self.chunk_size!r}")
+        for net_name, count in self.leaks_per_network.items():
+            if net_name not in NETWORKS:
+                bad("leaks_per_network", f"unknown network {net_name!r} (valid: {', '.join(NETWORKS)})")
+            if not isinstance(count, int) or count < 0:
+                bad(f"leaks_per_network.{net_name}", f"must be an integer >= 0, got {count!r}")
+        if not self.leak_median_area_m2 > 0:
+            bad("leak_median_area_m2", f"must be > 0, got {self.leak_median_area_m2!r}")
+        if not self.leak_sigma >= 0:
+            bad("leak_sigma", f"must be >= 0, got {self.leak_sigma!r}")
+        for name in ("demand_factor_range", "city_offer_factor_range"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                bad(name, f"must be 0 <= low <= high, got ({lo!r}, {hi!r})")
+        if not 0.0 <= self.reclaimed_outage_probability <= 1.0:
+            bad("reclaimed_outage_probability", f"must be in [0, 1], got {self.reclaimed_outage_probability!r}")
+
+
+@dataclass(frozen=True)
+class ParkDraws:
+    """What the study drew, per scenario."""
+    demand_factor: np.ndarray       # [S, E]
+    reclaimed_outage: np.ndarray    # [S] bool
+    city_offer_factor: np.ndarray   # [S]
+    leaks: dict                     # network -> ScenarioBatch of the scenario engine (leak rows)
+
+
+def draw(park: Park, study: ParkStudy) -> ParkDraws:
+    """Every scenario's draws; the same seed gives the same draws (resume relies on it)."""
+    from scenarios.samplers import sample_batch
+    from scenarios.spec import spec_from_options
+    rng = np.random.default_rng(np.random.SeedSequence([study.seed, 0x9A4C]))
+    s, e = study.scenarios, len(park.enterprises)
+    demand = rng.uniform(*study.demand_factor_range, size=(s, e))
+    outage = rng.random(s) < study.reclaimed_outage_probability
+    offer = rng.uniform(*study.city_offer_factor_range, size=s)
+    leaks = {}
+    for k, net_name in enumerate(NETWORKS):
+        count = study.leaks_per_network.get(net_name, 0)
+        if count == 0:
+            continue
+        net = load_network(park.network_path(net_name))
+        spec = spec_from_options(scenarios=s, seed=study.seed * len(NETWORKS) + k, leaks=count,
+                                 leak_median_m2=study.leak_median_area_m2, leak_sigma=study.leak_sigma)
+        spec.validate(net)
+        leaks[net_name] = sample_batch(spec, net)
+    return ParkDraws(demand, outage, offer, leaks)
+
+
+def scenario_park(park: Park, draws: ParkDraws, s: int) -> Park:
+    """The park of scenario s: needs scaled, the reclaimed plant out or not, the city offer scaled."""
+    ents = tuple(replace(e, needs=replace(e.needs, **{f: getattr(e.needs, f) * draws.demand_factor[s, i]
+                                                      for f in e.needs.__dataclass_fields__}))
+                 for i, e in enumerate(park.enterprises))
+    plant = replace(park.reclaimed_plant, capacity_m3d=0.0) if draws.reclaimed_outage[s] else park.reclaimed_plant
+    city = replace(park.city, reclaimed_offer_m3d=park.city.reclaimed_offer_m3d * draws.city_offer_factor[s])
+    return replace(park, enterprises=ents, reclaimed_plant=plant, city=city)
+
+
+# ------------------------------------------------------------------------------------ the file
+_SCALARS = ("reuse_rate", "substitution_rate", "leakage_rate", "reclaimed_shortfall_m3d", "fresh_intake_m3d",
+            "leaks_supply_m3d", "leaks_reclaimed_m3d", "leaks_discharge_m3d")
+_FLAGS = ("converged", "any_enterprise_below_service", "reuse_target_met", "substitution_target_met")
+
+
+def _create(path: Path, park: Park, study: ParkStudy, draws: ParkDraws, nets: dict) -> None:
+    s, n_chunks = study.scenarios, math.ceil(study.scenarios / study.chunk_size)
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"format": FORMAT, "park": park.name, "study": json.dumps(asdict(study)), "complete": False,
+                        "n_scenarios": s, "min_pressure_m": study.min_pressure_m})
+        f["chunk/done"] = np.zeros(n_chunks, bool)
+        g = f.create_group("draws")
+        g["enterprise"] = np.array([e.name for e in park.enterprises], dtype=h5py.string_dtype())
+        g["demand_factor"], g["reclaimed_outage"], g["city_offer_factor"] = (
+            draws.demand_factor, draws.reclaimed_outage, draws.city_offer_factor)
+        for net_name, batch in draws.leaks.items():
+            batch.perturbations.write_h5(g.create_group(f"leaks/{net_name}"))
+        r = f.create_group("scenario")
+        for name in _SCALARS:
+            r.create_dataset(name, shape=(s,), dtype="f8", fillvalue=np.nan)
+        for name in _FLAGS:
+            r.create_dataset(name, shape=(s,), dtype=bool)
+        r.create_dataset("enterprise_below_service", shape=(s, len(park.enterprises)), dtype=bool)
+        for net_name in SERVICE_NETWORKS:
+            net = nets[net_name]
+            k = f.create_group(f"risk/{net_name}")
+            k["junction_ids"] = np.array(net.junction_ids, dtype=h5py.string_dtype())
+            # One row per chunk, summed over the chunks done: a chunk interrupted half-way counts nothing.
+            k.create_dataset("count_below_service", shape=(n_chunks, net.n_junctions), dtype="i4",
+                             chunks=(1, net.n_junctions), compression="gzip")
+
+
+@dataclass(frozen=True)
+class ParkStudyResult:
+    path: Path
+    summary: dict
+
+
+def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOptions = SolverOptions(),
+                   resume: bool = False, progress=None) -> ParkStudyResult:
+    """Run `study` on `park` into `out_path` (HDF5) and return the summary (also in the file)."""
+    study.validate()
+    out_path = Path(out_path)
+    nets = {n: load_network(park.network_path(n)) for n in NETWORKS}
+    draws = draw(park, study)
+    if resume and out_path.exists():
+        with h5py.File(out_path, "r") as f:
+            if f.attrs.get("format") != FORMAT or json.loads(f.attrs["study"]) != json.loads(json.dumps(asdict(study))):
+                raise ValueError(f"{out_path.name}: cannot resume: the file holds another study or another format")
+    else:
+        if out_path.exists():
+            raise FileExistsError(f"{out_path.name}: exists (give resume=True to finish it, or another name)")
+        _create(out_path, park, study, draws, nets)
+    solvers = {n: HydraulicSolver(net, options) for n, net in nets.items()}
+    targets = indicator_targets(park)
+    n_chunks = math.ceil(study.scenarios / study.chunk_size)
+    with h5py.File(out_path, "r+") as f:
+        done = f["chunk/done"][:]
+        for c in range(n_chunks):
+            if done[c]:
+                continue
+            rows = np.arange(c * study.chunk_size, min((c + 1) * study.chunk_size, study.scenarios))
+            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c)
+            f["chunk/done"][c] = True
+            f.flush()
+            if progress is not None:
+                progress(int(rows[-1]) + 1, study.scenarios)
+        summary = summarise(f)
+        f.attrs["summary"] = json.dumps(summary)
+        f.attrs["complete"] = True
+    return ParkStudyResult(out_path, summary)
+
+
+def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) -> None:
+    parks = [scenario_park(park, draws, int(s)) for s in rows]
+    allocs = [bal.allocate(p) for p in parks]
+    loads = [enterprise_loads(p, a) for p, a in zip(parks, allocs)]
+    service = {}
+    for net_name, net in nets.items():
+        inputs = snapshot_inputs(net, [ld[net_name] for ld in loads])
+        batch = draws.leaks.get(net_name)
+        if batch is not None and batch.inputs.leak_area_m2 is not None:
+            inputs = replace(inputs, leak_area_m2=batch.inputs.leak_area_m2[rows])
+        res = solvers[net_name].run(inputs, 0)
+        nj = net.n_junctions
+        p = np.asarray(res.pressure_m[:, 0, :nj], float)
+        below = ~(p >= study.min_pressure_m)
+        if net_name in SERVICE_NETWORKS:
+            f[f"risk/{net_name}/count_below_service"][chunk] = below.sum(axis=0)
+        ent_j = np.array([net.node_index(e.junctions[net_name]) for e in park.enterprises], np.int64)
+        service[net_name] = {
+            "leaks_m3d": np.nansum(np.asarray(res.leak_m3s[:, 0, :], float), axis=1) * SECONDS_PER_DAY,
+            "enterprise_below": below[:, ent_j],
+            "converged": np.all(res.converged, axis=1) & (np.asarray(res.failure) == ""),
+        }
+    out = {name: np.full(len(rows), np.nan) for name in _SCALARS}
+    flags = {name: np.zeros(len(rows), bool) for name in _FLAGS}
+    for i, p in enumerate(parks):
+        alloc = bal.allocate(p, sewer_losses_m3d=float(service["discharge"]["leaks_m3d"][i]))
+        pb = bal.park_balance(p, alloc, network_losses_fresh=float(service["supply"]["leaks_m3d"][i]),
+                              network_losses_reclaimed=float(service["reclaimed"]["leaks_m3d"][i]))
+        ind = _apply_sector_quotas(p, evaluate(pb, targets))
+        for name in ("reuse_rate", "substitution_rate", "leakage_rate"):
+            value = ind[name]["value"]
+            out[name][i] = np.nan if value is None else value
+        flags["reuse_target_met"][i] = bool(ind["reuse_rate"]["met"])
+        flags["substitution_target_met"][i] = bool(ind["substitution_rate"]["met"])
+        out["reclaimed_shortfall_m3d"][i] = max(
+            alloc.reclaimable_need - alloc.reclaimed_from_plant - alloc.reclaimed_from_city, 0.0)
+        out["fresh_intake_m3d"][i] = pb.intake_fresh
+    for net_name in NETWORKS:
+        out[f"leaks_{net_name}_m3d"] = service[net_name]["leaks_m3d"]
+    below = service["supply"]["enterprise_below"] | service["reclaimed"]["enterprise_below"]
+    flags["any_enterprise_below_service"] = below.any(axis=1)
+    flags["converged"] = np.logical_and.reduce([service[n]["converged"] for n in NETWORKS])
+    lo, hi = int(rows[0]), int(rows[-1]) + 1
+    for name, values in {**out, **flags}.items():
+        f[f"scenario/{name}"][lo:hi] = values
+    f["scenario/enterprise_below_service"][lo:hi] = below
+
+
+def summarise(f) -> dict:
+    """Probabilities and quantiles over the scenarios done so far (all of them once complete)."""
+    n_chunks = len(f["chunk/done"])
+    size = math.ceil(f.attrs["n_scenarios"] / n_chunks)
+    done_rows = np.zeros(f.attrs["n_scenarios"], bool)
+    for c in np.flatnonzero(f["chunk/done"][:]):
+        done_rows[c * size:(c + 1) * size] = True
+    sc = f["scenario"]
+    n = int(done_rows.sum())
+
+    def prob(values) -> float | None:
+        return float(np.mean(values[done_rows])) if n else None
+
+    shortfall = sc["reclaimed_shortfall_m3d"][:]
+    out = {"scenarios": n, "min_pressure_m": float(f.attrs["min_pressure_m"]),
+           "probability": {
+               "reclaimed_supply_short": prob(shortfall > SHORTFALL_TOLERANCE_M3D),
+               "any_enterprise_below_service": prob(sc["any_enterprise_below_service"][:]),
+               "reuse_target_met": prob(sc["reuse_target_met"][:]),
+               "substitution_target_met": prob(sc["substitution_target_met"][:]),
+               "not_converged": prob(~sc["converged"][:])},
+           "quantiles": {}}
+    for name in _SCALARS:
+        values = sc[name][:][done_rows]
+        values = values[np.isfinite(values)]
+        out["quantiles"][name] = ({f"p{round(q * 100)}": float(np.quantile(values, q)) for q in QUANTILES}
+                                  if len(values) else None)
+    below = f["scenario/enterprise_below_service"][:][done_rows]
+    names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["draws/enterprise"][:]]
+    out["enterprise_below_service"] = {e: float(below[:, i].mean()) if n else None for i, e in enumerate(names)}
+    return out
+
+
+def risk_map(path, network: str) -> tuple[list[str], np.ndarray]:
+    """(junction ids, probability of pressure below the service threshold) of one network."""
+    with h5py.File(path, "r") as f:
+        if f"risk/{network}" not in f:
+            raise KeyError(f"{Path(path).name}: no risk map for network {network!r}")
+        if not f.attrs.get("complete", False):
+            raise ValueError(f"{Path(path).name}: the study is not complete (resume it first)")
+        g = f[f"risk/{network}"]
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in g["junction_ids"][:]]
+        return ids, g["count_below_service"][:].sum(axis=0) / int(f.attrs["n_scenarios"])

@@ -1,6 +1,7 @@
 """The `parktwin` command line. Errors are one clear line and exit code 2, never a traceback."""
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -236,15 +237,18 @@ app.add_typer(park_app, name="park")
 @park_app.command("run")
 def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, supply.inp, reclaimed.inp, discharge.inp"),
              out: Path = typer.Option(..., "--out", help="output folder for indicators.json and balance.json"),
-             duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot (daily averages)"),
+             snapshot: bool = typer.Option(False, "--snapshot",
+                                           help="one steady state of daily mean flows instead of the 24 h run"),
              backend: Backend = typer.Option(Backend.auto, "--backend")):
-    """Run the park: allocate water by grade, solve the three networks, close the balances, evaluate the
-    indicators against the targets."""
+    """Run the park for 24 h (or a snapshot): allocate water by grade, solve the three networks with the
+    enterprises' shift profiles, close the balances, evaluate the indicators against the targets."""
     from hydraulics.solver import SolverOptions
     from twin.coupled import run_park, write_outputs
     from twin.park import load_park
+    from twin.park_hydraulics import SECONDS_PER_DAY
     park = load_park(park_dir)
-    result = run_park(park, duration_s=duration, options=SolverOptions(backend=backend.value))
+    result = run_park(park, duration_s=0 if snapshot else SECONDS_PER_DAY,
+                      options=SolverOptions(backend=backend.value))
     out.mkdir(parents=True, exist_ok=True)
     written = write_outputs(result, out)
     console.print(f"[bold]{escape(park.name)}[/]: {len(park.enterprises)} enterprises")
@@ -256,13 +260,76 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
         met = ind.get("met")
         mark = "" if met is None else ("  target met" if met else "  target MISSED")
         console.print(f"  {escape(name)}: {shown} {escape(str(ind.get('unit', '')))}{mark}", highlight=False)
+    for v in result.service_violations():
+        console.print(f"  [yellow]service[/]: {escape(json.dumps(v))}", highlight=False)
     console.print("written: " + ", ".join(escape(str(p)) for p in written))
 
 
+@park_app.command("mc")
+def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
+            out: Path = typer.Option(..., "--out", help="HDF5 file of the study (a .json summary is written beside it)"),
+            scenarios: int = typer.Option(1000, "--scenarios", min=1),
+            seed: int = typer.Option(0, "--seed"),
+            leaks_supply: int = typer.Option(1, "--leaks-supply", min=0, help="leaks per scenario on the supply network"),
+            leaks_reclaimed: int = typer.Option(1, "--leaks-reclaimed", min=0),
+            leaks_discharge: int = typer.Option(0, "--leaks-discharge", min=0),
+            leak_median_m2: float = typer.Option(1e-3, "--leak-median-m2", help="median leak area (log-normal), m²"),
+            leak_sigma: float = typer.Option(1.0, "--leak-sigma"),
+            demand_min: float = typer.Option(0.9, "--demand-min", help="each enterprise's needs times U(min, max)"),
+            demand_max: float = typer.Option(1.1, "--demand-max"),
+            outage_probability: float = typer.Option(0.05, "--outage-probability",
+                                                     help="probability the reclaimed-water plant is out"),
+            offer_min: float = typer.Option(1.0, "--offer-min", help="city reclaimed offer times U(min, max)"),
+            offer_max: float = typer.Option(1.0, "--offer-max"),
+            min_pressure: float = typer.Option(10.0, "--min-pressure", help="service pressure, m"),
+            resume: bool = typer.Option(False, "--resume", help="finish an interrupted study")):
+    """Monte-Carlo over the park's operations (snapshot per scenario): leaks, demand uncertainty, a
+    reclaimed-plant outage, the city's offer; probabilities of shortfall and of service below pressure."""
+    from twin.park import load_park
+    from twin.park_montecarlo import ParkStudy, run_park_study
+    park = load_park(park_dir)
+    study = ParkStudy(scenarios=scenarios, seed=seed,
+                      leaks_per_network={"supply": leaks_supply, "reclaimed": leaks_reclaimed,
+                                         "discharge": leaks_discharge},
+                      leak_median_area_m2=leak_median_m2, leak_sigma=leak_sigma,
+                      demand_factor_range=(demand_min, demand_max), reclaimed_outage_probability=outage_probability,
+                      city_offer_factor_range=(offer_min, offer_max), min_pressure_m=min_pressure)
+    if out.exists() and not resume:
+        raise UserError(f"{out}: exists; give --resume to finish it or choose another --out")
+    result = _with_progress(scenarios, out, lambda update: run_park_study(park, study, out, resume=resume,
+                                                                          progress=update))
+    summary_path = out.with_suffix(".json")
+    summary_path.write_text(json.dumps(result.summary, indent=2))
+    prob = result.summary["probability"]
+    console.print(f"[bold]{escape(park.name)}[/]: {scenarios:,} scenarios", highlight=False)
+    for key, value in prob.items():
+        console.print(f"  P({key.replace('_', ' ')}) = {100 * value:.2f} %", highlight=False)
+    console.print(f"written: {escape(str(out))}, {escape(str(summary_path))}")
+
+
 @app.command()
-def serve():
-    """Start the HTTP API (not available yet)."""
-    raise UserError("'parktwin serve' (the HTTP API) is not supported yet")
+def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind; loopback unless told otherwise"),
+          port: int = typer.Option(8000, "--port", min=1, max=65535),
+          data_dir: Path = typer.Option(None, "--data-dir",
+                                        help="uploads, job files and the job table (default $PARKTWIN_DATA_DIR "
+                                             "or ~/.local/share/parktwin)"),
+          max_study_scenarios: int = typer.Option(None, "--max-study-scenarios", min=1,
+                                                  help="cap on scenarios per Monte-Carlo job"),
+          max_upload_bytes: int = typer.Option(None, "--max-upload-bytes", min=1, help="cap on an uploaded file"),
+          max_request_bytes: int = typer.Option(None, "--max-request-bytes", min=1, help="cap on a JSON body"),
+          workers: int = typer.Option(None, "--workers", min=1, help="Monte-Carlo jobs solved at the same time"),
+          ray_address: str = typer.Option(None, "--ray", help="solve jobs on this Ray cluster"),
+          cors_origin: list[str] = typer.Option(None, "--cors-origin", help="allow this browser origin (repeat)"),
+          access_log: bool = typer.Option(False, "--access-log", help="log every request")):
+    """Start the HTTP API (docs/api.md; OpenAPI at /docs). PARKTWIN_API_KEY, if set, is required on every
+    request but /health."""
+    from api.server import serve as run_server
+    run_server(host, port, data_dir, access_log=access_log, max_study_scenarios=max_study_scenarios,
+               max_upload_bytes=max_upload_bytes, max_request_bytes=max_request_bytes, max_workers=workers,
+               ray_address=ray_address, cors_origins=tuple(cors_origin) if cors_origin else None)
+
+
+__import__("api.cli_render").cli_render.register(app)   # parktwin render (viz; the command lives in api/cli_render.py)
 
 
 @app.command()

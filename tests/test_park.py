@@ -147,6 +147,10 @@ def test_valid_park_loads(tmp_path):
      "park.toml: targets.reuse_rate: unknown key"),
     ("beer = 5.0", "bier = 5.0",
      "park.toml: targets.sector_quotas_m3_per_unit.bier: unknown sector 'bier'"),
+    ("fresh_head_m = 45.0", 'fresh_head_m = 45.0\nfresh_reservoir = "2"',
+     "park.toml: city.fresh_reservoir: '2' is not a reservoir of supply.inp (its reservoirs: 9)"),
+    ("fresh_head_m = 45.0", 'fresh_head_m = 45.0\nfresh_reservoir = 9',
+     "park.toml: city.fresh_reservoir: expected a non-empty string, got 9"),
 ])
 def test_bad_park_file_gets_one_clear_error(tmp_path, old, new, expected):
     assert VALID.count(old) == 1, old

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from twin.coupled import run_park
 from twin.park import load_park
 from twin.whatif import (
-    AddEnterprise, CityReclaimedOffer, ExpandEnterprise, JunctionLeak, PlantCapacity, PlantOutage,
+    AddEnterprise, CityFreshHead, CityReclaimedOffer, ExpandEnterprise, JunctionLeak, PlantCapacity, PlantOutage,
     Perturbation, PlantRecovery, PumpOutage, WhatIfError, apply, compare,
 )
 
@@ -234,3 +234,18 @@ def test_pump_outage_on_a_network_with_pumps(tmp_path):
     assert_allclose(h.flow_m3s[0, h.net.link_index("9")], 0.0)
     assert out.service["supply"].source_outflow_m3d == pytest.approx(0.0, abs=1e-9)   # only the tank supplies
     assert out.service["supply"].storage_change_m3d < 0
+
+
+def test_city_fresh_head_reaches_the_municipal_reservoir(park, base):
+    assert park.city.fresh_reservoir == "MUNICIPAL"
+    h = base.hydraulics["supply"]
+    m = h.net.node_index("MUNICIPAL")
+    assert_allclose(h.head_m[:, m], park.city.fresh_head_m)
+    lower = run_park(apply(park, [CityFreshHead(park.city.fresh_head_m - 5.0)]))
+    hl = lower.hydraulics["supply"]
+    assert_allclose(hl.head_m[:, m], park.city.fresh_head_m - 5.0)
+    assert lower.service["supply"].min_pressure_m < base.service["supply"].min_pressure_m
+    import dataclasses as dc
+    unnamed = dc.replace(park, city=dc.replace(park.city, fresh_reservoir=None))
+    with pytest.raises(WhatIfError, match="CityFreshHead: head_m: the park does not name its municipal reservoir"):
+        apply(unnamed, [CityFreshHead(50.0)])

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +145,27 @@ def perturbation_inputs(park: Park, net_name: str, net) -> BatchInputs | None:
     return build_batch(table, net).inputs
 
 
+def municipal_head_inputs(park: Park, net) -> BatchInputs | None:
+    """The city's fresh-water head on the supply network's municipal reservoir, where the park names it."""
+    if park.city.fresh_reservoir is None:
+        return None
+    heads = np.full((1, len(net.reservoir_node)), np.nan)
+    r = list(net.reservoir_node).index(net.node_index(park.city.fresh_reservoir))
+    heads[0, r] = park.city.fresh_head_m
+    return BatchInputs(batch_size=1, reservoir_head_m=heads)
+
+
 def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: SolverOptions,
            duration_s: int, keep_background: bool) -> NetworkHydraulics:
     net = load_network(park.network_path(net_name))
     extra = perturbation_inputs(park, net_name, net)
+    if net_name == "supply" and (head := municipal_head_inputs(park, net)) is not None:
+        # A raw reservoir_head_m row of a what-if is more specific than the city's head: it wins.
+        if extra is None or extra.reservoir_head_m is None:
+            extra = head if extra is None else replace(extra, reservoir_head_m=head.reservoir_head_m)
+        else:
+            extra = replace(extra, reservoir_head_m=np.where(np.isnan(extra.reservoir_head_m),
+                                                             head.reservoir_head_m, extra.reservoir_head_m))
     if duration_s:
         if keep_background:
             raise ValueError("keep_background applies to the snapshot only")

@@ -330,7 +330,8 @@ def _park_toml(site: _Site) -> str:
             "[plants.reclaimed]", f"capacity_m3d = {rec_cap}",
             "[[plants.reclaimed.units]]", 'name = "UF"', "recovery_fraction = 0.92",
             "[[plants.reclaimed.units]]", 'name = "RO"', "recovery_fraction = 0.75", "",
-            "[city]", f"fresh_head_m = {round(site.max_ground + 35.0, 2)}", "fresh_capacity_m3d = 30000",
+            "[city]", f"fresh_head_m = {round(site.max_ground + 35.0, 2)}", 'fresh_reservoir = "MUNICIPAL"',
+            "fresh_capacity_m3d = 30000",
             "reclaimed_offer_m3d = 3000", "wastewater_capacity_m3d = 5000", "reclaimed_to_city_m3d = 500", "",
             "[targets]", "reuse_rate_fraction = 0.94", "substitution_rate_fraction = 0.10", ""]
     return "\n".join(out)

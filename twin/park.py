@@ -158,7 +158,8 @@ def _city(t: _Table) -> CityLinks:
                      fresh_capacity_m3d=t.number("fresh_capacity_m3d"),
                      reclaimed_offer_m3d=t.number("reclaimed_offer_m3d"),
                      wastewater_capacity_m3d=t.number("wastewater_capacity_m3d"),
-                     reclaimed_to_city_m3d=t.number("reclaimed_to_city_m3d"))
+                     reclaimed_to_city_m3d=t.number("reclaimed_to_city_m3d"),
+                     fresh_reservoir=None if t.raw("fresh_reservoir", None) is None else t.string("fresh_reservoir"))
     t.done()
     return city
 
@@ -177,7 +178,7 @@ def _targets(t: _Table, sectors: tuple[str, ...]) -> Targets:
                    sector_quotas_m3_per_unit=overrides)
 
 
-def _check_networks(folder: Path, enterprises: tuple[Enterprise, ...]) -> None:
+def _check_networks(folder: Path, enterprises: tuple[Enterprise, ...], city: CityLinks) -> None:
     # Only here does the loader touch hydraulics; junction checks need the compiled ids.
     from hydraulics.compile import load_network
 
@@ -192,6 +193,11 @@ def _check_networks(folder: Path, enterprises: tuple[Enterprise, ...]) -> None:
         except Exception as exc:   # the reader raises many types; the user needs the file named
             raise ParkError(fname, "file", f"cannot be read as an EPANET network: {exc}") from exc
         ids = set(net.junction_ids)
+        if net_name == "supply" and city.fresh_reservoir is not None:
+            reservoirs = [net.node_ids[i] for i in net.reservoir_node]
+            if city.fresh_reservoir not in reservoirs:
+                raise ParkError(PARK_FILE, "city.fresh_reservoir", f"{city.fresh_reservoir!r} is not a reservoir "
+                                f"of {fname} (its reservoirs: {', '.join(reservoirs) or 'none'})")
         for ent in enterprises:
             jid = ent.junctions[net_name]
             if jid not in ids:
@@ -236,6 +242,6 @@ def load_park(folder: str | Path) -> Park:
     targets = _targets(root.table("targets"), sectors)
     root.done()
 
-    _check_networks(folder, enterprises)
+    _check_networks(folder, enterprises, city)
     return Park(name=name, folder=str(folder), enterprises=enterprises, wastewater_plant=wastewater,
                 reclaimed_plant=reclaimed, city=city, targets=targets)

@@ -28,7 +28,8 @@ import numpy as np
 from hydraulics.compile import load_network
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.coupled import MIN_PRESSURE_M, enterprise_loads, indicator_targets, _apply_sector_quotas
+from twin.coupled import (MIN_PRESSURE_M, _apply_sector_quotas, enterprise_loads, indicator_targets,
+                          municipal_head_inputs)
 from twin.indicators import evaluate
 from twin.park_hydraulics import SECONDS_PER_DAY, snapshot_inputs
 from twin.park_schema import NETWORKS, Park
@@ -201,6 +202,9 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) 
     service = {}
     for net_name, net in nets.items():
         inputs = snapshot_inputs(net, [ld[net_name] for ld in loads])
+        head = municipal_head_inputs(park, net) if net_name == "supply" else None
+        if head is not None:
+            inputs = replace(inputs, reservoir_head_m=np.tile(head.reservoir_head_m, (len(rows), 1)))
         batch = draws.leaks.get(net_name)
         if batch is not None and batch.inputs.leak_area_m2 is not None:
             inputs = replace(inputs, leak_area_m2=batch.inputs.leak_area_m2[rows])

@@ -111,6 +111,9 @@ class CityLinks:
     reclaimed_offer_m3d: float        # city reclaimed water available to the park
     wastewater_capacity_m3d: float    # city plant's room for the park's overflow
     reclaimed_to_city_m3d: float      # park reclaimed water sent to city uses
+    # The supply network's reservoir that is the municipal connection: its head is set to fresh_head_m.
+    # None: the head in supply.inp stands and fresh_head_m is only recorded.
+    fresh_reservoir: str | None = None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,12 @@ class CityReclaimedOffer:
 
 
 @dataclass(frozen=True)
+class CityFreshHead:
+    """The municipal supply head at the park boundary (the park must name city.fresh_reservoir)."""
+    head_m: float
+
+
+@dataclass(frozen=True)
 class JunctionLeak:
     """An orifice leak at a junction of one network: q = Cd·A·sqrt(2·g·p)."""
     network: str
@@ -104,7 +110,7 @@ class Perturbation:
 
 
 Operation = (ExpandEnterprise | AddEnterprise | PlantCapacity | PlantRecovery | PlantOutage
-             | CityReclaimedOffer | JunctionLeak | PumpOutage | Perturbation)
+             | CityReclaimedOffer | CityFreshHead | JunctionLeak | PumpOutage | Perturbation)
 
 
 def _number(op, field: str, lo: float = 0.0, hi: float | None = None, lo_open: bool = False) -> float:
@@ -174,7 +180,7 @@ def _add(park: Park, op: AddEnterprise) -> Park:
         raise WhatIfError(op, "enterprise.junctions", f"needs a junction in every network, missing {missing}")
     from twin.park import _check_networks   # the loader's own junction check (touches the .inp files)
     try:
-        _check_networks(Path(park.folder), (e,))
+        _check_networks(Path(park.folder), (e,), park.city)
     except ParkError as exc:
         raise WhatIfError(op, "enterprise.junctions", str(exc)) from exc
     return replace(park, enterprises=park.enterprises + (e,))
@@ -205,6 +211,14 @@ def _outage(park: Park, op: PlantOutage) -> Park:
 
 def _offer(park: Park, op: CityReclaimedOffer) -> Park:
     return replace(park, city=replace(park.city, reclaimed_offer_m3d=_number(op, "m3d")))
+
+
+def _fresh_head(park: Park, op: CityFreshHead) -> Park:
+    head = _number(op, "head_m", lo=-1e4)
+    if park.city.fresh_reservoir is None:
+        raise WhatIfError(op, "head_m", "the park does not name its municipal reservoir (city.fresh_reservoir "
+                                        "in park.toml), so the city's head is not applied to supply.inp")
+    return replace(park, city=replace(park.city, fresh_head_m=head))
 
 
 def _network(park: Park, op):
@@ -270,7 +284,8 @@ def _raw(park: Park, op: Perturbation) -> Park:
 
 
 _HANDLERS = {ExpandEnterprise: _expand, AddEnterprise: _add, PlantCapacity: _capacity, PlantRecovery: _recovery,
-             PlantOutage: _outage, CityReclaimedOffer: _offer, JunctionLeak: _leak, PumpOutage: _pump_outage,
+             PlantOutage: _outage, CityReclaimedOffer: _offer, CityFreshHead: _fresh_head, JunctionLeak: _leak,
+             PumpOutage: _pump_outage,
              Perturbation: _raw}
 
 

@@ -16,10 +16,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# 3D views need system packages from Debian, installed once (a stamp) when missing, as root only:
+# EGL for off-screen VTK rendering (demo and tests), Chromium for the HTML export test. Elsewhere a note
+# is printed and the tests that need them skip with a reason.
+VIZ_EGL      = $(VENV)/.viz-egl
+VIZ_CHROMIUM = $(VENV)/.viz-chromium
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && touch $@; \
+	else echo "note: 3D views want$$missing (Debian packages); not root or no apt-get, so not installed"; fi
+endef
+
+$(VIZ_EGL): $(STAMP)
+	$(call apt_install,libegl1 libgl1-mesa-dri)
+
+$(VIZ_CHROMIUM): $(STAMP)
+	$(call apt_install,chromium)
+
+demo: $(STAMP) $(VIZ_EGL)
 	$(BIN)/parktwin demo
 
-test: $(STAMP)
+test: $(STAMP) $(VIZ_EGL) $(VIZ_CHROMIUM)
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)

@@ -329,7 +329,9 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind;
                ray_address=ray_address, cors_origins=tuple(cors_origin) if cors_origin else None)
 
 
-__import__("api.cli_render").cli_render.register(app)   # parktwin render (viz; the command lives in api/cli_render.py)
+from api import cli_render  # noqa: E402  (registers on `app`, which must exist first)
+
+cli_render.register(app)     # parktwin render: the command lives in api/cli_render.py
 
 
 @app.command()

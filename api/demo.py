@@ -1,33 +1,28 @@
 """`parktwin demo`: the bundled example park (twin/example_park), end to end.
 
-1. the park snapshot (`twin.coupled.run_park`): allocation, the three networks, balance, indicators,
-   written to indicators.json and balance.json;
+1. the coupled 24 h run (`twin.coupled.run_park`): allocation, the enterprises on their shifts in the
+   three networks, the balance, the indicators, written to indicators.json and balance.json;
 2. a plant-outage what-if: the park's reclaimed-water plant out of service (capacity 0), run again;
-3. a Monte-Carlo study of leaks on the supply network in its operating state (the enterprises' fresh
-   intake at their junctions, as in the snapshot): one log-normal leak per scenario plus a global demand
-   variation, exact streaming statistics (`store="summary"`) in supply-leaks.h5;
-4. a Markdown report (`twin.report.write_report`) with all of it, report.md.
+3. a Monte-Carlo study of the park's operations (`twin.park_montecarlo`): a leak on the supply and on the
+   reclaimed network in every scenario, each enterprise's needs uncertain, the reclaimed-water plant out
+   with some probability; park-study.h5 and park-study.json;
+4. pictures of the park (base-case pressure, the study's risk map) where the 3D views are available;
+5. a Markdown report (`twin.report.write_report`) with all of it, report.md.
 
-Everything goes under OUT_DIR/park/. The whole demo takes a few seconds on two cores.
+Everything goes under OUT_DIR/park/. The whole demo takes seconds on two cores.
 """
 from __future__ import annotations
 
-import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
 
-MC_SCENARIOS = 2000
-MC_SEED = 2024
-LEAK_MEDIAN_M2 = 1e-3        # ~3.6 cm orifice; sigma 1 spans roughly 1 to 7 cm (68 %)
+STUDY_SCENARIOS = 2000
+STUDY_SEED = 2024
+LEAK_MEDIAN_M2 = 3e-4        # ~2 cm orifice; sigma 1 spans roughly 1 to 3.3 cm (68 %)
 LEAK_SIGMA = 1.0
-DEMAND_RANGE = (0.8, 1.2)
-
-# EPANET flow units -> m³/s (the demand column of [JUNCTIONS] is in these units)
-_FLOW_UNITS_M3S = {"LPS": 1e-3, "LPM": 1e-3 / 60.0, "MLD": 1e3 / 86400.0, "CMH": 1.0 / 3600.0,
-                   "CMD": 1.0 / 86400.0, "CMS": 1.0, "CFS": 0.028316846592, "GPM": 6.30901964e-5,
-                   "MGD": 0.0438126364, "IMGD": 0.0526167824, "AFD": 0.0142764101}
+DEMAND_RANGE = (0.9, 1.1)
+OUTAGE_PROBABILITY = 0.05
 
 
 def example_park_dir() -> Path:
@@ -39,64 +34,16 @@ def example_park_dir() -> Path:
 
 
 def reclaimed_plant_outage(park):
-    """The park with its reclaimed-water plant out of service (twin.whatif when present)."""
-    try:
-        from twin.whatif import PlantOutage, apply
-        return apply(park, [PlantOutage("reclaimed")])
-    except Exception:      # twin.whatif is being written elsewhere; the outage is one field
-        plant = dataclasses.replace(park.reclaimed_plant, capacity_m3d=0.0)
-        return dataclasses.replace(park, reclaimed_plant=plant)
-
-
-def operating_network(park, network: str, out_path: Path) -> tuple[Path, str]:
-    """A copy of the park's `network` .inp whose junction demands are the snapshot's enterprise flows
-    (every other junction's demand 0, as `run_park` does). Falls back to the file as drawn (with a
-    note) where the copy cannot be made by a plain edit of [JUNCTIONS] (unknown units, [DEMANDS])."""
-    from hydraulics.compile import load_network
-    from twin import balance as bal
-    from twin.coupled import _demand_inputs, enterprise_flows_m3s
-
-    src = Path(park.network_path(network))
-    net = load_network(src)
-    flows = enterprise_flows_m3s(park, bal.allocate(park))[network]
-    base = _demand_inputs(net, flows, keep_background=False).base_demand_m3s[0]
-    text = src.read_text()
-    units = re.search(r"^\s*UNITS\s+(\S+)", text, re.MULTILINE | re.IGNORECASE)
-    demands = re.search(r"^\[DEMANDS\][^\[]*", text, re.MULTILINE)
-    has_demand_rows = demands and any(ln.strip() and not ln.strip().startswith(";")
-                                      for ln in demands.group(0).splitlines()[1:])
-    factor = _FLOW_UNITS_M3S.get(units.group(1).upper()) if units else None
-    if factor is None or has_demand_rows:
-        return src, f"{src.name} as drawn (its own design demands)"
-    lines, section, index = text.splitlines(keepends=True), None, {j: i for i, j in enumerate(net.junction_ids)}
-    for k, line in enumerate(lines):
-        s = line.strip()
-        if s.startswith("["):
-            section = s.upper()
-            continue
-        if section != "[JUNCTIONS]" or not s or s.startswith(";"):
-            continue
-        body, _, comment = line.partition(";")
-        parts = body.split()
-        if len(parts) < 3 or parts[0] not in index:
-            continue
-        q = base[index[parts[0]]]
-        parts[2] = repr(float(q / factor)) if np.isfinite(q) else "0"
-        lines[k] = " " + "    ".join(parts) + ("    ;" + comment if comment else "\n")
-        if not lines[k].endswith("\n"):
-            lines[k] += "\n"
-    out_path.write_text("".join(lines))
-    return out_path, (f"{src.name} in the snapshot's operating state (enterprise fresh intake "
-                      f"{sum(flows.values()) * 86400:,.0f} m³/d at their junctions, other demands 0)")
+    """The park with its reclaimed-water plant out of service."""
+    from twin.whatif import PlantOutage, apply
+    return apply(park, [PlantOutage("reclaimed")])
 
 
 def run_demo(out_dir: Path, console) -> None:
-    from hydraulics.compile import load_network
-    from scenarios.montecarlo import run_monte_carlo
-    from scenarios.spec import spec_from_options
     from twin.coupled import run_park, write_outputs
     from twin.park import load_park
-    from twin.report import leak_study_from_summary, write_report
+    from twin.park_montecarlo import ParkStudy, run_park_study
+    from twin.report import study_headline, write_report
 
     out = Path(out_dir) / "park"
     out.mkdir(parents=True, exist_ok=True)
@@ -106,40 +53,66 @@ def run_demo(out_dir: Path, console) -> None:
 
     base = run_park(park)
     ind_path, bal_path = write_outputs(base, out)
-    _print_indicators(console, "snapshot", base)
+    _print_indicators(console, "24 h run", base)
     for name, s in base.service.items():
         console.print(f"  {name:9s} network: converged {s.converged}, min pressure {s.min_pressure_m:.1f} m, "
                       f"{len(s.low_pressure_junctions)} junction(s) < {base.min_pressure_m:g} m, "
-                      f"unserved {s.unserved_m3d:,.0f} m³/d")
+                      f"unserved {s.unserved_m3d:,.0f} m³/d, tank storage {s.storage_change_m3d:+,.0f} m³")
     console.print(f"  -> {ind_path}, {bal_path}")
 
     outage = run_park(reclaimed_plant_outage(park))
     _print_indicators(console, "reclaimed plant outage", outage)
 
-    inp, inp_note = operating_network(park, "supply", out / "supply-operating.inp")
-    net = load_network(inp)
-    spec = spec_from_options(scenarios=MC_SCENARIOS, seed=MC_SEED, leaks=1, leak_median_m2=LEAK_MEDIAN_M2,
-                             leak_sigma=LEAK_SIGMA, demand="uniform", demand_min=DEMAND_RANGE[0],
-                             demand_max=DEMAND_RANGE[1])
-    mc_path = out / "supply-leaks.h5"
-    if mc_path.exists():
-        mc_path.unlink()
-    summary = run_monte_carlo(net, spec, mc_path, store="summary")
-    description = (f"one leak per scenario at a uniformly drawn junction, log-normal area (median "
-                   f"{LEAK_MEDIAN_M2:g} m², sigma {LEAK_SIGMA:g}), all demands times U({DEMAND_RANGE[0]:g}, "
-                   f"{DEMAND_RANGE[1]:g}); network: {inp_note}; seed {MC_SEED}")
-    study = leak_study_from_summary(mc_path, "supply", description, junction_ids=net.junction_ids)
-    console.print(f"leak study: {summary.n_converged}/{summary.n_scenarios} converged, "
-                  f"{summary.scenarios_per_second:,.0f} scenarios/s -> {mc_path}")
-    for j, p, pmin, _ in study.worst[:3]:
-        console.print(f"  {j}: P(pressure < {study.service_pressure_m:g} m) = {100 * p:.2f} %, "
-                      f"min {pmin:.1f} m")
+    study = ParkStudy(scenarios=STUDY_SCENARIOS, seed=STUDY_SEED, leaks_per_network={"supply": 1, "reclaimed": 1},
+                      leak_median_area_m2=LEAK_MEDIAN_M2, leak_sigma=LEAK_SIGMA, demand_factor_range=DEMAND_RANGE,
+                      reclaimed_outage_probability=OUTAGE_PROBABILITY)
+    study_path = out / "park-study.h5"
+    if study_path.exists():
+        study_path.unlink()
+    result = run_park_study(park, study, study_path)
+    import json
+    study_path.with_suffix(".json").write_text(json.dumps(result.summary, indent=2))
+    description = (f"one leak on the supply and one on the reclaimed network at uniformly drawn junctions, "
+                   f"log-normal area (median {LEAK_MEDIAN_M2:g} m², sigma {LEAK_SIGMA:g}); each enterprise's "
+                   f"needs times U({DEMAND_RANGE[0]:g}, {DEMAND_RANGE[1]:g}); the reclaimed-water plant out "
+                   f"with probability {OUTAGE_PROBABILITY:g}; each scenario a snapshot of daily means; "
+                   f"seed {STUDY_SEED}")
+    headline = study_headline(study_path, description)
+    prob = result.summary["probability"]
+    console.print(f"park study: {result.summary['scenarios']:,} scenarios: P(reclaimed supply short) "
+                  f"{100 * prob['reclaimed_supply_short']:.1f} %, P(an enterprise below "
+                  f"{study.min_pressure_m:g} m) {100 * prob['any_enterprise_below_service']:.1f} %, P(reuse "
+                  f"target met) {100 * prob['reuse_target_met']:.1f} % -> {study_path}")
 
+    pictures = render_pictures(park, base, study_path, out, console)
     report = write_report(out / "report.md", base, whatifs=[(
         "reclaimed-water plant outage", outage,
         "The park's reclaimed-water plant out of service (capacity 0 m³/d): its users fall back on city "
-        "reclaimed water where offered, else on fresh water.")], leak_study=study)
+        "reclaimed water where offered, else on fresh water.")], study=headline, pictures=pictures)
     console.print(f"report -> {report}")
+
+
+def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tuple[str, str]]:
+    """The base-case pressure of the park and the study's risk map, as PNGs next to the report."""
+    from twin.park_montecarlo import risk_map
+    from viz import render_park
+    pictures = []
+    path = render_park(park, result=base, quantity="pressure", out=out / "pressure.png",
+                       title=f"{park.name}: base case, pressure at 08:00 (the shifts start)", time_s=8 * 3600)
+    pictures.append(("Base case: pressure in the three networks at 08:00, when the 8 h shifts start", path.name))
+    from hydraulics.compile import load_network
+    risk = {}
+    for net_name in ("supply", "reclaimed"):
+        net = load_network(park.network_path(net_name))
+        per_node = np.full(net.n_nodes, np.nan)      # junctions come first; tanks and reservoirs have no risk
+        per_node[:net.n_junctions] = risk_map(study_path, net_name)[1]
+        risk[net_name] = per_node
+    path = render_park(park, quantity="low_pressure_probability", network_values=risk, out=out / "risk.png",
+                       title=f"{park.name}: probability of pressure below the service threshold")
+    pictures.append(("Monte-Carlo risk map: probability of pressure below the service threshold (supply and "
+                     "reclaimed networks)", path.name))
+    console.print(f"pictures -> {', '.join(str(out / p) for _, p in pictures)}")
+    return pictures
 
 
 def _print_indicators(console, label: str, result) -> None:

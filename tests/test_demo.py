@@ -34,6 +34,10 @@ def test_demo_runs_example_park(tmp_path):
     assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report
     assert "24 h run: reuse_rate" in proc.stdout and "park study: 2,000 scenarios" in proc.stdout
 
+    for picture in ("pressure.png", "risk.png"):
+        assert (park / picture).stat().st_size > 50_000, picture
+        assert f"]({picture})" in report, picture
+
     summary = json.loads((park / "park-study.json").read_text())
     assert summary["scenarios"] == 2000
     # The plant is out in about 5 % of the scenarios, and every outage is a shortfall of reclaimed water.

@@ -1,1 +1,27 @@
-"""ParkTwin viz layer."""
+"""ParkTwin's 3D views: networks, the park and results as PNG pictures or self-contained HTML pages.
+
+    from viz import render_network, render_park, render_file
+
+Importing `viz` is cheap: the renderers (and PyVista, imported only when a picture is made) load on
+first use.
+"""
+from __future__ import annotations
+
+_PUBLIC = {
+    "render_network": "viz.network_view",
+    "render_park": "viz.park_scene",
+    "render_file": "viz.views",
+    "ViewOptions": "viz.options",
+    "ParkViewOptions": "viz.options",
+    "QUANTITIES": "viz.quantities",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'viz' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,155 @@
+"""The FastAPI application: `create_app(settings)`.
+
+Request handling, outermost first: CORS (only when origins are configured; it answers preflights
+itself, which carry no key), then `Guard` (API key, body-size caps), then FastAPI's routing with the
+JSON error handlers of api.server.errors. On start-up the job table is recovered (running ->
+interrupted) and the example park's base case is run once, which also compiles the solver kernels, so
+the first what-if is as fast as any other.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.server.errors import install_handlers, register_root
+from api.server.settings import Settings
+
+log = logging.getLogger("parktwin.api")
+UPLOAD_PATHS = ("/parks", "/networks")
+OPEN_PATHS = ("/health",)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_json(send, status: int, body: dict, headers: tuple = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Guard:
+    """Pure ASGI middleware: the API key (X-API-Key or Authorization: Bearer) and the body-size caps.
+
+    Sizes are checked on Content-Length when given and on the bytes actually received otherwise
+    (chunked uploads), so a client cannot get past the cap by leaving the header out."""
+
+    def __init__(self, app, settings: Settings):
+        self.app, self.settings = app, settings
+        self.key = settings.api_key.encode() if settings.api_key else None
+
+    def _authorised(self, headers: dict) -> bool:
+        supplied = headers.get(b"x-api-key")
+        auth = headers.get(b"authorization", b"")
+        if supplied is None and auth[:7].lower() == b"bearer ":
+            supplied = auth[7:].strip()
+        return supplied is not None and hmac.compare_digest(supplied, self.key)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.key is not None and scope["path"] not in OPEN_PATHS and not self._authorised(headers):
+            return await _send_json(send, 401, {"detail": "missing or wrong API key (X-API-Key header)",
+                                                "field": "X-API-Key"}, ((b"www-authenticate", b"ApiKey"),))
+        upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _send_json(send, 413, _too_large(limit))
+        received = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except _TooLarge:
+            if not started:
+                await _send_json(send, 413, _too_large(limit))
+
+
+def _too_large(limit: int) -> dict:
+    return {"detail": f"request body larger than the cap of {limit} bytes", "field": "body"}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from api.demo import example_park_dir
+    from api.server.jobs import JobManager
+    from api.server.registry import Registry
+    from api.server.routes_jobs import router as jobs_router
+    from api.server.routes_parks import router as parks_router
+    from scenarios.store import parktwin_version
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    register_root(settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.registry = Registry(settings.data_dir, example_park_dir(), settings.max_unzipped_bytes,
+                                      settings.max_zip_files)
+        app.state.jobs = JobManager(settings.data_dir, settings.max_workers, settings.ray_address)
+        app.state.jobs.start()
+        app.state.registry.base_result("example", 0)     # warm-up: loads, compiles, caches the base case
+        log.info("ParkTwin API ready, data in %s", settings.data_dir)
+        try:
+            yield
+        finally:
+            app.state.jobs.stop()
+
+    app = FastAPI(title="ParkTwin API", version=parktwin_version(), lifespan=lifespan,
+                  description="What-if questions, Monte-Carlo studies and indicators of industrial park water "
+                              "networks. Units are in the field names (m, m³/d, m³/s, s). Errors are JSON "
+                              "{detail, field}.")
+    app.state.settings = settings
+    install_handlers(app)
+    app.include_router(parks_router)
+    app.include_router(jobs_router)
+    app.add_middleware(Guard, settings=settings)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type"])
+    if settings.api_key:
+        _document_key(app)
+    return app
+
+
+def _document_key(app: FastAPI) -> None:
+    """Declare the key in the OpenAPI document only when the server needs one, so that the document
+    always says what the server enforces."""
+    plain = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"}}
+            for path, ops in schema.get("paths", {}).items():
+                for op in ops.values():
+                    if path not in OPEN_PATHS:
+                        op["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi

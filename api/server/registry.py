@@ -1,0 +1,229 @@
+"""Parks and networks the server knows: the bundled example park and uploads under the data directory.
+
+    DATA_DIR/parks/<id>/park.toml, supply.inp, reclaimed.inp, discharge.inp, meta.json
+    DATA_DIR/networks/<id>/network.inp, meta.json
+
+Ids are generated here (never taken from a client) and path parameters must match ID_RE before they
+touch the file system, so no request can name a path. Loaded parks and their base-case runs are cached
+in memory: a what-if then costs one coupled run, not two.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import secrets
+import shutil
+import stat
+import threading
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from api.server.errors import ApiError, register_root, scrub
+
+EXAMPLE_ID = "example"
+ID_RE = re.compile(r"^(?:example|[pn]-[0-9a-f]{12})$")
+PARK_FILES = ("park.toml", "supply.inp", "reclaimed.inp", "discharge.inp")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename(name: str | None, default: str) -> str:
+    """A display name for an upload: last component, harmless characters only."""
+    base = PurePosixPath(str(name or "").replace("\\", "/")).name
+    base = _SAFE_NAME.sub("_", base).strip("._")[:100]
+    return base or default
+
+
+def network_counts(net) -> dict:
+    return {"junctions": int(net.n_junctions), "nodes": int(net.n_nodes), "links": int(net.n_links),
+            "pumps": int(len(net.pump_link))}
+
+
+class Registry:
+    def __init__(self, data_dir: Path, example_dir: Path, max_unzipped_bytes: int, max_zip_files: int):
+        self.parks_dir = data_dir / "parks"
+        self.networks_dir = data_dir / "networks"
+        for d in (self.parks_dir, self.networks_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.example_dir = example_dir
+        self.max_unzipped_bytes, self.max_zip_files = max_unzipped_bytes, max_zip_files
+        register_root(data_dir)
+        register_root(example_dir)
+        self._lock = threading.Lock()
+        self._parks: dict[str, object] = {}
+        self._base: dict[tuple[str, int], object] = {}
+        self._run_locks: dict[tuple[str, int], threading.Lock] = {}
+
+    # ------------------------------------------------------------------ parks
+    def park_dir(self, park_id: str) -> Path:
+        if not ID_RE.match(park_id) or park_id.startswith("n-"):
+            raise ApiError(404, f"no park {park_id!r}", "park_id")
+        path = self.example_dir if park_id == EXAMPLE_ID else self.parks_dir / park_id
+        if not (path / "park.toml").is_file():
+            raise ApiError(404, f"no park {park_id!r}", "park_id")
+        return path
+
+    def park(self, park_id: str):
+        with self._lock:
+            cached = self._parks.get(park_id)
+        if cached is not None:
+            return cached
+        from twin.park import load_park
+        park = load_park(self.park_dir(park_id))
+        with self._lock:
+            return self._parks.setdefault(park_id, park)
+
+    def park_ids(self) -> list[str]:
+        found = sorted(p.name for p in self.parks_dir.iterdir() if ID_RE.match(p.name) and (p / "park.toml").is_file())
+        return [EXAMPLE_ID] + found
+
+    def base_result(self, park_id: str, duration_s: int):
+        """The park's base-case run, computed once per (park, duration) even under concurrent requests."""
+        key = (park_id, int(duration_s))
+        with self._lock:
+            if key in self._base:
+                return self._base[key]
+            run_lock = self._run_locks.setdefault(key, threading.Lock())
+        with run_lock:
+            with self._lock:
+                if key in self._base:
+                    return self._base[key]
+            from twin.coupled import run_park
+            result = run_park(self.park(park_id), duration_s=int(duration_s))
+            with self._lock:
+                self._base[key] = result
+            return result
+
+    def add_park_zip(self, data: bytes) -> str:
+        """Unpack a park zip safely, validate it with the park loader, store it; returns the new id."""
+        files = self._read_park_zip(data)
+        park_id = "p-" + secrets.token_hex(6)
+        staging = self.parks_dir / f".upload-{park_id}"
+        staging.mkdir()
+        try:
+            for name, content in files.items():
+                (staging / name).write_bytes(content)
+            self._validate_park(staging)
+            final = self.parks_dir / park_id
+            staging.rename(final)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        return park_id
+
+    def _read_park_zip(self, data: bytes) -> dict[str, bytes]:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+        except zipfile.BadZipFile:
+            raise ApiError(422, "the upload is not a zip archive", "file") from None
+        with archive:
+            infos = archive.infolist()
+            if len(infos) > self.max_zip_files:
+                raise ApiError(422, f"the zip has {len(infos)} entries, more than the cap of {self.max_zip_files}",
+                               "file")
+            declared = sum(i.file_size for i in infos)
+            if declared > self.max_unzipped_bytes:
+                raise ApiError(422, f"the zip unpacks to {declared} bytes, more than the cap of "
+                                    f"{self.max_unzipped_bytes}", "file")
+            for info in infos:
+                _check_member(info)
+            files = [i for i in infos if not i.is_dir()]
+            prefix = _common_folder([i.filename for i in files])
+            out: dict[str, bytes] = {}
+            budget = self.max_unzipped_bytes
+            for info in files:
+                rel = info.filename[len(prefix):]
+                if rel not in PARK_FILES:
+                    continue          # READMEs and the like travel along in zips; only the park is kept
+                # Read at most the remaining budget + 1: a header that lies about the size is caught here.
+                with archive.open(info) as fh:
+                    content = fh.read(budget + 1)
+                budget -= len(content)
+                if budget < 0:
+                    raise ApiError(422, f"the zip unpacks to more than the cap of {self.max_unzipped_bytes} bytes",
+                                   "file")
+                out[rel] = content
+        missing = [n for n in PARK_FILES if n not in out]
+        if missing:
+            where = f" (inside the folder {prefix.rstrip('/')!r})" if prefix else ""
+            raise ApiError(422, f"the zip lacks {', '.join(missing)}{where}: a park is park.toml, supply.inp, "
+                                "reclaimed.inp and discharge.inp", missing[0])
+        return out
+
+    def _validate_park(self, folder: Path) -> None:
+        from twin.park import load_park
+        from twin.park_schema import ParkError
+        try:
+            load_park(folder)
+        except ParkError as exc:
+            field = exc.key if exc.file == "park.toml" else exc.file
+            reason = exc.reason.replace(str(folder) + "/", "").replace(str(folder), "the zip")
+            raise ApiError(422, f"{exc.file}: {exc.key}: {scrub(reason)}", field) from None
+
+    # ------------------------------------------------------------------ networks
+    def network_path(self, network_id: str) -> Path:
+        if not ID_RE.match(network_id) or not network_id.startswith("n-"):
+            raise ApiError(404, f"no network {network_id!r}", "network_id")
+        path = self.networks_dir / network_id / "network.inp"
+        if not path.is_file():
+            raise ApiError(404, f"no network {network_id!r}", "network_id")
+        return path
+
+    def network_ids(self) -> list[str]:
+        return sorted(p.name for p in self.networks_dir.iterdir()
+                      if ID_RE.match(p.name) and (p / "network.inp").is_file())
+
+    def network_meta(self, network_id: str) -> dict:
+        path = self.network_path(network_id)
+        return json.loads((path.parent / "meta.json").read_text())
+
+    def add_network(self, data: bytes, filename: str) -> str:
+        network_id = "n-" + secrets.token_hex(6)
+        staging = self.networks_dir / f".upload-{network_id}"
+        staging.mkdir()
+        try:
+            inp = staging / "network.inp"
+            inp.write_bytes(data)
+            net = _load_uploaded_network(inp, filename)
+            (staging / "meta.json").write_text(json.dumps({"name": filename, **network_counts(net)}))
+            staging.rename(self.networks_dir / network_id)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        return network_id
+
+
+def _check_member(info: zipfile.ZipInfo) -> None:
+    name = info.filename
+    parts = name.replace("\\", "/").split("/")
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        raise ApiError(422, f"zip entry {name!r}: absolute paths are not allowed", "file")
+    if ".." in parts:
+        raise ApiError(422, f"zip entry {name!r}: a path that climbs out of its folder ('..') is not allowed",
+                       "file")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise ApiError(422, f"zip entry {name!r}: symbolic links are not allowed", "file")
+
+
+def _common_folder(names: list[str]) -> str:
+    """'park/' when every file sits in one top folder (a zipped folder), else ''."""
+    tops = {n.split("/", 1)[0] for n in names if "/" in n}
+    if len(tops) == 1 and all("/" in n for n in names):
+        return tops.pop() + "/"
+    return ""
+
+
+def _load_uploaded_network(path: Path, filename: str):
+    from hydraulics.compile import load_network
+    from hydraulics.inp_reader import InpError
+    try:
+        return load_network(path)
+    except InpError as exc:
+        where = f"{filename}, line {exc.line}" if exc.line else filename
+        problem = exc.problem.replace(str(path), filename)
+        raise ApiError(422, f"{where}: {scrub(problem)}", "file") from None
+    except Exception as exc:  # noqa: BLE001
+        # WNTR raises many types (KeyError, IndexError, RuntimeError, ...) on malformed files; for an
+        # upload they all mean "not a readable network", a client error, not a server fault.
+        raise ApiError(422, f"{filename}: cannot be read as an EPANET network: "
+                            f"{scrub(str(exc).replace(str(path), filename))}", "file") from None

@@ -315,3 +315,15 @@ def test_a_keyed_server_answers_401_to_everything_but_health(keyed):
         assert c.get("/parks", headers={"Authorization": "Bearer s3cret-key"}).status_code == 200
         schema = c.get("/openapi.json", headers={"X-API-Key": "s3cret-key"}).json()
         assert "ApiKey" in schema["components"]["securitySchemes"]
+
+
+def test_city_fresh_head(client):
+    """The city's head on the municipal reservoir: 5 m less at the boundary, lower pressures in the park
+    (less than 5 m: the park's tank holds its share of the heads)."""
+    park = client.get("/parks/example").json()
+    head = park["city"]["fresh_head_m"]
+    assert park["city"]["fresh_reservoir"] == "MUNICIPAL"
+    r = client.post("/parks/example/whatif", json={"operations": [{"op": "city_fresh_head", "head_m": head - 5.0}]})
+    assert r.status_code == 200, r.text
+    supply = r.json()["service"]["supply"]
+    assert -5.0 <= supply["min_pressure_change_m"] < -0.1

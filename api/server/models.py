@@ -100,11 +100,20 @@ class CityReclaimedOfferOp(Strict):
     m3d: NonNegative = Field(description="city reclaimed water offered to the park, m³/d")
 
 
+class CityFreshHeadOp(Strict):
+    op: Literal["city_fresh_head"]
+    head_m: float = Field(allow_inf_nan=False, ge=-1e4, le=1e4,
+                          description="municipal supply head at the park boundary, m (the park must name "
+                                      "city.fresh_reservoir)")
+
+
 class LeakOp(Strict):
     op: Literal["leak"]
     network: NetworkName
     junction: Id
-    area_m2: NonNegative = Field(description="leak orifice area, m² (Cd 0.75)")
+    area_m2: NonNegative = Field(description="leak orifice area, m²")
+    discharge_coefficient: float = Field(0.75, gt=0, le=1, allow_inf_nan=False,
+                                         description="orifice discharge coefficient Cd, q = Cd·A·sqrt(2·g·p)")
 
 
 class PumpOutageOp(Strict):
@@ -124,7 +133,7 @@ class PerturbationOp(Strict):
 
 
 _OPERATIONS = (ExpandEnterpriseOp, AddEnterpriseOp, PlantCapacityOp, PlantRecoveryOp, PlantOutageOp,
-               CityReclaimedOfferOp, LeakOp, PumpOutageOp, PerturbationOp)
+               CityReclaimedOfferOp, CityFreshHeadOp, LeakOp, PumpOutageOp, PerturbationOp)
 Operation = Annotated[Union[_OPERATIONS], Field(discriminator="op")]
 # the `op` values: pydantic puts them in error locations (operations.0.<op>.field); errors.py drops them
 OPERATION_TAGS = frozenset(c.model_fields["op"].annotation.__args__[0] for c in _OPERATIONS)

@@ -34,15 +34,14 @@ def to_twin_operation(op):
         return w.PlantOutage(op.plant)
     if isinstance(op, m.CityReclaimedOfferOp):
         return w.CityReclaimedOffer(op.m3d)
+    if isinstance(op, m.CityFreshHeadOp):
+        return w.CityFreshHead(op.head_m)
     if isinstance(op, m.LeakOp):
-        return w.JunctionLeak(op.network, op.junction, op.area_m2)
+        return w.JunctionLeak(op.network, op.junction, op.area_m2, op.discharge_coefficient)
     if isinstance(op, m.PumpOutageOp):
         return w.PumpOutage(op.network, op.pump)
     if isinstance(op, m.PerturbationOp):
-        perturbation = getattr(w, "Perturbation", None)
-        if perturbation is None:
-            raise NotImplementedError("perturbation: raw perturbation rows are not supported by the park twin yet")
-        return perturbation(op.network, op.element, op.attribute, op.value)
+        return w.Perturbation(op.network, op.element, op.attribute, op.value)
     raise ApiError(422, f"unknown operation {type(op).__name__}", "operations")
 
 

@@ -282,8 +282,10 @@ def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
             offer_min: float = typer.Option(1.0, "--offer-min", help="city reclaimed offer times U(min, max)"),
             offer_max: float = typer.Option(1.0, "--offer-max"),
             min_pressure: float = typer.Option(10.0, "--min-pressure", help="service pressure, m"),
+            snapshot: bool = typer.Option(False, "--snapshot",
+                                          help="each scenario a snapshot of daily means instead of a 24 h run"),
             resume: bool = typer.Option(False, "--resume", help="finish an interrupted study")):
-    """Monte-Carlo over the park's operations (snapshot per scenario): leaks, demand uncertainty, a
+    """Monte-Carlo over the park's operations (a 24 h run per scenario): leaks, demand uncertainty, a
     reclaimed-plant outage, the city's offer; probabilities of shortfall and of service below pressure."""
     from twin.park import load_park
     from twin.park_montecarlo import ParkStudy, run_park_study
@@ -293,7 +295,8 @@ def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
                                          "discharge": leaks_discharge},
                       leak_median_area_m2=leak_median_m2, leak_sigma=leak_sigma,
                       demand_factor_range=(demand_min, demand_max), reclaimed_outage_probability=outage_probability,
-                      city_offer_factor_range=(offer_min, offer_max), min_pressure_m=min_pressure)
+                      city_offer_factor_range=(offer_min, offer_max), min_pressure_m=min_pressure,
+                      duration_s=0 if snapshot else 86400)
     if out.exists() and not resume:
         raise UserError(f"{out}: exists; give --resume to finish it or choose another --out")
     result = _with_progress(scenarios, out, lambda update: run_park_study(park, study, out, resume=resume,

@@ -3,9 +3,9 @@
 1. the coupled 24 h run (`twin.coupled.run_park`): allocation, the enterprises on their shifts in the
    three networks, the balance, the indicators, written to indicators.json and balance.json;
 2. a plant-outage what-if: the park's reclaimed-water plant out of service (capacity 0), run again;
-3. a Monte-Carlo study of the park's operations (`twin.park_montecarlo`): a leak on the supply and on the
-   reclaimed network in every scenario, each enterprise's needs uncertain, the reclaimed-water plant out
-   with some probability; park-study.h5 and park-study.json;
+3. a Monte-Carlo study of the park's operations (`twin.park_montecarlo`, a 24 h run per scenario): a
+   leak on the supply and on the reclaimed network in every scenario, each enterprise's needs uncertain,
+   the reclaimed-water plant out with some probability; park-study.h5 and park-study.json;
 4. pictures of the park (base-case pressure, the study's risk map) where the 3D views are available;
 5. a Markdown report (`twin.report.write_report`) with all of it, report.md.
 
@@ -75,7 +75,8 @@ def run_demo(out_dir: Path, console) -> None:
     description = (f"one leak on the supply and one on the reclaimed network at uniformly drawn junctions, "
                    f"log-normal area (median {LEAK_MEDIAN_M2:g} m², sigma {LEAK_SIGMA:g}); each enterprise's "
                    f"needs times U({DEMAND_RANGE[0]:g}, {DEMAND_RANGE[1]:g}); the reclaimed-water plant out "
-                   f"with probability {OUTAGE_PROBABILITY:g}; each scenario a snapshot of daily means; "
+                   f"with probability {OUTAGE_PROBABILITY:g}; each scenario a 24 h run, service judged on the day's "
+                   f"lowest pressure; "
                    f"seed {STUDY_SEED}")
     headline = study_headline(study_path, description)
     prob = result.summary["probability"]

@@ -1,6 +1,7 @@
 """Monte-Carlo over the park's operations: a batch equals the park run scenario by scenario, the
 probabilities follow the draws, an interrupted study resumes to the same answer."""
 import dataclasses
+import re
 from pathlib import Path
 
 import h5py
@@ -15,7 +16,8 @@ from twin.whatif import JunctionLeak, apply
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "twin" / "example_park"
 STUDY = ParkStudy(scenarios=120, seed=7, chunk_size=50, reclaimed_outage_probability=0.2,
-                  leak_median_area_m2=3e-4, city_offer_factor_range=(0.5, 1.0))
+                  leak_median_area_m2=3e-4, city_offer_factor_range=(0.5, 1.0), duration_s=0)
+DAY = dataclasses.replace(STUDY, scenarios=40, chunk_size=16, duration_s=86400)
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +31,26 @@ def study_file(park, tmp_path_factory):
     return run_park_study(park, STUDY, path)
 
 
-def _single(park, draws, s):
-    """Scenario s rebuilt from its draws and run alone through run_park (snapshot)."""
+def _single(park, draws, s, duration_s=0):
+    """Scenario s rebuilt from its draws and run alone through run_park."""
     ops = []
     for net_name, batch in draws.leaks.items():
         rows = batch.perturbations.for_scenarios([batch.ids[s]])
         for element, attribute, value in zip(rows.element, rows.attribute, rows.value):
             assert attribute == "leak_area_m2"
             ops.append(JunctionLeak(net_name, str(element), float(value)))
-    return run_park(apply(scenario_park(park, draws, s), ops), duration_s=0)
+    return run_park(apply(scenario_park(park, draws, s), ops), duration_s=duration_s)
 
 
-def test_batch_equals_single_park_runs(park, study_file):
-    draws = draw(park, STUDY)
-    with h5py.File(study_file.path, "r") as f:
+@pytest.mark.parametrize("study, picks", [(STUDY, (0, 1, 49, 50, 119)), (DAY, (0, 15, 16, 39))],
+                         ids=["snapshot", "24h"])
+def test_batch_equals_single_park_runs(park, study, picks, tmp_path):
+    path = run_park_study(park, study, tmp_path / "study.h5").path
+    draws = draw(park, study)
+    with h5py.File(path, "r") as f:
         sc = {name: f[f"scenario/{name}"][:] for name in f["scenario"]}
-    for s in (0, 1, 49, 50, 119):
-        single = _single(park, draws, s)
+    for s in picks:
+        single = _single(park, draws, s, study.duration_s)
         for name in ("reuse_rate", "substitution_rate", "leakage_rate"):
             assert_allclose(sc[name][s], single.indicators[name]["value"], rtol=1e-9, err_msg=f"{name} of {s}")
         for net_name in ("supply", "reclaimed", "discharge"):
@@ -81,7 +86,7 @@ def test_no_uncertainty_is_the_base_case(park, tmp_path):
     quiet = ParkStudy(scenarios=3, seed=1, leaks_per_network={}, demand_factor_range=(1.0, 1.0),
                       reclaimed_outage_probability=0.0)
     out = run_park_study(park, quiet, tmp_path / "quiet.h5")
-    base = run_park(park, duration_s=0)
+    base = run_park(park)
     with h5py.File(out.path, "r") as f:
         assert_allclose(f["scenario/reuse_rate"][:], base.indicators["reuse_rate"]["value"], rtol=1e-12)
         assert_allclose(f["scenario/reclaimed_shortfall_m3d"][:], 0.0)
@@ -113,8 +118,9 @@ def test_interrupted_study_resumes_to_the_same_answer(park, study_file, tmp_path
     ({"leaks_per_network": {"sewer": 1}}, "ParkStudy.leaks_per_network: unknown network 'sewer'"),
     ({"reclaimed_outage_probability": 1.5}, "ParkStudy.reclaimed_outage_probability: must be in"),
     ({"demand_factor_range": (1.2, 0.8)}, "ParkStudy.demand_factor_range: must be 0 <= low <= high"),
+    ({"duration_s": 3600}, "ParkStudy.duration_s: must be 0 (snapshot) or 86400 (24 h)"),
 ])
 def test_bad_studies(park, tmp_path, change, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         run_park_study(park, dataclasses.replace(STUDY, **change), tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()

@@ -1,10 +1,11 @@
 """Monte-Carlo over the park's operations: leaks on its networks, demand uncertainty per enterprise, an
 outage of the reclaimed-water plant and a varying city reclaimed offer, solved through the scenario engine.
 
-Each scenario is the park snapshot (daily means, as `run_park(duration_s=0)`): its allocation, the three
-networks solved as one batch per network (`HydraulicSolver` over `BatchInputs`, the leaks drawn by the
-scenario engine's samplers, `scenarios.samplers.sample_batch`), the balance with the leaks as losses, and
-the indicators. Per scenario the file keeps the draws, the indicators and the service figures; per
+Each scenario is the park's 24 h run (`duration_s=86400`, the default, as `run_park`) or its snapshot
+(daily means, `duration_s=0`): its allocation, the three networks solved as one batch per
+network (`HydraulicSolver` over `BatchInputs`, the leaks drawn by the scenario engine's samplers,
+`scenarios.samplers.sample_batch`), the balance with the leaks as losses, and the indicators. Over 24 h a
+junction's pressure is its minimum over the day, so the shifts' peak hours decide the service. Per scenario the file keeps the draws, the indicators and the service figures; per
 junction of the supply and reclaimed networks, how many scenarios put its pressure below the service
 threshold (the risk map).
 
@@ -26,12 +27,14 @@ import h5py
 import numpy as np
 
 from hydraulics.compile import load_network
+from hydraulics.extended import StepVolumes, run_extended
+from hydraulics.inputs import BatchInputs
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.coupled import (MIN_PRESSURE_M, _apply_sector_quotas, enterprise_loads, indicator_targets,
+from twin.coupled import (DURATIONS_S, MIN_PRESSURE_M, _apply_sector_quotas, enterprise_loads, indicator_targets,
                           municipal_head_inputs)
 from twin.indicators import evaluate
-from twin.park_hydraulics import SECONDS_PER_DAY, snapshot_inputs
+from twin.park_hydraulics import SECONDS_PER_DAY, JunctionLoad, daily_network, shift_profile, snapshot_inputs
 from twin.park_schema import NETWORKS, Park
 
 FORMAT = "parktwin-park-montecarlo/1"
@@ -54,6 +57,7 @@ class ParkStudy:
     reclaimed_outage_probability: float = 0.05              # the park's reclaimed-water plant out for the day
     city_offer_factor_range: tuple[float, float] = (1.0, 1.0)  # the city's reclaimed offer times U(lo, hi)
     min_pressure_m: float = MIN_PRESSURE_M
+    duration_s: int = SECONDS_PER_DAY                        # 86400: the 24 h run; 0: a snapshot of daily means
     chunk_size: int = 500
 
     def validate(self) -> None:
@@ -76,6 +80,8 @@ class ParkStudy:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 bad(name, f"must be 0 <= low <= high, got ({lo!r}, {hi!r})")
+        if self.duration_s not in DURATIONS_S:
+            bad("duration_s", f"must be 0 (snapshot) or 86400 (24 h), got {self.duration_s!r}")
         if not 0.0 <= self.reclaimed_outage_probability <= 1.0:
             bad("reclaimed_outage_probability", f"must be in [0, 1], got {self.reclaimed_outage_probability!r}")
 
@@ -175,6 +181,8 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
         if out_path.exists():
             raise FileExistsError(f"{out_path.name}: exists (give resume=True to finish it, or another name)")
         _create(out_path, park, study, draws, nets)
+    if study.duration_s:
+        nets = {n: _daily_network(park, n, net) for n, net in nets.items()}
     solvers = {n: HydraulicSolver(net, options) for n, net in nets.items()}
     targets = indicator_targets(park)
     n_chunks = math.ceil(study.scenarios / study.chunk_size)
@@ -201,23 +209,30 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) 
     loads = [enterprise_loads(p, a) for p, a in zip(parks, allocs)]
     service = {}
     for net_name, net in nets.items():
-        inputs = snapshot_inputs(net, [ld[net_name] for ld in loads])
+        inputs = _demand_inputs(net, [ld[net_name] for ld in loads], daily=bool(study.duration_s))
         head = municipal_head_inputs(park, net) if net_name == "supply" else None
         if head is not None:
             inputs = replace(inputs, reservoir_head_m=np.tile(head.reservoir_head_m, (len(rows), 1)))
         batch = draws.leaks.get(net_name)
         if batch is not None and batch.inputs.leak_area_m2 is not None:
             inputs = replace(inputs, leak_area_m2=batch.inputs.leak_area_m2[rows])
-        res = solvers[net_name].run(inputs, 0)
         nj = net.n_junctions
-        p = np.asarray(res.pressure_m[:, 0, :nj], float)
+        if study.duration_s:
+            volumes = StepVolumes(len(rows), net.n_nodes)
+            res = run_extended(solvers[net_name], inputs, study.duration_s, volumes=volumes)
+            leaks = volumes.leak_m3.sum(axis=1)
+            # NaN after a failure: the scenario is flagged not converged, its pressure counts as below.
+            p = np.min(np.asarray(res.pressure_m[:, :, :nj], float), axis=1)
+        else:
+            res = solvers[net_name].run(inputs, 0)
+            leaks = np.nansum(np.asarray(res.leak_m3s[:, 0, :], float), axis=1) * SECONDS_PER_DAY
+            p = np.asarray(res.pressure_m[:, 0, :nj], float)
         below = ~(p >= study.min_pressure_m)
         if net_name in SERVICE_NETWORKS:
             f[f"risk/{net_name}/count_below_service"][chunk] = below.sum(axis=0)
         ent_j = np.array([net.node_index(e.junctions[net_name]) for e in park.enterprises], np.int64)
         service[net_name] = {
-            "leaks_m3d": np.nansum(np.asarray(res.leak_m3s[:, 0, :], float), axis=1) * SECONDS_PER_DAY,
-            "enterprise_below": below[:, ent_j],
+            "leaks_m3d": leaks, "enterprise_below": below[:, ent_j],
             "converged": np.all(res.converged, axis=1) & (np.asarray(res.failure) == ""),
         }
     out = {name: np.full(len(rows), np.nan) for name in _SCALARS}
@@ -244,6 +259,42 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) 
     for name, values in {**out, **flags}.items():
         f[f"scenario/{name}"][lo:hi] = values
     f["scenario/enterprise_below_service"][lo:hi] = below
+
+
+def _daily_network(park: Park, net_name: str, net):
+    """The network for 24 h scenarios: each enterprise junction follows its enterprises' shift profile.
+    The profile must not depend on the scenario's draws, so the enterprises at one junction must share
+    their shift hours."""
+    hours: dict[str, set] = {}
+    for e in park.enterprises:
+        hours.setdefault(e.junctions[net_name], set()).add(e.shift_hours)
+    for jid, h in hours.items():
+        if len(h) > 1:
+            raise ValueError(f"{net_name}: junction {jid!r} serves enterprises on {sorted(h)} h shifts; a 24 h "
+                             "study needs one shift length per junction (its profile would change with the draws)")
+    base = enterprise_loads(park, bal.allocate(park))[net_name]
+    loads = {jid: JunctionLoad(base[jid].mean_m3s, shift_profile(h.pop())) for jid, h in hours.items()}
+    daily, _ = daily_network(net, loads)
+    return daily
+
+
+def _demand_inputs(net, loads: list[dict[str, JunctionLoad]], daily: bool) -> BatchInputs:
+    """One scenario per load dict: the snapshot's base demands, or over 24 h each loaded junction's first
+    category at the scenario's daily mean (its shift pattern is in the daily network)."""
+    if not daily:
+        return snapshot_inputs(net, loads)
+    base = np.full((len(loads), net.n_junctions), np.nan)
+    mult = np.zeros((1, net.n_junctions))
+    scale = net.options.demand_multiplier
+    for jid in loads[0]:
+        j = net.node_index(jid)
+        mult[0, j] = 1.0
+        if not np.any(net.demand_node == j):
+            if any(ld[jid].mean_m3s != 0.0 for ld in loads):
+                raise ValueError(f"{net.name}: junction {jid!r} has no demand category to carry an enterprise flow")
+            continue
+        base[:, j] = [ld[jid].mean_m3s / scale if scale else 0.0 for ld in loads]
+    return BatchInputs(batch_size=len(loads), base_demand_m3s=base, demand_multiplier=np.repeat(mult, len(loads), 0))
 
 
 def summarise(f) -> dict:

@@ -253,8 +253,8 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
     written = write_outputs(result, out)
     console.print(f"[bold]{escape(park.name)}[/]: {len(park.enterprises)} enterprises")
     for name, ind in result.indicators.items():
-        if "[" in name:
-            continue
+        if "[" in name and not name.endswith(("[supply]", "[reclaimed]")):
+            continue        # per-enterprise figures are in indicators.json
         value = ind.get("value")
         shown = "n/a" if value is None else f"{value:.4g}"
         met = ind.get("met")

@@ -76,6 +76,13 @@ def test_a_leak_over_the_day_follows_the_orifice_law_hour_by_hour(park, day):
     assert_allclose(pk["network_losses_fresh"], leaky.service["supply"].leaks_m3d)
     assert_allclose(pk["intake"], day.balance["park"]["intake"] + leaky.service["supply"].leaks_m3d, rtol=1e-9)
     assert leaky.indicators["leakage_rate"]["value"] > day.indicators["leakage_rate"]["value"]
+    s = leaky.service["supply"]
+    assert_allclose(leaky.indicators["network_leakage_rate[supply]"]["value"],
+                    s.leaks_m3d / (s.delivered_m3d + s.leaks_m3d))
+    assert leaky.indicators["network_leakage_rate[reclaimed]"]["value"] == 0.0
+    unserved = day.indicators["unserved_demand[supply]"]
+    assert unserved["value"] == 0.0 and unserved["unit"] == "m3/d" and unserved["met"] is True
+    assert day.indicators["low_pressure_junctions[reclaimed]"]["value"] == 0.0
 
 
 def test_day_and_snapshot_share_the_daily_allocation(park, day):

@@ -33,7 +33,8 @@ from hydraulics.extended import StepVolumes, run_extended
 from hydraulics.inputs import BatchInputs
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.indicators import ParkBalance, Targets, evaluate
+from twin.indicators import (ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
+                             unserved_demand)
 from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
                                   snapshot_inputs, with_perturbations)
 from twin.park_schema import NETWORKS, Park
@@ -202,6 +203,21 @@ def network_service(park: Park, net_name: str, loads: dict[str, JunctionLoad], h
         closure_residual_m3d=source - (junction_demand + leaks + storage), failure=h.failure)
 
 
+def service_indicators(service: dict, min_pressure_m: float) -> dict:
+    """Per service network (supply, reclaimed): CJJ 92 network leakage, junctions below the service
+    pressure and unserved demand, keyed "<indicator>[<network>]"."""
+    out = {}
+    for name in ("supply", "reclaimed"):
+        s = service[name]
+        # Solver round-off (1e-12 m³/d) is not unserved demand.
+        unserved = s.unserved_m3d if s.unserved_m3d > 1e-9 * max(s.requested_m3d, 1.0) else 0.0
+        for ind in (network_leakage_rate(name, s.leaks_m3d, s.delivered_m3d),
+                    low_pressure_junctions(name, len(s.low_pressure_junctions), min_pressure_m),
+                    unserved_demand(name, unserved)):
+            out[f"{ind.name}[{name}]"] = ind.as_dict()
+    return out
+
+
 def indicator_targets(park: Park) -> Targets:
     t = park.targets
     return Targets(reuse_rate=t.reuse_rate_fraction, substitution_rate=t.substitution_rate_fraction)
@@ -234,6 +250,7 @@ def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptio
     pb = bal.park_balance(park, alloc, network_losses_fresh=service["supply"].leaks_m3d,
                           network_losses_reclaimed=service["reclaimed"].leaks_m3d)
     indicators = _apply_sector_quotas(park, evaluate(pb, indicator_targets(park)))
+    indicators.update(service_indicators(service, min_pressure_m))
     table = bal.balance_table(alloc, pb)
     table["networks"] = {n: s.as_dict() for n, s in service.items()}
     return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m,

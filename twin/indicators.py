@@ -208,6 +208,26 @@ def leakage_rate(b, target: float | None = None) -> Indicator:
                   why_zero="no water drawn (Vi + Vu = 0)")
 
 
+def network_leakage_rate(network: str, leaks_m3d: float, delivered_m3d: float,
+                         target: float | None = None) -> Indicator:
+    """CJJ 92-2016 R_WL = (Qs - Qa) / Qs of one pipe network: Qs what entered it, Qa what reached users."""
+    return _ratio("network_leakage_rate", leaks_m3d, delivered_m3d + leaks_m3d, RATE,
+                  "R_WL = (Qs - Qa) / Qs = leaks / (delivered + leaks)", target, "max",
+                  why_zero="nothing entered the network", network=network, leaks_m3d=leaks_m3d)
+
+
+def low_pressure_junctions(network: str, count: int, min_pressure_m: float) -> Indicator:
+    """Junctions whose pressure fell below the service pressure during the run (target: none)."""
+    return Indicator("low_pressure_junctions", float(count), "junctions", f"count(p_min < {min_pressure_m:g} m)",
+                     0.0, "max", extra={"network": network, "min_pressure_m": min_pressure_m})
+
+
+def unserved_demand(network: str, unserved_m3d: float) -> Indicator:
+    """Enterprise demand the network could not deliver (pressure-driven runs, failures), m³/d."""
+    return Indicator("unserved_demand", unserved_m3d, "m3/d", "requested - delivered", 0.0, "max",
+                     extra={"network": network})
+
+
 def discharge_to_city(p: ParkBalance, target: float | None = None) -> Indicator:
     """Volume sent to the city (m³/d) and, as extra, its share of the park's new water (Kd)."""
     share = p.discharge_to_city / p.new_water if p.new_water > 0 else None

@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 
 BALANCE_COLUMNS = ("intake", "reclaimed_in", "reused", "consumption", "discharge", "losses")
-PARK_INDICATORS = ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "leakage_rate", "discharge_to_city")
+PARK_INDICATORS = ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "leakage_rate", "discharge_to_city",
+                   "network_leakage_rate[supply]", "network_leakage_rate[reclaimed]",
+                   "low_pressure_junctions[supply]", "low_pressure_junctions[reclaimed]",
+                   "unserved_demand[supply]", "unserved_demand[reclaimed]")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def indicator_rows(indicators: dict, keys=PARK_INDICATORS):
 
 def _is_max(key: str) -> bool:
     return key.split("[")[0] in ("water_per_10k_yuan", "leakage_rate", "discharge_to_city",
-                                 "intake_per_unit_product", "balance_closure")
+                                 "intake_per_unit_product", "balance_closure", "network_leakage_rate",
+                                 "low_pressure_junctions", "unserved_demand")
 
 
 def indicators_section(result) -> list[str]:

@@ -127,6 +127,7 @@ class EpanetNetwork:
         _lib()
         self.p = p = oracle.EpanetProject(path, accuracy=accuracy)
         self.duration_s = duration_s
+        self.steps = 0                           # hydraulic solves of 24 h runs, for the report
         self.nj = int(np.count_nonzero(p.node_types == oracle.EN_JUNCTION))
         # EPANET numbers junctions before tanks and reservoirs: pressures[:nj] are the junctions'.
         assert np.all(p.node_types[:self.nj] == oracle.EN_JUNCTION)
@@ -191,6 +192,7 @@ class EpanetNetwork:
         p, nj = self.p, self.nj
         buf = np.empty(p.n_nodes)
         warned = 0
+        steps = 0
         setdemand = p._lib.EN_setbasedemand
         for s in range(len(demands)):
             for node, q in demands[s]:
@@ -211,6 +213,7 @@ class EpanetNetwork:
                 row[:] = np.inf
                 while True:
                     t = p.run_h()
+                    steps += 1
                     warn = warn or p.last_warning
                     p.get_node_values(oracle.EN_PRESSURE, buf)       # read at every step, as a user would
                     if t % SECONDS_PER_HOUR == 0:                    # the study's minimum is over report times
@@ -220,6 +223,7 @@ class EpanetNetwork:
             warned += warn != 0
             for node, _ in leaks[s]:
                 p.set_emitter(node, self.base_emitter[node])
+        self.steps += steps
         return warned
 
     def close(self) -> None:
@@ -296,7 +300,9 @@ def benchmark(park, n: int, repeats: int, duration_s: int, seed: int, accuracy: 
     """Interleaved repeats of both sides on the same study; seconds per repeat for each."""
     study = ParkStudy(scenarios=n, seed=seed, duration_s=duration_s)
     options = SolverOptions(accuracy=accuracy)
+    t0 = time.perf_counter()
     inputs = study_inputs(park, study)                       # EPANET's demands: before its timer
+    prep = time.perf_counter() - t0
     ep = EpanetPark(park, inputs, duration_s, accuracy)
     times = {"parktwin": [], "epanet": []}
     try:
@@ -306,13 +312,16 @@ def benchmark(park, n: int, repeats: int, duration_s: int, seed: int, accuracy: 
             _time_parktwin(park, warm, options, Path(tmp), "warm-up")
             warm_inputs = study_inputs(park, warm)
             ep.run(warm_inputs)
+            for net in ep.nets.values():
+                net.steps = 0
             for r in range(repeats):
                 times["parktwin"].append(_time_parktwin(park, study, options, Path(tmp), str(r)))
                 seconds, _, warned = ep.run(inputs)
                 times["epanet"].append(seconds)
     finally:
         ep.close()
-    return {"times": times, "warned": warned, "n": n}
+    steps = sum(net.steps for net in ep.nets.values()) / (repeats * n) if duration_s else 1.0
+    return {"times": times, "warned": warned, "n": n, "prep": prep, "steps": steps}
 
 
 def _report(mode: str, result: dict) -> None:
@@ -326,6 +335,11 @@ def _report(mode: str, result: dict) -> None:
               f"{rates[side][0]:9,.0f} scen/s (mean)  {rates[side][1]:9,.0f} scen/s (best)")
     print(f"{'ratio ParkTwin/EPANET':<24}: {rates['parktwin'][0] / rates['epanet'][0]:.2f}x (means)  "
           f"{rates['parktwin'][1] / rates['epanet'][1]:.2f}x (bests)")
+    prep = result["prep"]
+    print(f"{'EPANET inputs (untimed)':<24}: {prep:8.3f} s for draws + allocation + loads; were it timed: "
+          f"{n / (np.mean(result['times']['epanet']) + prep):,.0f} scen/s (mean), ratio "
+          f"{rates['parktwin'][0] / (n / (np.mean(result['times']['epanet']) + prep)):.2f}x")
+    print(f"{'EPANET hydraulic steps':<24}: {result['steps']:.1f} per scenario (3 networks, timed repeats)")
     if result["warned"]:
         print(f"EPANET warnings         : {result['warned']} scenario-network solves ended with a warning")
 
@@ -355,7 +369,7 @@ def main(argv=None) -> int:
     rows = tuple(range(args.validate_scenarios))
     failed = False
     for mode in modes:
-        for acc in (1e-5, args.accuracy):
+        for acc in dict.fromkeys((1e-5, args.accuracy)):    # tight check, then the timed accuracy
             worst = validate(park, MODES[mode], rows, args.seed, acc, n_drawn=args.scenarios)
             label = "the files'" if acc is None else f"{acc:g}"
             print(f"validation     : {mode}, {len(rows)} scenarios, ACCURACY {label}: max |dp| " +

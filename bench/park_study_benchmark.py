@@ -127,7 +127,7 @@ class EpanetNetwork:
         _lib()
         self.p = p = oracle.EpanetProject(path, accuracy=accuracy)
         self.duration_s = duration_s
-        self.steps = 0                           # hydraulic solves of 24 h runs, for the report
+        self.steps = 0                           # hydraulic solves, for the report
         self.nj = int(np.count_nonzero(p.node_types == oracle.EN_JUNCTION))
         # EPANET numbers junctions before tanks and reservoirs: pressures[:nj] are the junctions'.
         assert np.all(p.node_types[:self.nj] == oracle.EN_JUNCTION)
@@ -196,15 +196,15 @@ class EpanetNetwork:
         setdemand = p._lib.EN_setbasedemand
         for s in range(len(demands)):
             for node, q in demands[s]:
-                # Raw call on the hot path: the same ctypes call as the oracle's setters, minus a wrapper.
-                if setdemand(p._ph, node + 1, 1, q) > 100:
-                    raise oracle.EpanetError(0, "EN_setbasedemand failed", p.path)
+                # First demand category (the one the study loads), in CMS as the oracle opened it.
+                p._check(setdemand(p._ph, node + 1, 1, q), "EN_setbasedemand")
             for node, c in leaks[s]:
                 p.set_emitter(node, c)
             p.init_hydraulics(oracle.EN_NOSAVE)
             warn = 0
             if not self.duration_s:
                 p.run_h()
+                steps += 1
                 p.get_node_values(oracle.EN_PRESSURE, buf)
                 out[s] = buf[:nj]
                 warn = p.last_warning
@@ -320,7 +320,7 @@ def benchmark(park, n: int, repeats: int, duration_s: int, seed: int, accuracy: 
                 times["epanet"].append(seconds)
     finally:
         ep.close()
-    steps = sum(net.steps for net in ep.nets.values()) / (repeats * n) if duration_s else 1.0
+    steps = sum(net.steps for net in ep.nets.values()) / (repeats * n)
     return {"times": times, "warned": warned, "n": n, "prep": prep, "steps": steps}
 
 
@@ -355,6 +355,9 @@ def main(argv=None) -> int:
                     help="ACCURACY for both sides while timing (default: the files' own)")
     ap.add_argument("--validate-scenarios", type=int, default=5, help="scenarios checked before timing")
     args = ap.parse_args(argv)
+    if args.scenarios < 1 or args.repeats < 1 or args.validate_scenarios < 1:
+        ap.error("--scenarios, --repeats and --validate-scenarios must be >= 1")
+    args.validate_scenarios = min(args.validate_scenarios, args.scenarios)
 
     from kernels.registry import get_backend
     park = load_park(args.park)

@@ -75,27 +75,37 @@ def snapshot_inputs(net: NetworkArrays, loads: dict[str, JunctionLoad] | list[di
     """Base demands that give each load's daily mean at t = 0 (the file's pattern factor at t = 0 and
     global demand multiplier divided out). A list of load dicts (same junctions) gives one scenario each."""
     scenarios = loads if isinstance(loads, list) else [loads]
-    junctions = list(scenarios[0])
-    nj = net.n_junctions
-    base = np.full((len(scenarios), nj), np.nan)
-    mult = np.ones(nj) if keep_background else np.zeros(nj)
+    flows = {jid: np.array([s[jid].mean_m3s for s in scenarios]) for jid in scenarios[0]}
+    return demand_inputs(net, flows, daily=False, keep_background=keep_background)
+
+
+def demand_inputs(net: NetworkArrays, flows_m3s: dict[str, np.ndarray], daily: bool,
+                  keep_background: bool = False) -> BatchInputs:
+    """One scenario per entry of the flow arrays (junction id -> [S] m³/s): each junction's first demand
+    category set so that it carries that flow, every other junction's demand off (unless
+    keep_background). Snapshot: the flow at t = 0, the file's pattern factor there divided out; daily:
+    the daily mean, the junction's shift pattern being in the daily network (`daily_network`)."""
+    n = len(next(iter(flows_m3s.values()))) if flows_m3s else 1
+    base = np.full((n, net.n_junctions), np.nan)
+    mult = np.ones(net.n_junctions) if keep_background else np.zeros(net.n_junctions)
     t = net.time
     period = t.pattern_start_s // t.pattern_step_s if t.pattern_step_s > 0 else 0
-    categories = _first_categories(net, {j: JunctionLoad(max(abs(s[j].mean_m3s) for s in scenarios))
-                                         for j in junctions})
-    for jid in junctions:
+    categories = _first_categories(net, {j: JunctionLoad(float(np.max(np.abs(q), initial=0.0)))
+                                         for j, q in flows_m3s.items()})
+    for jid, q in flows_m3s.items():
         j = net.node_index(jid)
         mult[j] = 1.0
         if j not in categories:
             continue
+        factor = net.options.demand_multiplier
         pat = net.demand_pattern[categories[j]]
-        factor = net.options.demand_multiplier * (net.patterns.at_period(pat, period) if pat >= 0 else 1.0)
-        q = np.array([s[jid].mean_m3s for s in scenarios])
+        if not daily and pat >= 0:
+            factor *= net.patterns.at_period(pat, period)
         if factor == 0.0 and np.any(q != 0.0):
-            raise ValueError(f"{net.name}: junction {jid!r}: its demand pattern is 0 at t = 0")
+            raise ValueError(f"{net.name}: junction {jid!r}: its demand pattern is 0 at t = 0" if not daily else
+                             f"{net.name}: the demand multiplier is 0: no enterprise flow can be set")
         base[:, j] = q / factor if factor != 0.0 else 0.0
-    return BatchInputs(batch_size=len(scenarios), base_demand_m3s=base,
-                       demand_multiplier=np.tile(mult, (len(scenarios), 1)))
+    return BatchInputs(batch_size=n, base_demand_m3s=base, demand_multiplier=np.tile(mult, (n, 1)))
 
 
 def _pattern_for_clock(profile: np.ndarray, time: TimeOptions) -> np.ndarray:

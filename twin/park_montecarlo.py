@@ -28,13 +28,11 @@ import numpy as np
 
 from hydraulics.compile import load_network
 from hydraulics.extended import StepVolumes, run_extended
-from hydraulics.inputs import BatchInputs
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.coupled import (DURATIONS_S, MIN_PRESSURE_M, _apply_sector_quotas, enterprise_loads, indicator_targets,
-                          municipal_head_inputs)
-from twin.indicators import evaluate
-from twin.park_hydraulics import SECONDS_PER_DAY, JunctionLoad, daily_network, shift_profile, snapshot_inputs
+from twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, municipal_head_inputs
+from twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
+from twin.park_hydraulics import SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile
 from twin.park_schema import NETWORKS, Park
 
 FORMAT = "parktwin-park-montecarlo/1"
@@ -185,6 +183,7 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
         nets = {n: _daily_network(park, n, net) for n, net in nets.items()}
     solvers = {n: HydraulicSolver(net, options) for n, net in nets.items()}
     targets = indicator_targets(park)
+    arrays = ParkArrays.of(park)
     n_chunks = math.ceil(study.scenarios / study.chunk_size)
     with h5py.File(out_path, "r+") as f:
         done = f["chunk/done"][:]
@@ -192,7 +191,7 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
             if done[c]:
                 continue
             rows = np.arange(c * study.chunk_size, min((c + 1) * study.chunk_size, study.scenarios))
-            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c)
+            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c, arrays)
             f["chunk/done"][c] = True
             f.flush()
             if progress is not None:
@@ -203,13 +202,23 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
     return ParkStudyResult(out_path, summary)
 
 
-def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) -> None:
-    parks = [scenario_park(park, draws, int(s)) for s in rows]
-    allocs = [bal.allocate(p) for p in parks]
-    loads = [enterprise_loads(p, a) for p, a in zip(parks, allocs)]
+def _junction_flows(park: Park, net_name: str, alloc: BatchAllocation) -> dict[str, np.ndarray]:
+    """junction id -> [S] m³/s the enterprises put on `net_name` (discharge negative: an inflow)."""
+    per_enterprise = {"supply": alloc.intake_fresh, "reclaimed": alloc.intake_reclaimed,
+                      "discharge": -alloc.discharge}[net_name] / SECONDS_PER_DAY
+    out: dict[str, np.ndarray] = {}
+    for i, e in enumerate(park.enterprises):
+        jid = e.junctions[net_name]
+        out[jid] = out[jid] + per_enterprise[:, i] if jid in out else per_enterprise[:, i].copy()
+    return out
+
+
+def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, arrays: ParkArrays) -> None:
+    factor, outage, offer = draws.demand_factor[rows], draws.reclaimed_outage[rows], draws.city_offer_factor[rows]
+    first = allocate_batch(arrays, factor, outage, offer)
     service = {}
     for net_name, net in nets.items():
-        inputs = _demand_inputs(net, [ld[net_name] for ld in loads], daily=bool(study.duration_s))
+        inputs = demand_inputs(net, _junction_flows(park, net_name, first), daily=bool(study.duration_s))
         head = municipal_head_inputs(park, net) if net_name == "supply" else None
         if head is not None:
             inputs = replace(inputs, reservoir_head_m=np.tile(head.reservoir_head_m, (len(rows), 1)))
@@ -235,26 +244,24 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int) 
             "leaks_m3d": leaks, "enterprise_below": below[:, ent_j],
             "converged": np.all(res.converged, axis=1) & (np.asarray(res.failure) == ""),
         }
-    out = {name: np.full(len(rows), np.nan) for name in _SCALARS}
-    flags = {name: np.zeros(len(rows), bool) for name in _FLAGS}
-    for i, p in enumerate(parks):
-        alloc = bal.allocate(p, sewer_losses_m3d=float(service["discharge"]["leaks_m3d"][i]))
-        pb = bal.park_balance(p, alloc, network_losses_fresh=float(service["supply"]["leaks_m3d"][i]),
-                              network_losses_reclaimed=float(service["reclaimed"]["leaks_m3d"][i]))
-        ind = _apply_sector_quotas(p, evaluate(pb, targets))
-        for name in ("reuse_rate", "substitution_rate", "leakage_rate"):
-            value = ind[name]["value"]
-            out[name][i] = np.nan if value is None else value
-        flags["reuse_target_met"][i] = bool(ind["reuse_rate"]["met"])
-        flags["substitution_target_met"][i] = bool(ind["substitution_rate"]["met"])
-        out["reclaimed_shortfall_m3d"][i] = max(
-            alloc.reclaimable_need - alloc.reclaimed_from_plant - alloc.reclaimed_from_city, 0.0)
-        out["fresh_intake_m3d"][i] = pb.intake_fresh
+    # The sewer's leaks reach no plant: the allocation again with them, as run_park does.
+    alloc = allocate_batch(arrays, factor, outage, offer, sewer_losses_m3d=service["discharge"]["leaks_m3d"])
+    ind = headline_indicators(arrays, alloc, service["supply"]["leaks_m3d"], service["reclaimed"]["leaks_m3d"],
+                              targets.substitution_denominator)
+    out = {name: ind[name] for name in ("reuse_rate", "substitution_rate", "leakage_rate", "fresh_intake_m3d")}
+    out["reclaimed_shortfall_m3d"] = alloc.reclaimed_shortfall
     for net_name in NETWORKS:
         out[f"leaks_{net_name}_m3d"] = service[net_name]["leaks_m3d"]
+
+    def met(values, target):
+        # As Indicator.met: no target or no value is not "met".
+        return np.zeros(len(values), bool) if target is None else np.nan_to_num(values, nan=-np.inf) >= target
+
     below = service["supply"]["enterprise_below"] | service["reclaimed"]["enterprise_below"]
-    flags["any_enterprise_below_service"] = below.any(axis=1)
-    flags["converged"] = np.logical_and.reduce([service[n]["converged"] for n in NETWORKS])
+    flags = {"reuse_target_met": met(ind["reuse_rate"], targets.reuse_rate),
+             "substitution_target_met": met(ind["substitution_rate"], targets.substitution_rate),
+             "any_enterprise_below_service": below.any(axis=1),
+             "converged": np.logical_and.reduce([service[n]["converged"] for n in NETWORKS])}
     lo, hi = int(rows[0]), int(rows[-1]) + 1
     for name, values in {**out, **flags}.items():
         f[f"scenario/{name}"][lo:hi] = values
@@ -276,25 +283,6 @@ def _daily_network(park: Park, net_name: str, net):
     loads = {jid: JunctionLoad(base[jid].mean_m3s, shift_profile(h.pop())) for jid, h in hours.items()}
     daily, _ = daily_network(net, loads)
     return daily
-
-
-def _demand_inputs(net, loads: list[dict[str, JunctionLoad]], daily: bool) -> BatchInputs:
-    """One scenario per load dict: the snapshot's base demands, or over 24 h each loaded junction's first
-    category at the scenario's daily mean (its shift pattern is in the daily network)."""
-    if not daily:
-        return snapshot_inputs(net, loads)
-    base = np.full((len(loads), net.n_junctions), np.nan)
-    mult = np.zeros((1, net.n_junctions))
-    scale = net.options.demand_multiplier
-    for jid in loads[0]:
-        j = net.node_index(jid)
-        mult[0, j] = 1.0
-        if not np.any(net.demand_node == j):
-            if any(ld[jid].mean_m3s != 0.0 for ld in loads):
-                raise ValueError(f"{net.name}: junction {jid!r} has no demand category to carry an enterprise flow")
-            continue
-        base[:, j] = [ld[jid].mean_m3s / scale if scale else 0.0 for ld in loads]
-    return BatchInputs(batch_size=len(loads), base_demand_m3s=base, demand_multiplier=np.repeat(mult, len(loads), 0))
 
 
 def summarise(f) -> dict:

@@ -32,7 +32,7 @@ class IterationData:
 
 class Assembler:
     def __init__(self, sn: SolverNetwork, backend):
-        from kernels.symbolic import plan_symbolic
+        from kernels.symbolic import plan_symbolic_cached
         self.sn = sn
         self.backend = backend
         nj = sn.n_junctions
@@ -41,7 +41,7 @@ class Assembler:
         self.edge_links = np.flatnonzero(j1 & j2)
         self.edge_of_link = np.full(sn.n_links, -1, np.int64)
         self.edge_of_link[self.edge_links] = np.arange(len(self.edge_links))
-        self.plan = plan_symbolic(nj, n1[self.edge_links], n2[self.edge_links])
+        self.plan = plan_symbolic_cached(nj, n1[self.edge_links], n2[self.edge_links])
         self.j1, self.j2 = j1, j2
         self.groups = co.link_groups(sn)
         self.ctl_valves = self.groups["ctl"]

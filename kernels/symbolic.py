@@ -13,7 +13,10 @@ Slot numbering used by the numeric kernels (a "slot" is one row of the
 """
 from __future__ import annotations
 
+import hashlib
 import heapq
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +129,30 @@ def _heights(parent: np.ndarray) -> np.ndarray:
         if p >= 0 and height[p] < height[j] + 1:
             height[p] = height[j] + 1
     return np.asarray(height, dtype=np.int64)
+
+
+_PLAN_CACHE: "OrderedDict[tuple, SymbolicPlan]" = OrderedDict()
+_PLAN_LOCK = threading.Lock()      # the API solves what-ifs on several threads
+_PLAN_CACHE_SIZE = 16
+
+
+def plan_symbolic_cached(n: int, edge_row: np.ndarray, edge_col: np.ndarray) -> SymbolicPlan:
+    """`plan_symbolic`, remembered by graph: a park run builds a solver per network per call (each what-if
+    is a new copy of the network with new patterns, same pipes), and the plan is most of that cost."""
+    edge_row = np.ascontiguousarray(edge_row, dtype=np.int64)
+    edge_col = np.ascontiguousarray(edge_col, dtype=np.int64)
+    key = (int(n), len(edge_row), hashlib.sha1(edge_row.tobytes() + b"|" + edge_col.tobytes()).hexdigest())
+    with _PLAN_LOCK:
+        plan = _PLAN_CACHE.get(key)
+        if plan is not None:
+            _PLAN_CACHE.move_to_end(key)
+            return plan
+    plan = plan_symbolic(n, edge_row, edge_col)
+    with _PLAN_LOCK:
+        _PLAN_CACHE[key] = plan
+        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
+            _PLAN_CACHE.popitem(last=False)
+    return plan
 
 
 def plan_symbolic(n: int, edge_row: np.ndarray, edge_col: np.ndarray) -> SymbolicPlan:

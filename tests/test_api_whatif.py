@@ -112,7 +112,9 @@ def test_health_and_the_example_park_loaded(client):
 
 def test_indicators_and_balance_of_the_base_case(client):
     ind = client.get("/parks/example/indicators").json()
-    assert ind["duration_s"] == 0 and 0.9 < ind["indicators"]["reuse_rate"]["value"] < 1.0
+    assert ind["duration_s"] == 86400 and 0.9 < ind["indicators"]["reuse_rate"]["value"] < 1.0    # 24 h default
+    snap = client.get("/parks/example/indicators", params={"duration_s": 0}).json()
+    assert snap["duration_s"] == 0 and snap["indicators"]["reuse_rate"] == ind["indicators"]["reuse_rate"]
     bal = client.get("/parks/example/balance").json()["balance"]
     assert bal["park"]["residual"] == pytest.approx(0.0, abs=1e-6)
     assert set(bal["networks"]) == {"supply", "reclaimed", "discharge"}

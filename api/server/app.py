@@ -111,7 +111,9 @@ def create_app(settings: Settings) -> FastAPI:
                                       settings.max_zip_files)
         app.state.jobs = JobManager(settings.data_dir, settings.max_workers, settings.ray_address)
         app.state.jobs.start()
-        app.state.registry.base_result("example", 0)     # warm-up: loads, compiles, caches the base case
+        # Warm-up: loads, compiles the kernels, caches the base case of both modes.
+        for duration_s in (86400, 0):
+            app.state.registry.base_result("example", duration_s)
         log.info("ParkTwin API ready, data in %s", settings.data_dir)
         try:
             yield

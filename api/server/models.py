@@ -24,7 +24,8 @@ class RunDuration(IntEnum):
     day = 86400
 
 
-DurationS = Annotated[RunDuration, Field(description="0 = snapshot (daily averages); 86400 = 24 h run")]
+DurationS = Annotated[RunDuration, Field(description="86400 = the 24 h run (the default, as `parktwin park "
+                                                    "run`); 0 = a snapshot of daily means")]
 
 
 class Strict(BaseModel):
@@ -141,7 +142,7 @@ OPERATION_TAGS = frozenset(c.model_fields["op"].annotation.__args__[0] for c in 
 
 class WhatIfRequest(Strict):
     operations: list[Operation] = Field(max_length=1000, description="applied in order to the park")
-    duration_s: DurationS = RunDuration.snapshot
+    duration_s: DurationS = RunDuration.day
 
 
 class IndicatorChange(BaseModel):

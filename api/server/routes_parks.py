@@ -17,7 +17,7 @@ from api.server.registry import EXAMPLE_ID, network_counts, safe_filename
 router = APIRouter()
 # VTK's off-screen rendering context is not safe to drive from several threads at once.
 RENDER_LOCK = threading.Lock()
-Duration = Annotated[m.RunDuration, Query(description="0 = snapshot (daily averages); 86400 = 24 h run")]
+Duration = Annotated[m.RunDuration, Query(description="86400 = the 24 h run (default); 0 = a snapshot of daily means")]
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
 INP_TYPES = ("text/plain", "application/octet-stream")
 
@@ -101,7 +101,7 @@ def read_park(park_id: str, request: Request):
 
 @router.get("/parks/{park_id}/indicators", response_model=m.Indicators, tags=["parks"],
             responses=error_responses(401, 404, 422, 501))
-def park_indicators(park_id: str, request: Request, duration_s: Duration = m.RunDuration.snapshot):
+def park_indicators(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The regulator's water-efficiency indicators of the park's base case."""
     from twin.coupled import _plain
     result = request.app.state.registry.base_result(park_id, duration_s)
@@ -110,7 +110,7 @@ def park_indicators(park_id: str, request: Request, duration_s: Duration = m.Run
 
 @router.get("/parks/{park_id}/balance", response_model=m.Balance, tags=["parks"],
             responses=error_responses(401, 404, 422, 501))
-def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDuration.snapshot):
+def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The park's water balance (m³/d): park, enterprises, plants, networks."""
     from twin.coupled import _plain
     result = request.app.state.registry.base_result(park_id, duration_s)

@@ -338,6 +338,35 @@ cli_render.register(app)     # parktwin render: the command lives in api/cli_ren
 
 
 @app.command()
+def locate(network: Path = typer.Argument(..., help="EPANET .inp file"),
+           readings: Path = typer.Option(..., "--readings",
+                                         help="CSV element,quantity,value[,noise]: pressure_m (m) at junctions, "
+                                              "flow_m3s (m³/s) in links"),
+           top: int = typer.Option(10, "--top", min=1, help="how many candidate junctions to list"),
+           out: Path = typer.Option(None, "--out", help="write the answer as JSON"),
+           backend: Backend = typer.Option(Backend.auto, "--backend")):
+    """Leak alarm and localisation: is there a leak, and at which junction, how big, given the readings?"""
+    from hydraulics.solver import SolverOptions
+    from twin.leak_location import LocateOptions, locate_leak, read_readings
+    if not readings.is_file():
+        raise UserError(f"{readings}: readings file not found")
+    net = _load(network)
+    found = locate_leak(net, read_readings(readings), LocateOptions(top=top), SolverOptions(backend=backend.value))
+    verdict = "[bold red]ALARM[/]: a leak" if found.alarm else "no alarm: no leak"
+    console.print(f"{verdict} (chi² without a leak {found.chi2_no_leak:.1f}, alarm above "
+                  f"{found.chi2_alarm_threshold:.1f} for {found.n_meters} meters)", highlight=False)
+    from rich.table import Table
+    table = Table("junction", "probability", "area (cm²)", "leak (L/s)", "chi²")
+    for c in found.candidates:
+        table.add_row(escape(c.junction), f"{100 * c.probability:.1f} %", f"{c.area_m2 * 1e4:.2f}",
+                      f"{c.leak_m3s * 1e3:.2f}", f"{c.chi2:.1f}")
+    console.print(table)
+    if out is not None:
+        out.write_text(json.dumps(found.as_dict(), indent=2))
+        console.print(f"written: {escape(str(out))}")
+
+
+@app.command()
 def backends():
     """List the solver backends and whether each is available here."""
     from kernels.registry import available_backends

@@ -6,8 +6,10 @@
 3. a Monte-Carlo study of the park's operations (`twin.park_montecarlo`, a 24 h run per scenario): a
    leak on the supply and on the reclaimed network in every scenario, each enterprise's needs uncertain,
    the reclaimed-water plant out with some probability; park-study.h5 and park-study.json;
-4. pictures of the park (base-case pressure, the study's risk map) where the 3D views are available;
-5. a Markdown report (`twin.report.write_report`) with all of it, report.md.
+4. a leak drill (`twin.leak_location`): a leak put on the supply network, the readings of a logger at
+   every 10th junction, the alarm and the most likely junctions;
+5. pictures of the park (base-case pressure, the study's risk map);
+6. a Markdown report (`twin.report.write_report`) with all of it, report.md.
 
 Everything goes under OUT_DIR/park/. The whole demo takes seconds on two cores.
 """
@@ -23,6 +25,7 @@ LEAK_MEDIAN_M2 = 3e-4        # ~2 cm orifice; sigma 1 spans roughly 1 to 3.3 cm 
 LEAK_SIGMA = 1.0
 DEMAND_RANGE = (0.9, 1.1)
 OUTAGE_PROBABILITY = 0.05
+DRILL_JUNCTION, DRILL_AREA_M2, DRILL_NOISE_M, DRILL_LOGGER_EVERY = "S0707", 2e-4, 0.005, 10
 
 
 def example_park_dir() -> Path:
@@ -85,12 +88,36 @@ def run_demo(out_dir: Path, console) -> None:
                   f"{study.min_pressure_m:g} m) {100 * prob['any_enterprise_below_service']:.1f} %, P(reuse "
                   f"target met) {100 * prob['reuse_target_met']:.1f} % -> {study_path}")
 
+    drill = leak_drill(park)
+    console.print(f"leak drill: a {drill['true_leak_m3s'] * 1e3:.1f} L/s leak at {DRILL_JUNCTION}: "
+                  f"{'ALARM' if drill['location'].alarm else 'no alarm'}; most likely "
+                  + ", ".join(f"{c.junction} ({100 * c.probability:.0f} %)" for c in drill["location"].candidates[:3]))
+
     pictures = render_pictures(park, base, study_path, out, console)
     report = write_report(out / "report.md", base, whatifs=[(
         "reclaimed-water plant outage", outage,
         "The park's reclaimed-water plant out of service (capacity 0 m³/d): its users fall back on city "
-        "reclaimed water where offered, else on fresh water.")], study=headline, pictures=pictures)
+        "reclaimed water where offered, else on fresh water.")], study=headline, drill=drill, pictures=pictures)
     console.print(f"report -> {report}")
+
+
+def leak_drill(park) -> dict:
+    """A leak on the supply network as the loggers would see it, and what `locate_leak` makes of it."""
+    import scipy.sparse as sp
+
+    from hydraulics.compile import load_network
+    from hydraulics.inputs import BatchInputs
+    from hydraulics.solver import HydraulicSolver
+    from twin.leak_location import Reading, locate_leak
+    net = load_network(park.network_path("supply"))
+    j = net.node_index(DRILL_JUNCTION)
+    leak = sp.csr_matrix(([DRILL_AREA_M2], ([0], [j])), shape=(1, net.n_junctions))
+    truth = HydraulicSolver(net).run(BatchInputs(1, leak_area_m2=leak), 0)
+    rng = np.random.default_rng(STUDY_SEED)
+    readings = [Reading(net.node_ids[i], "pressure_m", float(truth.pressure_m[0, 0, i]) + rng.normal(0, DRILL_NOISE_M),
+                        DRILL_NOISE_M) for i in range(0, net.n_junctions, DRILL_LOGGER_EVERY)]
+    return {"junction": DRILL_JUNCTION, "area_m2": DRILL_AREA_M2, "true_leak_m3s": float(truth.leak_m3s[0, 0, j]),
+            "loggers": len(readings), "noise_m": DRILL_NOISE_M, "location": locate_leak(net, readings)}
 
 
 def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tuple[str, str]]:

@@ -34,6 +34,8 @@ def test_demo_runs_example_park(tmp_path):
     assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report
     assert "24 h run: reuse_rate" in proc.stdout and "park study: 2,000 scenarios" in proc.stdout
 
+    assert "## Leak drill: alarm and localisation" in report and "**alarm**" in report
+    assert "leak drill:" in proc.stdout and "ALARM" in proc.stdout
     for picture in ("pressure.png", "risk.png"):
         assert (park / picture).stat().st_size > 50_000, picture
         assert f"]({picture})" in report, picture

@@ -1,6 +1,7 @@
 """The park report: a Markdown file with the indicators against their targets, the water balance per
 enterprise and plant, the effect of a what-if (e.g. a plant outage) on the indicators, the headline of
-a Monte-Carlo study of the park's operations (twin.park_montecarlo) and pictures when given.
+a Monte-Carlo study of the park's operations (twin.park_montecarlo), a leak drill (twin.leak_location)
+and pictures when given.
 
 Pure formatting: every number comes from a `twin.coupled.ParkRunResult` or a study file; nothing is
 solved here.
@@ -196,6 +197,21 @@ def study_section(study: StudyHeadline) -> list[str]:
     return lines
 
 
+def drill_section(drill: dict) -> list[str]:
+    loc = drill["location"]
+    lines = ["## Leak drill: alarm and localisation", "",
+             f"A leak of {drill['true_leak_m3s'] * 1e3:.1f} L/s ({drill['area_m2'] * 1e4:g} cm² orifice) at junction "
+             f"**{drill['junction']}** of the supply network, seen by {drill['loggers']} pressure loggers "
+             f"(noise {drill['noise_m'] * 1e3:g} mm). Without a leak the readings' χ² would be about "
+             f"{loc.n_meters}; it is {loc.chi2_no_leak:,.0f} (alarm above {loc.chi2_alarm_threshold:.0f}): "
+             f"**{'alarm' if loc.alarm else 'no alarm'}**. Most likely leak junctions "
+             "(`parktwin locate`, docs/leak-location.md):", ""]
+    lines += _table(("junction", "probability", "orifice (cm²)", "leak (L/s)", "χ²"), [
+        (("**" + c.junction + "**") if c.junction == drill["junction"] else c.junction, f"{100 * c.probability:.1f} %",
+         f"{c.area_m2 * 1e4:.2f}", f"{c.leak_m3s * 1e3:.2f}", f"{c.chi2:.1f}") for c in loc.candidates[:5]])
+    return lines
+
+
 def pictures_section(pictures) -> list[str]:
     lines = ["## Pictures", ""]
     for caption, rel_path in pictures:
@@ -203,7 +219,7 @@ def pictures_section(pictures) -> list[str]:
     return lines
 
 
-def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None,
+def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None, drill: dict | None = None,
                  pictures=(), notes: tuple[str, ...] = ()) -> Path:
     """Write the Markdown report. `whatifs`: (title, changed ParkRunResult, description) triples;
     `pictures`: (caption, path relative to the report) pairs."""
@@ -219,6 +235,8 @@ def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None
         lines += whatif_section(title, result, changed, description)
     if study is not None:
         lines += study_section(study)
+    if drill is not None:
+        lines += drill_section(drill)
     if pictures:
         lines += pictures_section(pictures)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -80,6 +80,7 @@ def test_a_job_from_submission_to_results(server, tmp_path):
      "leaks.junctions"),
     ({"target": {"park_id": "example"}}, "target"),
     ({"target": {"park_id": "p-000000000000", "network": "supply"}}, "target.park_id"),
+    ({"target": {"network_id": "n-000000000000"}}, "target.network_id"),
 ])
 def test_bad_studies_are_422_naming_the_field(server, change, field):
     with server.client() as c:
@@ -146,5 +147,27 @@ def test_restart_with_a_job_in_flight(tmp_path):
             s1 = c.get(f"/jobs/{resumed['id']}/summary").json()["summary"]
             s2 = c.get(f"/jobs/{ref['id']}/summary").json()["summary"]
             assert s1["worst_junctions"] == s2["worst_junctions"]
+            # a summary holds statistics: its picture's default quantity is one of them
+            picture = c.get(f"/jobs/{ref['id']}/picture")
+            assert picture.status_code == 200 and picture.content[:4] == b"\x89PNG", picture.text[:300]
+            bad = c.get(f"/jobs/{ref['id']}/picture", params={"quantity": "pressure"})
+            assert bad.status_code == 422 and "low_pressure_probability" in bad.json()["detail"], bad.text
+            assert str(tmp_path) not in bad.json()["detail"], bad.json()
     finally:
         second.stop()
+
+
+def test_a_failed_jobs_error_names_no_server_path():
+    """The worker records whatever its failure said (h5py, WNTR, the OS); the status never shows a path."""
+    from api.server.errors import register_root
+    from api.server.routes_jobs import _status
+    register_root("/srv/parktwin-data")
+    row = {"id": "j-0123456789ab", "status": "failed", "target": "example/supply", "scenarios": 10,
+           "scenarios_done": 3, "store": "summary", "duration_s": 0, "created_utc": "t", "started_utc": None,
+           "finished_utc": None,
+           "error": "OSError: Unable to open file (name = '/srv/parktwin-data/jobs/j-0123456789ab/result.h5') "
+                    "while reading /opt/venv/lib/python3.11/site-packages/wntr/network/io.py"}
+    error = _status(row)["error"]
+    assert "/srv" not in error and "/opt" not in error and "site-packages" not in error, error
+    assert "result.h5" in error and "io.py" in error
+    assert _status({**row, "error": None})["error"] is None

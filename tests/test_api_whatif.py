@@ -118,6 +118,12 @@ def test_indicators_and_balance_of_the_base_case(client):
     bal = client.get("/parks/example/balance").json()["balance"]
     assert bal["park"]["residual"] == pytest.approx(0.0, abs=1e-6)
     assert set(bal["networks"]) == {"supply", "reclaimed", "discharge"}
+    # The indicators of both runs agree by design (daily allocation), so they cannot show that
+    # duration_s is honoured; the hydraulics can: the snapshot is another run than the day.
+    snap_bal = client.get("/parks/example/balance", params={"duration_s": 0}).json()
+    assert snap_bal["duration_s"] == 0
+    assert snap_bal["balance"]["networks"]["supply"]["min_pressure_m"] != pytest.approx(
+        bal["networks"]["supply"]["min_pressure_m"], abs=1e-3)
     assert client.get("/parks/p-000000000000/indicators").status_code == 404
 
 
@@ -194,6 +200,12 @@ def test_a_24h_whatif(client):
     assert r.json()["duration_s"] == 86400
     base = client.get("/parks/example/indicators", params={"duration_s": 86400}).json()["indicators"]
     assert r.json()["indicators"]["reuse_rate"]["before"] == pytest.approx(base["reuse_rate"]["value"])
+    # No operation, no change: the base case compared with is the run of the same duration.
+    for duration_s in (0, 86400):
+        same = client.post("/parks/example/whatif", json={"duration_s": duration_s, "operations": []}).json()
+        for name, service in same["service"].items():
+            assert service["min_pressure_change_m"] == pytest.approx(0.0, abs=1e-9), (duration_s, name)
+            assert service["unserved_change_m3d"] == pytest.approx(0.0, abs=1e-9), (duration_s, name)
 
 
 def test_leak_and_raw_perturbation_rows(client):
@@ -273,7 +285,7 @@ def test_upload_a_network(client, server):
     assert bad.status_code == 422 and bad.json()["field"] == "file", bad.text
     assert bad.json()["detail"].startswith("broken.inp"), bad.json()
     no_path_in(bad.json(), server)
-    assert client.get("/networks/../../etc/passwd").status_code == 404
+    assert client.get("/networks/%2E%2E").status_code == 404        # '..' as sent: httpx would fold a plain one
     assert client.get("/networks/n-zzzz").status_code == 404
 
 
@@ -286,6 +298,49 @@ def test_size_caps_and_content_types(client):
     assert r.status_code == 422 and r.json()["field"] == "operations"
     r = client.post("/parks", content=b"abc", headers={"content-type": "application/json"})
     assert r.status_code == 415
+
+    def chunks():       # no Content-Length: the cap must hold on the bytes received
+        yield b'{"operations": ['
+        for _ in range(40000):
+            yield b'{"op": "city_reclaimed_offer", "m3d": 1},'
+        yield b'{"op": "city_reclaimed_offer", "m3d": 1}]}'
+    for path in ("/parks/example/whatif", "/jobs"):
+        r = client.post(path, content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in r.request.headers
+        assert r.status_code == 413 and r.json()["field"] == "body", (path, r.status_code, r.text)
+
+
+def test_ids_are_checked_before_they_touch_the_file_system(tmp_path):
+    """Hostile ids never become paths, even where the path they would name exists."""
+    from api.server.errors import ApiError
+    from api.server.registry import Registry
+    data = tmp_path / "data"
+    registry = Registry(data, EXAMPLE, 2 ** 20, 64)
+    (data / "park.toml").write_text("x")             # what parks/.. and networks/.. would reach
+    (data / "network.inp").write_text("x")
+    (data / "parks" / "p-0123456789ab\n").mkdir()
+    (data / "parks" / "p-0123456789ab\n" / "park.toml").write_text("x")
+    for bad in ("..", "../..", "p-0123456789ab\n", "example/..", "P-0123456789AB", "n-0123456789ab"):
+        with pytest.raises(ApiError) as park:
+            registry.park_dir(bad)
+        assert park.value.status == 404, bad
+    for bad in ("..", "n-0123456789ab\n", "p-0123456789ab", "n-0123456789ab/../.."):
+        with pytest.raises(ApiError) as net:
+            registry.network_path(bad)
+        assert net.value.status == 404, bad
+    assert registry.park_ids() == ["example"]
+
+
+def test_a_zipped_folder_from_macos_is_a_park(tmp_path):
+    from api.server.registry import Registry
+    files = {n: (EXAMPLE / n).read_bytes() for n in PARK_FILES}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr("mypark/" + name, data)
+            z.writestr("__MACOSX/mypark/._" + name, b"resource fork")
+    out = Registry(tmp_path / "data", EXAMPLE, 2 ** 27, 64)._read_park_zip(buf.getvalue())
+    assert out == files
 
 
 def test_park_picture(client, server):
@@ -329,3 +384,24 @@ def test_city_fresh_head(client):
     assert r.status_code == 200, r.text
     supply = r.json()["service"]["supply"]
     assert -5.0 <= supply["min_pressure_change_m"] < -0.1
+
+
+def test_a_zip_that_cannot_be_unpacked_is_a_422(tmp_path):
+    """Corrupt data, an encrypted entry, an unknown compression method: the client's file, not a 500/501."""
+    from api.server.errors import ApiError
+    from api.server.registry import Registry
+    registry = Registry(tmp_path / "data", EXAMPLE, 2 ** 27, 64)
+    good = park_zip(folder="")
+    corrupt = bytearray(good)
+    start = corrupt.find(b"PK\x03\x04") + 30 + len("park.toml")
+    corrupt[start + 10: start + 60] = bytes(b ^ 0xFF for b in corrupt[start + 10: start + 60])
+    encrypted, method = bytearray(good), bytearray(good)
+    for signature, flags, compression in ((b"PK\x01\x02", 8, 10), (b"PK\x03\x04", 6, 8)):
+        at = good.find(signature)
+        encrypted[at + flags] |= 0x1
+        method[at + compression] = 99
+    for name, data in (("corrupt", corrupt), ("encrypted", encrypted), ("method", method)):
+        with pytest.raises(ApiError) as refused:
+            registry._read_park_zip(bytes(data))
+        assert refused.value.status == 422 and refused.value.field == "file", (name, refused.value.detail)
+        assert "park.toml" in refused.value.detail and "\n" not in refused.value.detail, name

@@ -87,10 +87,14 @@ def network_figure(net: NetworkArrays, values=None, quantity: str | Quantity = "
     q = get_quantity(quantity) if isinstance(quantity, str) else quantity
     shown = display_values(net, values, q)
     fig = new_figure(title or net.name, q if shown is not None else None, shown, options, subtitle)
-    geom = network_geometry(net, options)
-    fig.geometries[net.name] = geom
-    draw_network(fig, geom, shown)
-    finish(fig)
+    try:
+        geom = network_geometry(net, options)
+        fig.geometries[net.name] = geom
+        draw_network(fig, geom, shown)
+        finish(fig)
+    except BaseException:
+        fig.plotter.close()    # a render window (an EGL context) per failed picture would pile up in a server
+        raise
     return fig, geom
 
 

@@ -112,7 +112,16 @@ def park_figure(park: Park | str | Path, result=None, quantity: str | Quantity =
     label = "base case" if not network_values else "given values"
     fig = new_figure(title or f"{park.name}: {q.label}, {label}" + (f", {when}" if when else ""),
                      q if all_shown is not None else None, all_shown, options, subtitle)
+    try:
+        _draw_park(fig, park, nets, shown, share, options, park_options)
+    except BaseException:
+        fig.plotter.close()    # a render window (an EGL context) per failed picture would pile up in a server
+        raise
+    return fig
 
+
+def _draw_park(fig: Figure, park: Park, nets: dict, shown: dict, share, options: ViewOptions,
+               park_options: ParkViewOptions) -> None:
     # One plan frame and one vertical scale for the whole park: the three networks share the streets.
     xy = {n: node_xy_m(nets[n]) for n in NETWORKS}
     every_xy = np.concatenate(list(xy.values()))
@@ -141,7 +150,6 @@ def park_figure(park: Park | str | Path, result=None, quantity: str | Quantity =
     _draw_enterprises(fig, park, geoms, share, extent, park_options)
     _draw_plants_and_city(fig, park, geoms, extent, park_options)
     finish(fig)
-    return fig
 
 
 def _draw_enterprises(fig: Figure, park: Park, geoms: dict, share, extent: float, po: ParkViewOptions) -> None:

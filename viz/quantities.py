@@ -73,7 +73,7 @@ NETWORK_QUANTITIES = RESULT_QUANTITIES   # a plain .inp: elevation alone, or its
 
 def get_quantity(name: str, valid: tuple[str, ...] | None = None, where: str = "") -> Quantity:
     """The quantity called `name`; a ValueError naming the valid choices (for `where`) otherwise."""
-    choices = tuple(QUANTITIES) if valid is None else valid
+    choices = tuple(QUANTITIES) if valid is None else tuple(c for c in valid if c in QUANTITIES)
     if name not in choices:
         known = "not available" if name in QUANTITIES else "unknown quantity"
         place = f" for {where}" if where else ""

@@ -6,6 +6,7 @@ PyVista is imported only here, lazily, after choosing VTK's EGL window: EGL rend
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,17 +122,23 @@ def set_camera(plotter, camera: str) -> None:
 
 
 def save(fig: Figure, out) -> Path:
-    """Write the figure to `out` (.png or .html) and close its plotter."""
+    """Write the figure to `out` (.png or .html) and close its plotter.
+
+    The picture is written beside `out` under a temporary name and renamed into place, so `out` is
+    either the whole picture or untouched (an earlier picture is not half overwritten by a failed one)."""
     out = check_out(out)
+    partial = out.with_name(f".{out.stem}.{os.getpid()}-{threading.get_ident()}.partial{out.suffix}")
     try:
         if out.suffix.lower() == ".png":
-            fig.plotter.screenshot(str(out))
+            fig.plotter.screenshot(str(partial))
         else:
             from viz.html_export import write_html
             fig.plotter.render()
-            write_html(fig.plotter, out, fig.title, fig.subtitle)
+            write_html(fig.plotter, partial, fig.title, fig.subtitle)
+        os.replace(partial, out)
     finally:
         fig.plotter.close()
+        partial.unlink(missing_ok=True)
     return out
 
 

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.server.errors import install_handlers, register_root
 from api.server.settings import Settings
@@ -24,8 +25,14 @@ UPLOAD_PATHS = ("/parks", "/networks")
 OPEN_PATHS = ("/health",)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """A body over its cap. An HTTPException, because FastAPI turns any other error raised while it reads
+    a JSON body into a 400 "error parsing the body": this one it re-raises, and the handler answers 413."""
+
+    field = "body"
+
+    def __init__(self, limit: int):
+        super().__init__(413, _too_large(limit)["detail"])
 
 
 async def _send_json(send, status: int, body: dict, headers: tuple = ()) -> None:
@@ -74,7 +81,7 @@ class Guard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge()
+                    raise _TooLarge(limit)
             return message
 
         async def tracked_send(message):
@@ -111,11 +118,12 @@ def create_app(settings: Settings) -> FastAPI:
                                       settings.max_zip_files)
         app.state.jobs = JobManager(settings.data_dir, settings.max_workers, settings.ray_address)
         app.state.jobs.start()
-        # Warm-up: loads, compiles the kernels, caches the base case of both modes.
-        for duration_s in (86400, 0):
-            app.state.registry.base_result("example", duration_s)
-        log.info("ParkTwin API ready, data in %s", settings.data_dir)
         try:
+            # Warm-up: loads, compiles the kernels, caches the base case of both modes. Inside the try:
+            # a failed start-up still stops the job workers it has started.
+            for duration_s in (86400, 0):
+                app.state.registry.base_result("example", duration_s)
+            log.info("ParkTwin API ready, data in %s", settings.data_dir)
             yield
         finally:
             app.state.jobs.stop()

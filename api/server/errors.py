@@ -95,7 +95,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
-        return JSONResponse(_body(str(exc.detail), None), status_code=exc.status_code,
+        return JSONResponse(_body(str(exc.detail), getattr(exc, "field", None)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(NotImplementedError)

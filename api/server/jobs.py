@@ -106,7 +106,7 @@ class JobManager:
         return job_id
 
     def get(self, job_id: str) -> dict:
-        if not JOB_RE.match(job_id):
+        if not JOB_RE.fullmatch(job_id):   # fullmatch: '$' would let a trailing newline in
             raise ApiError(404, f"no job {job_id!r}", "job_id")
         con = connect(self.db_path)
         try:
@@ -138,11 +138,17 @@ class JobManager:
                                     "can be cancelled", "job_id")
             if self._set(job_id, job["status"], status="cancelled", finished_utc=utc_now()):
                 break
+        # The process stays registered until it is dead: _start_queued does not start a job whose
+        # previous worker is still registered, so a resume racing this cancel never puts two workers
+        # on one HDF5 file.
         with self._lock:
-            proc = self._running.pop(job_id, None)
+            proc = self._running.get(job_id)
         if proc is not None:
             proc.kill()            # SIGKILL: the HDF5 file stays resumable by design
             proc.join(timeout=10)
+            with self._lock:
+                if self._running.get(job_id) is proc and not proc.is_alive():
+                    del self._running[job_id]
         return self.get(job_id)
 
     def resume(self, job_id: str) -> dict:
@@ -201,6 +207,8 @@ class JobManager:
             # Under the lock from the status change to the registration, so that a cancel that sees
             # 'running' always finds the process to kill.
             with self._lock:
+                if job_id in self._running:
+                    continue           # its previous worker (failed or cancelled, resumed) has not exited yet
                 if not self._set(job_id, "queued", status="running", started_utc=utc_now()):
                     continue           # cancelled in the meantime
                 proc = self._ctx.Process(target=run_job, name=f"parktwin-job-{job_id}", daemon=True,

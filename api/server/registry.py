@@ -17,6 +17,7 @@ import shutil
 import stat
 import threading
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from api.server.errors import ApiError, register_root, scrub
@@ -45,6 +46,9 @@ class Registry:
         self.networks_dir = data_dir / "networks"
         for d in (self.parks_dir, self.networks_dir):
             d.mkdir(parents=True, exist_ok=True)
+            # Staging folders of uploads a killed server never finished: nothing refers to them.
+            for stale in d.glob(".upload-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         self.example_dir = example_dir
         self.max_unzipped_bytes, self.max_zip_files = max_unzipped_bytes, max_zip_files
         register_root(data_dir)
@@ -56,7 +60,7 @@ class Registry:
 
     # ------------------------------------------------------------------ parks
     def park_dir(self, park_id: str) -> Path:
-        if not ID_RE.match(park_id) or park_id.startswith("n-"):
+        if not ID_RE.fullmatch(park_id) or park_id.startswith("n-"):
             raise ApiError(404, f"no park {park_id!r}", "park_id")
         path = self.example_dir if park_id == EXAMPLE_ID else self.parks_dir / park_id
         if not (path / "park.toml").is_file():
@@ -74,7 +78,7 @@ class Registry:
             return self._parks.setdefault(park_id, park)
 
     def park_ids(self) -> list[str]:
-        found = sorted(p.name for p in self.parks_dir.iterdir() if ID_RE.match(p.name) and (p / "park.toml").is_file())
+        found = sorted(p.name for p in self.parks_dir.iterdir() if ID_RE.fullmatch(p.name) and (p / "park.toml").is_file())
         return [EXAMPLE_ID] + found
 
     def base_result(self, park_id: str, duration_s: int):
@@ -114,8 +118,9 @@ class Registry:
     def _read_park_zip(self, data: bytes) -> dict[str, bytes]:
         try:
             archive = zipfile.ZipFile(io.BytesIO(data))
-        except zipfile.BadZipFile:
-            raise ApiError(422, "the upload is not a zip archive", "file") from None
+        except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError):
+            # a damaged central directory shows as any of these (an unknown version, a name not UTF-8)
+            raise ApiError(422, "the upload is not a zip archive (or a damaged one)", "file") from None
         with archive:
             infos = archive.infolist()
             if len(infos) > self.max_zip_files:
@@ -127,7 +132,9 @@ class Registry:
                                     f"{self.max_unzipped_bytes}", "file")
             for info in infos:
                 _check_member(info)
-            files = [i for i in infos if not i.is_dir()]
+            # macOS' Finder adds __MACOSX/ (resource forks) beside the zipped folder: not part of the park,
+            # and counting it as a second top folder would hide the park's files.
+            files = [i for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
             prefix = _common_folder([i.filename for i in files])
             out: dict[str, bytes] = {}
             budget = self.max_unzipped_bytes
@@ -136,8 +143,12 @@ class Registry:
                 if rel not in PARK_FILES:
                     continue          # READMEs and the like travel along in zips; only the park is kept
                 # Read at most the remaining budget + 1: a header that lies about the size is caught here.
-                with archive.open(info) as fh:
-                    content = fh.read(budget + 1)
+                try:
+                    with archive.open(info) as fh:
+                        content = fh.read(budget + 1)
+                except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError) as exc:
+                    # corrupt data, a bad CRC, an encrypted entry, an unsupported compression method
+                    raise ApiError(422, f"zip entry {info.filename!r}: cannot be unpacked ({exc})", "file") from None
                 budget -= len(content)
                 if budget < 0:
                     raise ApiError(422, f"the zip unpacks to more than the cap of {self.max_unzipped_bytes} bytes",
@@ -162,7 +173,7 @@ class Registry:
 
     # ------------------------------------------------------------------ networks
     def network_path(self, network_id: str) -> Path:
-        if not ID_RE.match(network_id) or not network_id.startswith("n-"):
+        if not ID_RE.fullmatch(network_id) or not network_id.startswith("n-"):
             raise ApiError(404, f"no network {network_id!r}", "network_id")
         path = self.networks_dir / network_id / "network.inp"
         if not path.is_file():
@@ -171,7 +182,7 @@ class Registry:
 
     def network_ids(self) -> list[str]:
         return sorted(p.name for p in self.networks_dir.iterdir()
-                      if ID_RE.match(p.name) and (p / "network.inp").is_file())
+                      if ID_RE.fullmatch(p.name) and (p / "network.inp").is_file())
 
     def network_meta(self, network_id: str) -> dict:
         path = self.network_path(network_id)

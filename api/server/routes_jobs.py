@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from api.server import models as m
-from api.server.errors import ApiError, error_responses
+from api.server.errors import ApiError, error_responses, scrub
 
 router = APIRouter(tags=["jobs"])
 
@@ -19,7 +19,9 @@ def _status(row: dict) -> dict:
     return {"id": row["id"], "status": row["status"], "target": row["target"], "scenarios": total,
             "scenarios_done": done, "progress": min(done / total, 1.0) if total else 0.0, "store": row["store"],
             "duration_s": int(row["duration_s"]), "created_utc": row["created_utc"],
-            "started_utc": row["started_utc"], "finished_utc": row["finished_utc"], "error": row["error"]}
+            "started_utc": row["started_utc"], "finished_utc": row["finished_utc"],
+            # the worker's message comes from any layer (h5py, WNTR, the OS) and can name server paths
+            "error": scrub(row["error"]) if row["error"] else None}
 
 
 def _target(request: Request, target: m.Target):
@@ -28,7 +30,10 @@ def _target(request: Request, target: m.Target):
     if target.network_id is not None:
         if target.park_id is not None or target.network is not None:
             raise ApiError(422, "target: give either network_id or park_id with network, not both", "target")
-        return target.network_id, registry.network_path(target.network_id)
+        try:
+            return target.network_id, registry.network_path(target.network_id)
+        except ApiError as exc:     # the study's field, like target.park_id below
+            raise ApiError(422, f"target.network_id: {exc.detail}", "target.network_id") from None
     if target.park_id is None or target.network is None:
         raise ApiError(422, "target: give park_id and network (supply, reclaimed or discharge), or network_id",
                        "target")
@@ -123,15 +128,19 @@ def job_result(job_id: str, request: Request):
     200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
           "description": "a PNG picture of the job's result"}, **error_responses(401, 404, 409, 422, 501)})
 def job_picture(job_id: str, request: Request,
-                quantity: Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
-                                               description="what to colour by, e.g. pressure")] = "pressure"):
+                quantity: Annotated[str | None, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
+                                                      description="what to colour by; default pressure (full "
+                                                                  "store) or low_pressure_probability (summary "
+                                                                  "store)")] = None):
     """A 3D picture of the job's result file coloured by `quantity` (needs the viz package's renderer)."""
     import tempfile
     from pathlib import Path
 
     from api.server.routes_parks import RENDER_LOCK, _viz
     render_file = _viz("render_file")
-    _done(request, job_id)
+    row = _done(request, job_id)
+    if quantity is None:   # a summary file holds statistics, not pressures: each store its own default
+        quantity = "low_pressure_probability" if row["store"] == "summary" else "pressure"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "picture.png"
         try:

@@ -72,9 +72,11 @@ def _run(con, job_id: str, out: Path, parent_pid: int, ray_address: str | None) 
     spec = spec_from_dict(json.loads(row["spec_json"]))
     net = load_network(row["network_path"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    resume = bool(row["resume"]) and out.exists()
+    resume = bool(row["resume"]) and out.exists() and _readable(out)
     if not resume and out.exists():
-        out.unlink()                 # a fresh run of a job whose earlier file is not to be resumed
+        # A fresh run of a job whose earlier file is not to be resumed, or cannot be: a worker killed
+        # while it created the file leaves one HDF5 cannot open, and resuming that would fail forever.
+        out.unlink()
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -99,6 +101,17 @@ def _run(con, job_id: str, out: Path, parent_pid: int, ray_address: str | None) 
                 (status, result.n_scenarios if result.complete else int(row["scenarios_done"] or 0),
                  json.dumps(_finite(summary)), utc_now(),
                  None if result.complete else "the run ended without every scenario solved", job_id))
+
+
+def _readable(path: Path) -> bool:
+    """Whether `path` is an HDF5 file that got as far as its done flags (what a resume starts from)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            return "scenario/done" in f
+    except OSError as exc:
+        print(f"{path.name}: unreadable ({exc}); the job starts afresh", flush=True)
+        return False
 
 
 def _finite(x):

@@ -121,9 +121,14 @@ def leak_drill(park) -> dict:
 
 
 def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tuple[str, str]]:
-    """The base-case pressure of the park and the study's risk map, as PNGs next to the report."""
+    """The base-case pressure of the park and the study's risk map, as PNGs next to the report (none,
+    with a note, where this machine cannot render off screen)."""
     from twin.park_montecarlo import risk_map
-    from viz import render_park
+    from viz import offscreen_problem, render_park
+    problem = offscreen_problem()
+    if problem:
+        console.print(f"[yellow]pictures skipped[/]: {problem}", highlight=False)
+        return []
     pictures = []
     path = render_park(park, result=base, quantity="pressure", out=out / "pressure.png",
                        title=f"{park.name}: base case, pressure at 08:00 (the shifts start)", time_s=8 * 3600)

@@ -267,6 +267,7 @@ def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
             with cache_file.open("rb") as fh:
                 net = pickle.load(fh)
             if isinstance(net, NetworkArrays):
+                os.utime(cache_file)       # recently used: _trim_cache keeps it
                 return replace(net, source_path=str(path))
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             pass   # a stale or truncated cache entry is rebuilt below
@@ -299,11 +300,28 @@ def _cache_file(path: Path) -> Path | None:
     return base / "networks" / f"{digest.hexdigest()}.pkl"
 
 
+CACHE_MAX_FILES = 256      # compiled networks kept; the least recently used go first
+
+
 def _write_cache(cache_file: Path, net: NetworkArrays) -> None:
+    tmp_name = None
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cache_file.parent, delete=False) as tmp:
+        with tempfile.NamedTemporaryFile(dir=cache_file.parent, suffix=".part", delete=False) as tmp:
+            tmp_name = tmp.name
             pickle.dump(net, tmp, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp.name, cache_file)
+        os.replace(tmp_name, cache_file)
+        tmp_name = None
+        _trim_cache(cache_file.parent)
     except OSError:
         return   # a read-only cache only costs speed
+    finally:
+        if tmp_name is not None:       # the dump failed: no half-written file stays behind
+            Path(tmp_name).unlink(missing_ok=True)
+
+
+def _trim_cache(folder: Path) -> None:
+    """Keep the CACHE_MAX_FILES most recently used compiled networks (a server compiles every upload)."""
+    files = sorted(folder.glob("*.pkl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[CACHE_MAX_FILES:]:
+        old.unlink(missing_ok=True)

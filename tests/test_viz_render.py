@@ -15,30 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from viz.probe import offscreen_problem
+
 REPO = Path(__file__).resolve().parents[1]
 PARK = REPO / "twin" / "example_park"
 SUPPLY = PARK / "supply.inp"
 
-PROBE = ("import os; os.environ.setdefault('VTK_DEFAULT_OPENGL_WINDOW', 'vtkEGLRenderWindow'); "
-         "import pyvista as pv; p = pv.Plotter(off_screen=True, window_size=(64, 48)); "
-         "p.add_mesh(pv.Sphere(), color='red'); img = p.screenshot(return_img=True); "
-         "assert img.shape == (48, 64, 3) and img.std() > 0, 'blank'")
-
-
-def _offscreen_problem() -> str:
-    """'' if VTK can render off screen here, else why not (in a subprocess: a missing EGL can abort)."""
-    try:
-        done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        return "off-screen rendering probe timed out"
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return (f"off-screen rendering unavailable ({tail}); install libegl1 and libgl1-mesa-dri "
-                "(make test does so as root)")
-    return ""
-
-
-_PROBLEM = _offscreen_problem()
+_PROBLEM = offscreen_problem()
 # Only on the tests that render: the geometry and import tests below must run (and can fail) anywhere.
 renders = pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or "renders")
 

@@ -14,6 +14,7 @@ _PUBLIC = {
     "ViewOptions": "viz.options",
     "ParkViewOptions": "viz.options",
     "QUANTITIES": "viz.quantities",
+    "offscreen_problem": "viz.probe",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -152,14 +152,12 @@ def park_picture(park_id: str, request: Request,
 
 
 def _viz(name: str):
-    try:
-        import viz
-    except ImportError:
-        viz = None
-    fn = getattr(viz, name, None)
-    if fn is None:
-        raise NotImplementedError("pictures not available yet (the 3D views are not built)")
-    return fn
+    import viz
+    # Rendering in this process where VTK cannot would abort the server (and its job workers with it).
+    problem = viz.offscreen_problem()
+    if problem:
+        raise NotImplementedError(f"pictures are not available on this server: {problem}")
+    return getattr(viz, name)
 
 
 # ---------------------------------------------------------------------- networks

@@ -25,14 +25,17 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import scipy.sparse as sp
 
 from hydraulics.compile import load_network
 from hydraulics.extended import StepVolumes, run_extended
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, municipal_head_inputs
+from twin.coupled import (DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, municipal_head_inputs,
+                          perturbation_inputs)
 from twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
-from twin.park_hydraulics import SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile
+from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile,
+                                  with_perturbations)
 from twin.park_schema import NETWORKS, Park
 
 FORMAT = "parktwin-park-montecarlo/1"
@@ -202,6 +205,23 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
     return ParkStudyResult(out_path, summary)
 
 
+def _with_park_changes(inputs, park: Park, net_name: str, net, n: int):
+    """The park's own hydraulic what-ifs (Park.hydraulic_changes) and the city's head, for n scenarios."""
+    head = municipal_head_inputs(park, net) if net_name == "supply" else None
+    extra = perturbation_inputs(park, net_name, net)
+    if extra is not None and extra.leak_cd is not None:
+        raise ValueError(f"{net_name}: a leak_cd what-if cannot be combined with a study's drawn leaks "
+                         "(their Cd is 0.75)")
+    if extra is not None:
+        inputs = with_perturbations(inputs, extra.subset(np.zeros(n, np.int64)))
+    if head is not None:
+        heads = np.tile(head.reservoir_head_m, (n, 1))
+        if inputs.reservoir_head_m is not None:       # a what-if's own reservoir head wins, as in run_park
+            heads = np.where(np.isnan(inputs.reservoir_head_m), heads, inputs.reservoir_head_m)
+        inputs = replace(inputs, reservoir_head_m=heads)
+    return inputs
+
+
 def _junction_flows(park: Park, net_name: str, alloc: BatchAllocation) -> dict[str, np.ndarray]:
     """junction id -> [S] m³/s the enterprises put on `net_name` (discharge negative: an inflow)."""
     per_enterprise = {"supply": alloc.intake_fresh, "reclaimed": alloc.intake_reclaimed,
@@ -219,12 +239,13 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, 
     service = {}
     for net_name, net in nets.items():
         inputs = demand_inputs(net, _junction_flows(park, net_name, first), daily=bool(study.duration_s))
-        head = municipal_head_inputs(park, net) if net_name == "supply" else None
-        if head is not None:
-            inputs = replace(inputs, reservoir_head_m=np.tile(head.reservoir_head_m, (len(rows), 1)))
+        inputs = _with_park_changes(inputs, park, net_name, net, len(rows))
         batch = draws.leaks.get(net_name)
         if batch is not None and batch.inputs.leak_area_m2 is not None:
-            inputs = replace(inputs, leak_area_m2=batch.inputs.leak_area_m2[rows])
+            drawn = batch.inputs.leak_area_m2[rows]
+            # Two orifices at one junction with one Cd are one orifice of the summed area (q is linear in A).
+            inputs = replace(inputs, leak_area_m2=drawn if inputs.leak_area_m2 is None
+                             else (sp.csr_matrix(inputs.leak_area_m2) + drawn).tocsr())
         nj = net.n_junctions
         if study.duration_s:
             volumes = StepVolumes(len(rows), net.n_nodes)

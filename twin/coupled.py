@@ -121,17 +121,6 @@ def enterprise_loads(park: Park, alloc: bal.Allocation) -> dict[str, dict[str, J
     return {n: {j: combine_loads(p) for j, p in by_j.items()} for n, by_j in parts.items()}
 
 
-def enterprise_flows_m3s(park: Park, alloc: bal.Allocation) -> dict[str, dict[str, float]]:
-    """network -> junction id -> daily mean flow in m³/s (discharge network: negative, an inflow)."""
-    return {n: {j: load.mean_m3s for j, load in loads.items()}
-            for n, loads in enterprise_loads(park, alloc).items()}
-
-
-def _demand_inputs(net, flows: dict[str, float], keep_background: bool) -> BatchInputs:
-    """Base demands that give `flows` (m³/s) at t = 0 at the named junctions (snapshot)."""
-    return snapshot_inputs(net, {j: JunctionLoad(q) for j, q in flows.items()}, keep_background)
-
-
 def perturbation_inputs(park: Park, net_name: str, net) -> BatchInputs | None:
     """The park's hydraulic what-ifs on one network as solver inputs (None when it has none)."""
     rows = [(c.element, c.attribute, c.value) for c in park.hydraulic_changes if c.network == net_name]
@@ -156,17 +145,26 @@ def municipal_head_inputs(park: Park, net) -> BatchInputs | None:
     return BatchInputs(batch_size=1, reservoir_head_m=heads)
 
 
+def network_changes(park: Park, net_name: str, net) -> BatchInputs | None:
+    """Everything the park puts on one network besides its enterprises' demands, for one scenario: its
+    hydraulic what-ifs and, on the supply network, the city's head (None when there is nothing)."""
+    extra = perturbation_inputs(park, net_name, net)
+    head = municipal_head_inputs(park, net) if net_name == "supply" else None
+    if head is None:
+        return extra
+    if extra is None:
+        return head
+    if extra.reservoir_head_m is None:
+        return replace(extra, reservoir_head_m=head.reservoir_head_m)
+    # A raw reservoir_head_m row of a what-if is more specific than the city's head: it wins.
+    return replace(extra, reservoir_head_m=np.where(np.isnan(extra.reservoir_head_m), head.reservoir_head_m,
+                                                    extra.reservoir_head_m))
+
+
 def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: SolverOptions,
            duration_s: int, keep_background: bool) -> NetworkHydraulics:
     net = load_network(park.network_path(net_name))
-    extra = perturbation_inputs(park, net_name, net)
-    if net_name == "supply" and (head := municipal_head_inputs(park, net)) is not None:
-        # A raw reservoir_head_m row of a what-if is more specific than the city's head: it wins.
-        if extra is None or extra.reservoir_head_m is None:
-            extra = head if extra is None else replace(extra, reservoir_head_m=head.reservoir_head_m)
-        else:
-            extra = replace(extra, reservoir_head_m=np.where(np.isnan(extra.reservoir_head_m),
-                                                             head.reservoir_head_m, extra.reservoir_head_m))
+    extra = network_changes(park, net_name, net)
     if duration_s:
         if keep_background:
             raise ValueError("keep_background applies to the snapshot only")

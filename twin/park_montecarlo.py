@@ -31,8 +31,7 @@ from hydraulics.compile import load_network
 from hydraulics.extended import StepVolumes, run_extended
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from twin import balance as bal
-from twin.coupled import (DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, municipal_head_inputs,
-                          perturbation_inputs)
+from twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, network_changes
 from twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
 from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile,
                                   with_perturbations)
@@ -206,20 +205,14 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
 
 
 def _with_park_changes(inputs, park: Park, net_name: str, net, n: int):
-    """The park's own hydraulic what-ifs (Park.hydraulic_changes) and the city's head, for n scenarios."""
-    head = municipal_head_inputs(park, net) if net_name == "supply" else None
-    extra = perturbation_inputs(park, net_name, net)
-    if extra is not None and extra.leak_cd is not None:
+    """The park's own hydraulic what-ifs and the city's head (`network_changes`), for n scenarios."""
+    extra = network_changes(park, net_name, net)
+    if extra is None:
+        return inputs
+    if extra.leak_cd is not None:
         raise ValueError(f"{net_name}: a leak_cd what-if cannot be combined with a study's drawn leaks "
                          "(their Cd is 0.75)")
-    if extra is not None:
-        inputs = with_perturbations(inputs, extra.subset(np.zeros(n, np.int64)))
-    if head is not None:
-        heads = np.tile(head.reservoir_head_m, (n, 1))
-        if inputs.reservoir_head_m is not None:       # a what-if's own reservoir head wins, as in run_park
-            heads = np.where(np.isnan(inputs.reservoir_head_m), heads, inputs.reservoir_head_m)
-        inputs = replace(inputs, reservoir_head_m=heads)
-    return inputs
+    return with_perturbations(inputs, extra.subset(np.zeros(n, np.int64)))
 
 
 def _junction_flows(park: Park, net_name: str, alloc: BatchAllocation) -> dict[str, np.ndarray]:

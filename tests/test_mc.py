@@ -2,7 +2,6 @@
 replay of any stored scenario, and bad specifications refused before anything runs."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

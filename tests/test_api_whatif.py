@@ -186,6 +186,13 @@ def test_bad_operations_are_422_naming_the_field(client, server, op, field, word
     no_path_in(body, server)
 
 
+def test_more_operations_than_the_cap_is_422_naming_the_field(client):
+    one = {"op": "expand_enterprise", "name": "paper_mill", "factor": 1.0}
+    r = client.post("/parks/example/whatif", json={"operations": [one] * 101})    # default cap: 100
+    assert r.status_code == 422 and r.json()["field"] == "operations", r.text
+    assert "101 operations" in r.json()["detail"] and "cap of 100" in r.json()["detail"]
+
+
 def test_unknown_park_and_bad_duration(client):
     assert client.post("/parks/nope/whatif", json={"operations": []}).status_code == 404
     r = client.post("/parks/example/whatif", json={"operations": [], "duration_s": 3600})

@@ -242,3 +242,17 @@ def test_a_failed_save_leaves_no_file_that_looks_complete(tmp_path, monkeypatch)
         save(fig, out)
     assert out.read_text() == "the earlier picture"
     assert list(tmp_path.iterdir()) == [out], list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"window_size": (0, 400)}, "window_size"),
+    ({"camera": "fisheye"}, "camera"),
+    ({"vertical_exaggeration": -1.0}, "vertical_exaggeration"),
+    ({"tube_radius_fraction": 0.0}, "tube_radius_fraction"),
+    ({"clim": (5.0, 5.0)}, "clim"),
+    ({"clim": (0.0, float("nan"))}, "clim"),
+])
+def test_bad_view_options_are_refused_naming_the_field(change, words):
+    from viz.options import ViewOptions
+    with pytest.raises(ValueError, match=words):
+        ViewOptions(**change)

@@ -1,7 +1,10 @@
 """Options of a view, as frozen dataclasses (never dicts), with the defaults the pictures use."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+CAMERAS = ("oblique", "top")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,22 @@ class ViewOptions:
     background: str = "white"
     nan_color: str = "lightgrey"                    # nodes or links with no value (e.g. tanks for a probability)
     clim: tuple[float, float] | None = None         # colour range in the displayed unit; None: data range
+
+    def __post_init__(self) -> None:
+        width, height = self.window_size
+        if int(width) < 16 or int(height) < 16:
+            raise ValueError(f"ViewOptions.window_size: {self.window_size} pixels; both must be at least 16")
+        if self.camera not in CAMERAS:
+            raise ValueError(f"ViewOptions.camera: unknown {self.camera!r}; valid: {', '.join(CAMERAS)}")
+        if self.vertical_exaggeration is not None and not self.vertical_exaggeration > 0:
+            raise ValueError(f"ViewOptions.vertical_exaggeration: {self.vertical_exaggeration}; must be above 0")
+        if not 0 < self.tube_radius_fraction < 1 or not 0 < self.tube_min_radius_ratio <= 1:
+            raise ValueError("ViewOptions.tube_radius_fraction must be in (0, 1) and tube_min_radius_ratio in "
+                             f"(0, 1]; got {self.tube_radius_fraction} and {self.tube_min_radius_ratio}")
+        if self.clim is not None:
+            low, high = self.clim
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"ViewOptions.clim: {self.clim}; needs two finite numbers, low < high")
 
 
 @dataclass(frozen=True)

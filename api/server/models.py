@@ -141,7 +141,10 @@ OPERATION_TAGS = frozenset(c.model_fields["op"].annotation.__args__[0] for c in 
 
 
 class WhatIfRequest(Strict):
-    operations: list[Operation] = Field(max_length=1000, description="applied in order to the park")
+    # No max_length here: the cap is the server's setting (PARKTWIN_MAX_OPERATIONS), checked by the route
+    # with a 422 naming it; the request body cap bounds what is parsed before that.
+    operations: list[Operation] = Field(description="applied in order to the park; at most the server's "
+                                        "cap (PARKTWIN_MAX_OPERATIONS, default 100)")
     duration_s: DurationS = RunDuration.day
 
 

@@ -98,9 +98,16 @@ def _run(con, job_id: str, out: Path, parent_pid: int, ray_address: str | None) 
     status = "done" if result.complete else "failed"
     con.execute("UPDATE jobs SET status=?, scenarios_done=?, summary_json=?, finished_utc=?, error=? "
                 "WHERE id=? AND status='running'",
-                (status, result.n_scenarios if result.complete else int(row["scenarios_done"] or 0),
+                (status, result.n_scenarios if result.complete else _done_in_file(out),
                  json.dumps(_finite(summary)), utc_now(),
                  None if result.complete else "the run ended without every scenario solved", job_id))
+
+
+def _done_in_file(path: Path) -> int:
+    """Scenarios the file holds as done: what a resume would skip (the row's count may be seconds old)."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        return int(np.count_nonzero(f["scenario/done"][()]))
 
 
 def _readable(path: Path) -> bool:

@@ -115,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.registry = Registry(settings.data_dir, example_park_dir(), settings.max_unzipped_bytes,
-                                      settings.max_zip_files)
+                                      settings.max_zip_files, settings.max_cached_parks)
         app.state.jobs = JobManager(settings.data_dir, settings.max_workers, settings.ray_address)
         app.state.jobs.start()
         try:

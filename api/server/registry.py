@@ -5,7 +5,8 @@
 
 Ids are generated here (never taken from a client) and path parameters must match ID_RE before they
 touch the file system, so no request can name a path. Loaded parks and their base-case runs are cached
-in memory: a what-if then costs one coupled run, not two.
+in memory: a what-if then costs one coupled run, not two. The cache keeps the `max_cached_parks` uploaded
+parks used last, and the bundled example always, so uploads cannot grow the server's memory without bound.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import stat
 import threading
 import zipfile
 import zlib
+from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
 from api.server.errors import ApiError, register_root, scrub
@@ -41,7 +43,8 @@ def network_counts(net) -> dict:
 
 
 class Registry:
-    def __init__(self, data_dir: Path, example_dir: Path, max_unzipped_bytes: int, max_zip_files: int):
+    def __init__(self, data_dir: Path, example_dir: Path, max_unzipped_bytes: int, max_zip_files: int,
+                 max_cached_parks: int = 16):
         self.parks_dir = data_dir / "parks"
         self.networks_dir = data_dir / "networks"
         for d in (self.parks_dir, self.networks_dir):
@@ -54,9 +57,25 @@ class Registry:
         register_root(data_dir)
         register_root(example_dir)
         self._lock = threading.Lock()
-        self._parks: dict[str, object] = {}
+        self.max_cached_parks = max(1, int(max_cached_parks))
+        self._parks: OrderedDict[str, object] = OrderedDict()          # least recently used first
         self._base: dict[tuple[str, int], object] = {}
         self._run_locks: dict[tuple[str, int], threading.Lock] = {}
+
+    def _touch(self, park_id: str) -> None:
+        """Mark `park_id` used now and forget the parks used longest ago beyond the cap (lock held)."""
+        if park_id in self._parks:
+            self._parks.move_to_end(park_id)
+        evictable = [p for p in self._parks if p != EXAMPLE_ID]
+        for old in evictable[:max(0, len(evictable) - self.max_cached_parks)]:
+            del self._parks[old]
+            for key in [k for k in self._base if k[0] == old]:
+                del self._base[key]
+                self._run_locks.pop(key, None)
+
+    def cached_park_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._parks)
 
     # ------------------------------------------------------------------ parks
     def park_dir(self, park_id: str) -> Path:
@@ -70,12 +89,15 @@ class Registry:
     def park(self, park_id: str):
         with self._lock:
             cached = self._parks.get(park_id)
-        if cached is not None:
-            return cached
+            if cached is not None:
+                self._touch(park_id)
+                return cached
         from twin.park import load_park
         park = load_park(self.park_dir(park_id))
         with self._lock:
-            return self._parks.setdefault(park_id, park)
+            park = self._parks.setdefault(park_id, park)
+            self._touch(park_id)
+            return park
 
     def park_ids(self) -> list[str]:
         found = sorted(p.name for p in self.parks_dir.iterdir() if ID_RE.fullmatch(p.name) and (p / "park.toml").is_file())
@@ -86,6 +108,7 @@ class Registry:
         key = (park_id, int(duration_s))
         with self._lock:
             if key in self._base:
+                self._touch(park_id)
                 return self._base[key]
             run_lock = self._run_locks.setdefault(key, threading.Lock())
         with run_lock:
@@ -93,9 +116,11 @@ class Registry:
                 if key in self._base:
                     return self._base[key]
             from twin.coupled import run_park
-            result = run_park(self.park(park_id), duration_s=int(duration_s))
+            park = self.park(park_id)
+            result = run_park(park, duration_s=int(duration_s))
             with self._lock:
-                self._base[key] = result
+                if park_id in self._parks:       # not evicted meanwhile: a result of a forgotten park is not kept
+                    self._base[key] = result
             return result
 
     def add_park_zip(self, data: bytes) -> str:

@@ -24,6 +24,7 @@ class Settings:
     max_study_scenarios: int = 1_000_000         # scenarios in one Monte-Carlo job
     max_operations: int = 100                    # operations in one what-if
     max_workers: int = 1                         # Monte-Carlo jobs solved at the same time
+    max_cached_parks: int = 16                   # parks (with their base runs) kept in memory, LRU
     ray_address: str | None = None               # jobs solve on this Ray cluster instead of locally
     cors_origins: tuple[str, ...] = field(default=())   # empty: no CORS headers at all
 
@@ -60,6 +61,7 @@ def settings_from_env(data_dir: Path | None = None, **overrides) -> Settings:
         max_study_scenarios=_env_int("PARKTWIN_MAX_STUDY_SCENARIOS", Settings.max_study_scenarios),
         max_operations=_env_int("PARKTWIN_MAX_OPERATIONS", Settings.max_operations),
         max_workers=_env_int("PARKTWIN_MAX_WORKERS", Settings.max_workers),
+        max_cached_parks=_env_int("PARKTWIN_MAX_CACHED_PARKS", Settings.max_cached_parks),
         ray_address=env.get("PARKTWIN_RAY_ADDRESS") or None,
         cors_origins=origins,
     )

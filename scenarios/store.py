@@ -55,6 +55,16 @@ class StoreMismatch(ValueError):
     """A file cannot be resumed with the run asked for (other network, scenarios or times)."""
 
 
+def open_to_resume(path: Path, **kwargs) -> h5py.File:
+    """Open `path` read-write to resume it; a file HDF5 cannot open (a run killed while it created the
+    file, or not HDF5 at all) is refused with one StoreMismatch that names it and says what to do."""
+    try:
+        return h5py.File(path, "r+", **kwargs)
+    except OSError as exc:
+        raise StoreMismatch(f"{path}: not a readable HDF5 file ({exc}); it cannot be resumed: start "
+                            "afresh (delete it, or write another file)") from None
+
+
 def parktwin_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
     try:
@@ -196,7 +206,7 @@ class ResultStore:
         """Re-open a partly written file. Refuses (StoreMismatch) unless it is the same network, the same
         scenario ids in the same order and, if given, the same report times."""
         path = Path(path)
-        f = h5py.File(path, "r+", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        f = open_to_resume(path, rdcc_nbytes=CHUNK_CACHE_BYTES)
         try:
             found = str(f.attrs.get("network_sha256", ""))
             if found != expected_sha256:

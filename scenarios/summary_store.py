@@ -37,7 +37,8 @@ from hydraulics.network import LinkKind, NetworkArrays
 from hydraulics.results import ResultSet
 from scenarios.statistics import SummaryAccumulator, SummaryOptions
 from scenarios.store import (CHUNK_CACHE_BYTES, STRING_DTYPE, StoreMismatch, _as_rows, _attr_value, _runs,
-                              _utc_now, is_complete, parktwin_version, write_network)
+                              _utc_now, is_complete, open_to_resume, parktwin_version,
+                              write_network)
 
 __all__ = ["SummaryStore", "read_summary", "read_accumulator", "is_complete", "StoreMismatch"]
 
@@ -143,7 +144,7 @@ class SummaryStore:
         """Re-open a partly counted summary. Refuses (StoreMismatch) a result file, another network,
         other scenario ids or order, other report times or, if given, other SummaryOptions."""
         path = Path(path)
-        f = h5py.File(path, "r+", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        f = open_to_resume(path, rdcc_nbytes=CHUNK_CACHE_BYTES)
         try:
             if f.attrs.get("store", "") != STORE_KIND:
                 raise StoreMismatch(f"{path}: not a summary file; refusing to resume")

@@ -93,6 +93,15 @@ def test_killed_driver_then_resume_gives_the_uninterrupted_file(tmp_path, store,
     same_content(tmp_path / "ref.h5", out, RESULT_SETS[store])
 
 
+@pytest.mark.parametrize("store", ["full", "summary"])
+def test_resuming_a_file_hdf5_cannot_open_is_one_error_naming_it(tmp_path, store):
+    out = tmp_path / "torn.h5"
+    out.write_bytes(b"\x89HDF\r\n" + bytes(4000))            # what a driver killed while creating it may leave
+    proc = mc(LTOWN, "--scenarios", 10, "--seed", 1, "--store", store, "--out", out, "--resume", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out) in proc.stderr and "cannot be resumed" in proc.stderr, proc.stderr
+
+
 def test_any_stored_scenario_replays_with_parktwin_run(tmp_path):
     from scenarios.perturbations import PerturbationTable
     from scenarios.store import read_results

@@ -128,6 +128,10 @@ def test_interrupted_study_resumes_to_the_same_answer(park, study_file, tmp_path
     assert_allclose(risk_map(path, "reclaimed")[1], risk_map(study_file.path, "reclaimed")[1])
     with pytest.raises(ValueError, match="another study"):
         run_park_study(park, dataclasses.replace(STUDY, seed=8), path, resume=True)
+    torn = tmp_path / "torn.h5"
+    torn.write_bytes(b"\x89HDF\r\n" + bytes(4000))
+    with pytest.raises(ValueError, match=r"torn.h5: not a readable HDF5 file .*cannot be resumed"):
+        run_park_study(park, STUDY, torn, resume=True)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from hydraulics.compile import load_network
 from hydraulics.extended import StepVolumes, run_extended
 from hydraulics.solver import HydraulicSolver, SolverOptions
+from scenarios.store import open_to_resume
 from twin import balance as bal
 from twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, network_changes
 from twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
@@ -174,7 +175,7 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
     nets = {n: load_network(park.network_path(n)) for n in NETWORKS}
     draws = draw(park, study)
     if resume and out_path.exists():
-        with h5py.File(out_path, "r") as f:
+        with open_to_resume(out_path) as f:
             if f.attrs.get("format") != FORMAT or json.loads(f.attrs["study"]) != json.loads(json.dumps(asdict(study))):
                 raise ValueError(f"{out_path.name}: cannot resume: the file holds another study or another format")
     else:

@@ -45,13 +45,25 @@ class StepVolumes:
 
 
 def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
-                 volumes: StepVolumes | None = None) -> ResultSet:
+                 volumes: StepVolumes | None = None, out: ResultSet | None = None) -> ResultSet:
+    """Run the batch for `duration_s` seconds. `out`, a result set of the same batch, network and
+    report times, is filled and returned instead of a new one: a study that runs chunk after chunk
+    then reuses its memory (fresh pages cost more than the solve on small networks)."""
     from hydraulics.controls import apply_simple_controls, control_time_step
     net, sn = solver.net, solver.sn
     tm = net.time
     times = report_times(net, duration_s)
     batch = inputs.batch_size
-    res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch, dtype=solver.options.result_dtype)
+    # Not prefilled with NaN: that would touch every page twice. Each report time a scenario reaches is
+    # written whole; those it never reaches (it failed first) become NaN at the end.
+    if out is None:
+        res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch, dtype=solver.options.result_dtype,
+                                 prefill=False)
+    else:
+        _check_reusable(out, net, times, batch, solver.options.result_dtype)
+        res = out
+        res.failure[:] = ""
+    written = np.zeros((batch, len(times)), bool)
     st = solver._initial(inputs)
     htime = np.zeros(batch, np.int64)
     rtime = np.full(batch, tm.report_step_s, np.int64)
@@ -60,8 +72,10 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
     hstep = tm.hydraulic_step_s
     while running.any():
         cols = np.flatnonzero(running)
-        sub = _take(st, cols)
-        sub_inputs = inputs.subset(cols) if len(cols) != batch else inputs
+        # Scenarios usually advance in step: while all run, the state is solved in place, not copied.
+        whole = len(cols) == batch
+        sub = st if whole else _take(st, cols)
+        sub_inputs = inputs if whole else inputs.subset(cols)
         t = htime[cols]
         solver.apply_demands(sub, sub_inputs, t)
         apply_simple_controls(solver.controls, sn, sub, t, tm.start_clocktime_s)
@@ -69,7 +83,12 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
         at_report = (t >= tm.report_start_s) & ((t - tm.report_start_s) % max(tm.report_step_s, 1) == 0) & (t <= duration_s)
         for r_index in np.unique((t[at_report] - tm.report_start_s) // max(tm.report_step_s, 1)):
             sel = at_report & ((t - tm.report_start_s) // max(tm.report_step_s, 1) == r_index)
-            solver.record(res, int(r_index), _take(sub, np.flatnonzero(sel)), _subset_outcome(outcome, sel), cols[sel])
+            if sel.all():
+                solver.record(res, int(r_index), sub, outcome, None if whole else cols)
+            else:
+                solver.record(res, int(r_index), _take(sub, np.flatnonzero(sel)), _subset_outcome(outcome, sel),
+                              cols[sel])
+            written[cols[sel], int(r_index)] = True
         failed = outcome.failed
         if failed.any():
             for b in cols[failed]:
@@ -94,12 +113,34 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
         rt = rtime[cols]
         rtime[cols] = np.where(active & (new_t >= rt), rt + tm.report_step_s, rt)
         htime[cols] = new_t
-        _put(st, sub, cols)
+        if not whole:
+            _put(st, sub, cols)
         running[cols[done | (tstep <= 0)]] = False
         if progress is not None:
             progress(int(batch - running.sum()), batch)
     solver.last_state = st
+    _blank_unwritten(res, written)
     return res
+
+
+def _check_reusable(res: ResultSet, net, times: np.ndarray, batch: int, dtype) -> None:
+    if res.batch_size != batch or not np.array_equal(res.time_s, times) or res.head_m.dtype != np.dtype(dtype) \
+            or len(res.node_ids) != net.n_nodes or len(res.link_ids) != net.n_links:
+        raise ValueError(f"out: a result set of {res.batch_size} scenarios x {len(res.time_s)} times x "
+                         f"{len(res.node_ids)} nodes ({res.head_m.dtype}) cannot take {batch} x {len(times)} x "
+                         f"{net.n_nodes} ({np.dtype(dtype)})")
+
+
+def _blank_unwritten(res: ResultSet, written: np.ndarray) -> None:
+    """What the NaN prefill would have left: NaN results, status 0, not converged, 0 iterations."""
+    missing = ~written
+    if not missing.any():
+        return
+    for arr in (res.head_m, res.pressure_m, res.demand_m3s, res.leak_m3s, res.flow_m3s):
+        arr[missing] = np.nan
+    res.status[missing] = 0
+    res.converged[missing] = False
+    res.iterations[missing] = 0
 
 
 def _time_step(solver, st, t, duration_s, hstep, rtime):

@@ -27,7 +27,11 @@ class ResultSet:
 
     def scenario(self, b: int) -> "ResultSet":
         """One scenario as a batch of one."""
-        sl = slice(b, b + 1)
+        return self.rows(b, b + 1)
+
+    def rows(self, start: int, stop: int) -> "ResultSet":
+        """Scenarios start..stop-1 as views (writing to them writes to this set)."""
+        sl = slice(start, stop)
         return ResultSet(self.node_ids, self.link_ids, self.time_s, self.head_m[sl], self.pressure_m[sl],
                          self.demand_m3s[sl], self.leak_m3s[sl], self.flow_m3s[sl], self.status[sl],
                          self.converged[sl], self.iterations[sl], self.failure[sl])

@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from hydraulics.compile import load_network
-from hydraulics.extended import StepVolumes, run_extended
+from hydraulics.extended import StepVolumes, report_times, run_extended
+from hydraulics.results import ResultSet
 from hydraulics.solver import HydraulicSolver, SolverOptions
 from scenarios.store import open_to_resume
 from twin import balance as bal
@@ -185,6 +186,7 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
     if study.duration_s:
         nets = {n: _daily_network(park, n, net) for n, net in nets.items()}
     solvers = {n: HydraulicSolver(net, options) for n, net in nets.items()}
+    buffers: dict = {}          # per network, the 24 h results of one chunk, reused chunk after chunk
     targets = indicator_targets(park)
     arrays = ParkArrays.of(park)
     n_chunks = math.ceil(study.scenarios / study.chunk_size)
@@ -194,7 +196,7 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
             if done[c]:
                 continue
             rows = np.arange(c * study.chunk_size, min((c + 1) * study.chunk_size, study.scenarios))
-            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c, arrays)
+            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c, arrays, buffers)
             f["chunk/done"][c] = True
             f.flush()
             if progress is not None:
@@ -227,7 +229,8 @@ def _junction_flows(park: Park, net_name: str, alloc: BatchAllocation) -> dict[s
     return out
 
 
-def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, arrays: ParkArrays) -> None:
+def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, arrays: ParkArrays,
+               buffers: dict) -> None:
     factor, outage, offer = draws.demand_factor[rows], draws.reclaimed_outage[rows], draws.city_offer_factor[rows]
     first = allocate_batch(arrays, factor, outage, offer)
     service = {}
@@ -243,7 +246,8 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, 
         nj = net.n_junctions
         if study.duration_s:
             volumes = StepVolumes(len(rows), net.n_nodes)
-            res = run_extended(solvers[net_name], inputs, study.duration_s, volumes=volumes)
+            res = run_extended(solvers[net_name], inputs, study.duration_s, volumes=volumes,
+                               out=_buffer(buffers, net_name, net, solvers[net_name], study, len(rows)))
             leaks = volumes.leak_m3.sum(axis=1)
             # NaN after a failure: the scenario is flagged not converged, its pressure counts as below.
             p = np.min(np.asarray(res.pressure_m[:, :, :nj], float), axis=1)
@@ -281,6 +285,14 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, 
     for name, values in {**out, **flags}.items():
         f[f"scenario/{name}"][lo:hi] = values
     f["scenario/enterprise_below_service"][lo:hi] = below
+
+
+def _buffer(buffers: dict, net_name: str, net, solver, study, n_rows: int) -> ResultSet:
+    """The first `n_rows` scenarios of the network's reused result set (a chunk is at most chunk_size)."""
+    if net_name not in buffers:
+        buffers[net_name] = ResultSet.allocate(net.node_ids, net.link_ids, report_times(net, study.duration_s),
+                                               study.chunk_size, dtype=solver.options.result_dtype, prefill=False)
+    return buffers[net_name].rows(0, n_rows)
 
 
 def _daily_network(park: Park, net_name: str, net):

@@ -149,9 +149,12 @@ def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tu
 
 
 def _print_indicators(console, label: str, result) -> None:
+    from rich.markup import escape
+
     from twin.report import indicator_rows
     parts = []
     for key, value, unit, target, sense, status in indicator_rows(result.indicators):
         t = "" if target == "-" else f" (target {sense} {target}: {status.strip('*')})"
         parts.append(f"{key} {value}{'' if unit == '%' else ' ' + unit}{t}")
-    console.print(f"[bold]{label}[/]: " + "; ".join(parts), highlight=False)
+    # escaped: rich would take "[supply]" in network_leakage_rate[supply] for markup and drop it
+    console.print(f"[bold]{escape(label)}[/]: " + escape("; ".join(parts)), highlight=False)

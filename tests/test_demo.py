@@ -33,6 +33,8 @@ def test_demo_runs_example_park(tmp_path):
     assert "Mode: 24 h run" in report
     assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report
     assert "24 h run: reuse_rate" in proc.stdout and "park study: 2,000 scenarios" in proc.stdout
+    # per-network indicators keep their network's name on the console (not eaten as markup)
+    assert "network_leakage_rate[supply]" in proc.stdout and "unserved_demand[reclaimed]" in proc.stdout
 
     assert "## Leak drill: alarm and localisation" in report and "**alarm**" in report
     assert "leak drill:" in proc.stdout and "ALARM" in proc.stdout

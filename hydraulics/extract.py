@@ -41,27 +41,32 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
         # Scattered rows: build the [b, N] block, then place it.
         def view(arr):
             return np.empty((st.batch_size,) + arr.shape[2:], arr.dtype)
-    pieces = {}
-    for name, arr in (("head_m", res.head_m), ("pressure_m", res.pressure_m), ("demand_m3s", res.demand_m3s),
-                      ("leak_m3s", res.leak_m3s), ("flow_m3s", res.flow_m3s)):
-        pieces[name] = view(arr)
-    head = pieces["head_m"]
-    if head.dtype != np.float64:
-        # Pressure from the float64 head, then rounded once: a reservoir's pressure stays exactly 0.
-        head = np.empty(head.shape)
-    into(head, st.head, M_PER_FT)
-    np.subtract(head, net.elevation_m[None, :], out=pieces["pressure_m"], casting="unsafe")
-    if head is not pieces["head_m"]:
-        pieces["head_m"][...] = head
-    into(pieces["demand_m3s"][:, :nj], st.demand_flow + st.emitter_flow, cfs)
-    pieces["demand_m3s"][:, nj:] = st.node_outflow[nj:].T * cfs
-    if st.leak_ke.any():
-        into(pieces["leak_m3s"][:, :nj], st.leak_flow, cfs)
-    else:
-        pieces["leak_m3s"][:, :nj] = 0.0
-    pieces["leak_m3s"][:, nj:] = 0.0
-    # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
-    into(pieces["flow_m3s"], np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
+    # A quantity allocated with no columns is not recorded (ResultSet.allocate(quantities=...)).
+    pieces = {name: view(arr) for name, arr in (
+        ("head_m", res.head_m), ("pressure_m", res.pressure_m), ("demand_m3s", res.demand_m3s),
+        ("leak_m3s", res.leak_m3s), ("flow_m3s", res.flow_m3s)) if arr.shape[-1] > 0}
+    if "head_m" in pieces or "pressure_m" in pieces:
+        head = pieces.get("head_m")
+        if head is None or head.dtype != np.float64:
+            # Pressure from the float64 head, then rounded once: a reservoir's pressure stays exactly 0.
+            head = np.empty((st.batch_size, net.n_nodes))
+        into(head, st.head, M_PER_FT)
+        if "pressure_m" in pieces:
+            np.subtract(head, net.elevation_m[None, :], out=pieces["pressure_m"], casting="unsafe")
+        if "head_m" in pieces and head is not pieces["head_m"]:
+            pieces["head_m"][...] = head
+    if "demand_m3s" in pieces:
+        into(pieces["demand_m3s"][:, :nj], st.demand_flow + st.emitter_flow, cfs)
+        pieces["demand_m3s"][:, nj:] = st.node_outflow[nj:].T * cfs
+    if "leak_m3s" in pieces:
+        if st.leak_ke.any():
+            into(pieces["leak_m3s"][:, :nj], st.leak_flow, cfs)
+        else:
+            pieces["leak_m3s"][:, :nj] = 0.0
+        pieces["leak_m3s"][:, nj:] = 0.0
+    if "flow_m3s" in pieces:
+        # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
+        into(pieces["flow_m3s"], np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
     if cols is not None:
         for name, block in pieces.items():
             getattr(res, name)[cols, t_index] = block

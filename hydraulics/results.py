@@ -37,14 +37,28 @@ class ResultSet:
                          self.converged[sl], self.iterations[sl], self.failure[sl])
 
     @staticmethod
-    def allocate(node_ids, link_ids, time_s, batch: int, dtype="float64", prefill: bool = True) -> "ResultSet":
+    def allocate(node_ids, link_ids, time_s, batch: int, dtype="float64", prefill: bool = True,
+                 quantities=None) -> "ResultSet":
         """Arrays for `batch` scenarios; NaN where nothing is written (prefill=False when every report
-        time will be written, as in a snapshot: filling first would only touch the memory twice)."""
+        time will be written, as in a snapshot: filling first would only touch the memory twice).
+        `quantities`: the element arrays to record (names in QUANTITIES; None: all). The others get no
+        columns ([B, T, 0]), so a study that needs only pressures neither stores nor computes the rest,
+        and nothing can mistake a quantity that was not recorded for data."""
         t, n, l = len(time_s), len(node_ids), len(link_ids)
-        make = (lambda shape: np.full(shape, np.nan, dtype=dtype)) if prefill else (lambda shape: np.empty(shape, dtype))
+        wanted = set(QUANTITIES if quantities is None else quantities)
+        unknown = wanted - set(QUANTITIES)
+        if unknown:
+            raise ValueError(f"quantities: unknown {sorted(unknown)}; valid: {', '.join(QUANTITIES)}")
+
+        def make(name, width):
+            shape = (batch, t, width if name in wanted else 0)
+            return np.full(shape, np.nan, dtype=dtype) if prefill else np.empty(shape, dtype)
         return ResultSet(
             tuple(node_ids), tuple(link_ids), np.asarray(time_s, dtype=np.int64),
-            make((batch, t, n)), make((batch, t, n)), make((batch, t, n)),
-            make((batch, t, n)), make((batch, t, l)), np.zeros((batch, t, l), np.int8),
+            make("head_m", n), make("pressure_m", n), make("demand_m3s", n),
+            make("leak_m3s", n), make("flow_m3s", l), np.zeros((batch, t, l), np.int8),
             np.zeros((batch, t), bool), np.zeros((batch, t), np.int64), np.full(batch, "", dtype=object),
         )
+
+
+QUANTITIES = ("head_m", "pressure_m", "demand_m3s", "leak_m3s", "flow_m3s")

@@ -63,3 +63,20 @@ def test_a_buffer_of_another_shape_is_refused(solver):
     small = ResultSet.allocate(solver.net.node_ids, solver.net.link_ids, report_times(solver.net, 86400), 2)
     with pytest.raises(ValueError, match="cannot take 3 x 25"):
         run_extended(solver, BatchInputs.base(3), 86400, out=small)
+
+
+def test_recording_only_pressures_gives_the_same_pressures(solver):
+    from hydraulics.extended import report_times, run_extended
+    from hydraulics.inputs import BatchInputs
+    from hydraulics.results import ResultSet
+    inputs = BatchInputs(len(MULTIPLIERS), demand_multiplier=MULTIPLIERS)
+    full = run_extended(solver, inputs, 86400)
+    times = report_times(solver.net, 86400)
+    lean = run_extended(solver, inputs, 86400, out=ResultSet.allocate(
+        solver.net.node_ids, solver.net.link_ids, times, len(MULTIPLIERS), prefill=False, quantities=("pressure_m",)))
+    np.testing.assert_array_equal(lean.pressure_m, full.pressure_m)
+    for name in ("converged", "iterations", "status", "failure"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name), err_msg=name)
+    assert lean.head_m.shape == (len(MULTIPLIERS), len(times), 0) and lean.flow_m3s.shape[-1] == 0
+    with pytest.raises(ValueError, match=r"quantities: unknown \['velocity'\]"):
+        ResultSet.allocate(solver.net.node_ids, solver.net.link_ids, times, 1, quantities=("velocity",))

@@ -288,10 +288,12 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, 
 
 
 def _buffer(buffers: dict, net_name: str, net, solver, study, n_rows: int) -> ResultSet:
-    """The first `n_rows` scenarios of the network's reused result set (a chunk is at most chunk_size)."""
+    """The first `n_rows` scenarios of the network's reused result set (a chunk is at most chunk_size);
+    pressures only, all the study reads of the report times (volumes come from StepVolumes)."""
     if net_name not in buffers:
         buffers[net_name] = ResultSet.allocate(net.node_ids, net.link_ids, report_times(net, study.duration_s),
-                                               study.chunk_size, dtype=solver.options.result_dtype, prefill=False)
+                                               study.chunk_size, dtype=solver.options.result_dtype, prefill=False,
+                                               quantities=("pressure_m",))
     return buffers[net_name].rows(0, n_rows)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from hydraulics.epanet_units import QZERO, tank_grade
 from hydraulics.inputs import BatchInputs
-from hydraulics.results import ResultSet
+from hydraulics.results import QUANTITIES, ResultSet
 
 SECONDS_PER_DAY = 86400
 
@@ -136,8 +136,8 @@ def _blank_unwritten(res: ResultSet, written: np.ndarray) -> None:
     missing = ~written
     if not missing.any():
         return
-    for arr in (res.head_m, res.pressure_m, res.demand_m3s, res.leak_m3s, res.flow_m3s):
-        arr[missing] = np.nan
+    for name in QUANTITIES:
+        getattr(res, name)[missing] = np.nan
     res.status[missing] = 0
     res.converged[missing] = False
     res.iterations[missing] = 0

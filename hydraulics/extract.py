@@ -5,6 +5,7 @@ import numpy as np
 
 from hydraulics.coefficients import CLOSED, OPEN
 from hydraulics.network import LinkKind
+from hydraulics.results import QUANTITIES
 from hydraulics.epanet_units import M_PER_FT
 
 
@@ -42,9 +43,7 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
         def view(arr):
             return np.empty((st.batch_size,) + arr.shape[2:], arr.dtype)
     # A quantity allocated with no columns is not recorded (ResultSet.allocate(quantities=...)).
-    pieces = {name: view(arr) for name, arr in (
-        ("head_m", res.head_m), ("pressure_m", res.pressure_m), ("demand_m3s", res.demand_m3s),
-        ("leak_m3s", res.leak_m3s), ("flow_m3s", res.flow_m3s)) if arr.shape[-1] > 0}
+    pieces = {name: view(getattr(res, name)) for name in QUANTITIES if getattr(res, name).shape[-1] > 0}
     if "head_m" in pieces or "pressure_m" in pieces:
         head = pieces.get("head_m")
         if head is None or head.dtype != np.float64:

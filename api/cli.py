@@ -49,7 +49,7 @@ def _fail(message: str) -> None:
 
 
 def _load(network: Path):
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     if not network.exists():
         raise UserError(f"{network}: no such file")
     return load_network(network)
@@ -93,8 +93,8 @@ def _with_progress(total: int, out: Path, solve):
 def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int,
          resume: bool, accuracy: float | None, precision: Precision):
     import numpy as np
-    from hydraulics.solver import SolverOptions
-    from scenarios.runner import run_batch
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.scenarios.runner import run_batch
     _check_out(out)
     net = _load(network)
     batch = batch_factory(net)
@@ -127,9 +127,9 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
           accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
           precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
     """Solve the network's base case and write the results."""
-    from scenarios.batch import ScenarioBatch
-    from scenarios.perturbations import PerturbationTable
-    from hydraulics.inputs import BatchInputs
+    from parktwin.scenarios.batch import ScenarioBatch
+    from parktwin.scenarios.perturbations import PerturbationTable
+    from parktwin.hydraulics.inputs import BatchInputs
 
     def base(net):
         return ScenarioBatch(ids=("base",), inputs=BatchInputs.base(1), perturbations=PerturbationTable.from_rows([]))
@@ -147,7 +147,7 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
         precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
     """Solve every scenario of a perturbation table."""
-    from scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.perturbations import build_batch, read_perturbations
     table = read_perturbations(scenarios)
 
     def factory(net):
@@ -192,10 +192,10 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
     import dataclasses
 
     import numpy as np
-    from hydraulics.solver import SolverOptions
-    from scenarios.executor import ExecutorOptions
-    from scenarios.montecarlo import run_monte_carlo
-    from scenarios.spec import load_spec, spec_from_options
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.scenarios.executor import ExecutorOptions
+    from parktwin.scenarios.montecarlo import run_monte_carlo
+    from parktwin.scenarios.spec import load_spec, spec_from_options
     _check_out(out)
     given = dict(sampler=sampler, leaks=leaks, leak_location=leak_location, leak_median_m2=leak_median_m2,
                  leak_sigma=leak_sigma, demand_min=demand_min, demand_max=demand_max, breaks=breaks,
@@ -220,8 +220,8 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
                                gpu_per_worker=1.0 if backend == Backend.cupy and (workers or ray_address) else 0.0)
     summary_options = None
     if store == Store.summary:
-        from scenarios.montecarlo import summary_options_for
-        from scenarios.runner import report_times_s
+        from parktwin.scenarios.montecarlo import summary_options_for
+        from parktwin.scenarios.runner import report_times_s
         summary_options = summary_options_for(net, len(report_times_s(net, duration)), service_pressure_m)
     summary = _with_progress(study.scenarios, out, lambda update: run_monte_carlo(
         net, study, out, store=store.value, options=options, duration_s=duration, executor=executor,
@@ -242,10 +242,10 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
              backend: Backend = typer.Option(Backend.auto, "--backend")):
     """Run the park for 24 h (or a snapshot): allocate water by grade, solve the three networks with the
     enterprises' shift profiles, close the balances, evaluate the indicators against the targets."""
-    from hydraulics.solver import SolverOptions
-    from twin.coupled import run_park, write_outputs
-    from twin.park import load_park
-    from twin.park_hydraulics import SECONDS_PER_DAY
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.twin.coupled import run_park, write_outputs
+    from parktwin.twin.park import load_park
+    from parktwin.twin.park_hydraulics import SECONDS_PER_DAY
     park = load_park(park_dir)
     result = run_park(park, duration_s=0 if snapshot else SECONDS_PER_DAY,
                       options=SolverOptions(backend=backend.value))
@@ -287,8 +287,8 @@ def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
             resume: bool = typer.Option(False, "--resume", help="finish an interrupted study")):
     """Monte-Carlo over the park's operations (a 24 h run per scenario): leaks, demand uncertainty, a
     reclaimed-plant outage, the city's offer; probabilities of shortfall and of service below pressure."""
-    from twin.park import load_park
-    from twin.park_montecarlo import ParkStudy, run_park_study
+    from parktwin.twin.park import load_park
+    from parktwin.twin.park_montecarlo import ParkStudy, run_park_study
     park = load_park(park_dir)
     study = ParkStudy(scenarios=scenarios, seed=seed,
                       leaks_per_network={"supply": leaks_supply, "reclaimed": leaks_reclaimed,
@@ -326,13 +326,13 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind;
           access_log: bool = typer.Option(False, "--access-log", help="log every request")):
     """Start the HTTP API (docs/api.md; OpenAPI at /docs). PARKTWIN_API_KEY, if set, is required on every
     request but /health."""
-    from api.server import serve as run_server
+    from parktwin.api.server import serve as run_server
     run_server(host, port, data_dir, access_log=access_log, max_study_scenarios=max_study_scenarios,
                max_upload_bytes=max_upload_bytes, max_request_bytes=max_request_bytes, max_workers=workers,
                ray_address=ray_address, cors_origins=tuple(cors_origin) if cors_origin else None)
 
 
-from api import cli_render  # noqa: E402  (registers on `app`, which must exist first)
+from parktwin.api import cli_render  # noqa: E402  (registers on `app`, which must exist first)
 
 cli_render.register(app)     # parktwin render: the command lives in api/cli_render.py
 
@@ -346,8 +346,8 @@ def locate(network: Path = typer.Argument(..., help="EPANET .inp file"),
            out: Path = typer.Option(None, "--out", help="write the answer as JSON"),
            backend: Backend = typer.Option(Backend.auto, "--backend")):
     """Leak alarm and localisation: is there a leak, and at which junction, how big, given the readings?"""
-    from hydraulics.solver import SolverOptions
-    from twin.leak_location import LocateOptions, locate_leak, read_readings
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.twin.leak_location import LocateOptions, locate_leak, read_readings
     if not readings.is_file():
         raise UserError(f"{readings}: readings file not found")
     net = _load(network)
@@ -369,7 +369,7 @@ def locate(network: Path = typer.Argument(..., help="EPANET .inp file"),
 @app.command()
 def backends():
     """List the solver backends and whether each is available here."""
-    from kernels.registry import available_backends
+    from parktwin.kernels.registry import available_backends
     for name, state in available_backends().items():
         console.print(f"{name:6s} {escape(str(state))}", highlight=False)
 
@@ -377,7 +377,7 @@ def backends():
 @app.command()
 def demo(out_dir: Path = typer.Option(Path("demo-output"), "--out-dir")):
     """Run the bundled example end to end and print a summary."""
-    from api.demo import run_demo
+    from parktwin.api.demo import run_demo
     run_demo(out_dir, console)
 
 

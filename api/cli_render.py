@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from viz.quantities import QUANTITIES
+from parktwin.viz.quantities import QUANTITIES
 
 _QUANTITY_HELP = ("what to colour: " + ", ".join(QUANTITIES) +
                   " (which ones a source holds: result file: pressure, head, demand, leak, flow, velocity, "
@@ -26,6 +26,6 @@ def register(app: typer.Typer) -> None:
                time: float = typer.Option(None, "--time", help="report time in seconds (default: the first)"),
                scenario: str = typer.Option(None, "--scenario", help="scenario id (default: the first)")):
         """Render a network, a park or a result in 3D, off screen, to a PNG or a self-contained HTML page."""
-        from viz.views import render_file
+        from parktwin.viz.views import render_file
         written = render_file(source, quantity, time_s=time, scenario=scenario, out=out)
         typer.echo(f"written: {written}")

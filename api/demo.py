@@ -29,7 +29,7 @@ DRILL_JUNCTION, DRILL_AREA_M2, DRILL_NOISE_M, DRILL_LOGGER_EVERY = "S0707", 2e-4
 
 
 def example_park_dir() -> Path:
-    import twin
+    from parktwin import twin
     path = Path(twin.__file__).parent / "example_park"
     if not (path / "park.toml").is_file():
         raise FileNotFoundError(f"the bundled example park is missing: {path}")
@@ -38,15 +38,15 @@ def example_park_dir() -> Path:
 
 def reclaimed_plant_outage(park):
     """The park with its reclaimed-water plant out of service."""
-    from twin.whatif import PlantOutage, apply
+    from parktwin.twin.whatif import PlantOutage, apply
     return apply(park, [PlantOutage("reclaimed")])
 
 
 def run_demo(out_dir: Path, console) -> None:
-    from twin.coupled import run_park, write_outputs
-    from twin.park import load_park
-    from twin.park_montecarlo import ParkStudy, run_park_study
-    from twin.report import study_headline, write_report
+    from parktwin.twin.coupled import run_park, write_outputs
+    from parktwin.twin.park import load_park
+    from parktwin.twin.park_montecarlo import ParkStudy, run_park_study
+    from parktwin.twin.report import study_headline, write_report
 
     out = Path(out_dir) / "park"
     out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +105,10 @@ def leak_drill(park) -> dict:
     """A leak on the supply network as the loggers would see it, and what `locate_leak` makes of it."""
     import scipy.sparse as sp
 
-    from hydraulics.compile import load_network
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.solver import HydraulicSolver
-    from twin.leak_location import Reading, locate_leak
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver
+    from parktwin.twin.leak_location import Reading, locate_leak
     net = load_network(park.network_path("supply"))
     j = net.node_index(DRILL_JUNCTION)
     leak = sp.csr_matrix(([DRILL_AREA_M2], ([0], [j])), shape=(1, net.n_junctions))
@@ -123,8 +123,8 @@ def leak_drill(park) -> dict:
 def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tuple[str, str]]:
     """The base-case pressure of the park and the study's risk map, as PNGs next to the report (none,
     with a note, where this machine cannot render off screen)."""
-    from twin.park_montecarlo import risk_map
-    from viz import offscreen_problem, render_park
+    from parktwin.twin.park_montecarlo import risk_map
+    from parktwin.viz import offscreen_problem, render_park
     problem = offscreen_problem()
     if problem:
         console.print(f"[yellow]pictures skipped[/]: {problem}", highlight=False)
@@ -133,7 +133,7 @@ def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tu
     path = render_park(park, result=base, quantity="pressure", out=out / "pressure.png",
                        title=f"{park.name}: base case, pressure at 08:00 (the shifts start)", time_s=8 * 3600)
     pictures.append(("Base case: pressure in the three networks at 08:00, when the 8 h shifts start", path.name))
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     risk = {}
     for net_name in ("supply", "reclaimed"):
         net = load_network(park.network_path(net_name))
@@ -151,7 +151,7 @@ def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tu
 def _print_indicators(console, label: str, result) -> None:
     from rich.markup import escape
 
-    from twin.report import indicator_rows
+    from parktwin.twin.report import indicator_rows
     parts = []
     for key, value, unit, target, sense, status in indicator_rows(result.indicators):
         t = "" if target == "-" else f" (target {sense} {target}: {status.strip('*')})"

@@ -30,14 +30,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or a module
 
 from bench.toolkit_loop import leak_emitter_coefficient, machine_description  # noqa: E402
-from hydraulics import oracle  # noqa: E402
-from hydraulics.solver import SolverOptions  # noqa: E402
-from twin import balance as bal  # noqa: E402
-from twin.coupled import enterprise_loads  # noqa: E402
-from twin.park import load_park  # noqa: E402
-from twin.park_hydraulics import SECONDS_PER_DAY, SECONDS_PER_HOUR, shift_profile  # noqa: E402
-from twin.park_montecarlo import ParkStudy, draw, run_park_study, scenario_park  # noqa: E402
-from twin.park_schema import NETWORKS  # noqa: E402
+from parktwin.hydraulics import oracle  # noqa: E402
+from parktwin.hydraulics.solver import SolverOptions  # noqa: E402
+from parktwin.twin import balance as bal  # noqa: E402
+from parktwin.twin.coupled import enterprise_loads  # noqa: E402
+from parktwin.twin.park import load_park  # noqa: E402
+from parktwin.twin.park_hydraulics import SECONDS_PER_DAY, SECONDS_PER_HOUR, shift_profile  # noqa: E402
+from parktwin.twin.park_montecarlo import ParkStudy, draw, run_park_study, scenario_park  # noqa: E402
+from parktwin.twin.park_schema import NETWORKS  # noqa: E402
 
 EXAMPLE_PARK = Path(__file__).resolve().parents[1] / "twin" / "example_park"
 MODES = {"snapshot": 0, "day": SECONDS_PER_DAY}
@@ -261,8 +261,8 @@ def validate(park, duration_s: int, scenarios=(0, 1, 2, 3, 4), seed: int = 0, ac
     """EPANET's pressures (snapshot; 24 h: the day's minimum per junction) against ParkTwin's `run_park`
     of the same scenarios (scenario park + its leaks as JunctionLeak), both at `accuracy` (None: the
     files'). Returns network -> max |difference| over junctions and scenarios (m)."""
-    from twin.coupled import run_park
-    from twin.whatif import JunctionLeak, apply
+    from parktwin.twin.coupled import run_park
+    from parktwin.twin.whatif import JunctionLeak, apply
     study = ParkStudy(scenarios=n_drawn or max(scenarios) + 1, seed=seed, duration_s=duration_s)
     draws = draw(park, study)
     inputs = study_inputs(park, study, draws, scenarios)
@@ -359,7 +359,7 @@ def main(argv=None) -> int:
         ap.error("--scenarios, --repeats and --validate-scenarios must be >= 1")
     args.validate_scenarios = min(args.validate_scenarios, args.scenarios)
 
-    from kernels.registry import get_backend
+    from parktwin.kernels.registry import get_backend
     park = load_park(args.park)
     print(f"park           : {park.name} ({args.park})")
     print(f"EPANET         : {oracle.epanet_version()} (ctypes, one in-memory project per network)")

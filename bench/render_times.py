@@ -23,9 +23,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
-    from viz import render_network
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.viz import render_network
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     first = True
     with tempfile.TemporaryDirectory() as folder:

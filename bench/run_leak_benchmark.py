@@ -37,7 +37,7 @@ def write_table(path: Path, junction_ids, junction, area, mult) -> None:
 
 def run_parktwin(network: Path, table: Path, out: Path, backend: str, chunk: int, accuracy: float) -> tuple[float, float]:
     """Wall seconds and peak resident memory (GiB) of one `parktwin run` process."""
-    cmd = [sys.executable, "-m", "api.cli", "run", str(network), "--scenarios", str(table), "--out", str(out),
+    cmd = [sys.executable, "-m", "parktwin.api.cli", "run", str(network), "--scenarios", str(table), "--out", str(out),
            "--backend", backend, "--chunk-size", str(chunk), "--accuracy", str(accuracy)]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side")
     args = ap.parse_args(argv)
 
-    from hydraulics.oracle import EPANET_VERSION, EpanetProject
+    from parktwin.hydraulics.oracle import EPANET_VERSION, EpanetProject
     with EpanetProject(args.network, accuracy=args.accuracy) as ep:
         junction_ids = junction_ids_of(ep)
     junction, area, mult = make_leak_scenarios(args.scenarios, args.seed, junction_ids)

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script or a module
 
-from hydraulics import oracle  # noqa: E402
+from parktwin.hydraulics import oracle  # noqa: E402
 
 LEAK_CD = 0.75
 GRAVITY = 9.81

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics import coefficients as co
-from hydraulics.coefficients import ACTIVE, CLOSED
-from hydraulics.epanet_units import CBIG, MINPDIFF, SolverNetwork
-from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
+from parktwin.hydraulics import coefficients as co
+from parktwin.hydraulics.coefficients import ACTIVE, CLOSED
+from parktwin.hydraulics.epanet_units import CBIG, MINPDIFF, SolverNetwork
+from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
 PDA_QTOL = 0.0001
 
@@ -32,7 +32,7 @@ class IterationData:
 
 class Assembler:
     def __init__(self, sn: SolverNetwork, backend):
-        from kernels.symbolic import plan_symbolic_cached
+        from parktwin.kernels.symbolic import plan_symbolic_cached
         self.sn = sn
         self.backend = backend
         nj = sn.n_junctions
@@ -55,7 +55,7 @@ class Assembler:
         # Compiled loops for the numba backend; the numpy code below is the reference they must match.
         self.fast = None
         if getattr(backend, "name", "") == "numba":
-            from kernels import hydraulic_numba
+            from parktwin.kernels import hydraulic_numba
             self.fast = hydraulic_numba
         self._leak_cache = (None, None)
         self._work = {}

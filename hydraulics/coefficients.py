@@ -5,8 +5,8 @@ Written against the array namespace `xp` so that numpy and cupy run the same cod
 """
 from __future__ import annotations
 
-from hydraulics.epanet_units import CBIG, CSMALL, RQTOL, TINY, SolverNetwork
-from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
+from parktwin.hydraulics.epanet_units import CBIG, CSMALL, RQTOL, TINY, SolverNetwork
+from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
 # EPANET's StatusType codes.
 XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.network import (
+from parktwin.hydraulics.network import (
     Curves, HeadlossFormula, HydraulicOptions, LinkKind, NetworkArrays, NodeKind, Patterns,
     STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, TimeOptions,
 )
@@ -216,7 +216,7 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     )
     controls, rules = (), ()
     if source_path:
-        from hydraulics.controls import compile_controls_from_file
+        from parktwin.hydraulics.controls import compile_controls_from_file
         controls, rules = compile_controls_from_file(
             source_path, node_index, {l: i for i, l in enumerate(link_ids)}, kind, node_kind,
             elevation, flow_units, float(opts.specific_gravity))
@@ -271,7 +271,7 @@ def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
                 return replace(net, source_path=str(path))
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             pass   # a stale or truncated cache entry is rebuilt below
-    from hydraulics.inp_reader import read_inp_with_extras
+    from parktwin.hydraulics.inp_reader import read_inp_with_extras
     wn, extras = read_inp_with_extras(path)
     net = compile_network(wn, source_path=path, extras=extras)
     if cache_file is not None:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
-from hydraulics.inp_tokens import findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
-from hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
-from hydraulics.network import LinkKind, NodeKind, PumpCurveKind
+from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
+from parktwin.hydraulics.inp_tokens import findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
+from parktwin.hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
+from parktwin.hydraulics.network import LinkKind, NodeKind, PumpCurveKind
 
 SECONDS_PER_DAY = 86400
 KPA_PER_PSI = 6.895
@@ -97,7 +97,7 @@ class FileUnits:
 
 
 def file_units(inp_text: str, flow_units: str, specific_gravity: float) -> FileUnits:
-    from hydraulics.compile import EPANET_FLOW_PER_CFS, wntr_flow_unit_factor
+    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS, wntr_flow_unit_factor
     fu = flow_units.upper()
     us = fu in US_FLOW_UNITS
     press = None
@@ -244,7 +244,7 @@ def compile_controls(inp_text: str, node_index: dict[str, int], link_index: dict
 
     elevation_m: node elevations (reservoirs: their head, as EPANET's Node.El). Raises ControlError where
     EPANET would refuse the file."""
-    from hydraulics.rules import RuleParser
+    from parktwin.hydraulics.rules import RuleParser
     u = file_units(inp_text, flow_units, specific_gravity)
     controls = []
     rp = RuleParser(node_index, link_index, link_kind, node_kind, u)
@@ -273,7 +273,7 @@ def compile_controls_from_file(path, node_index, link_index, link_kind, node_kin
 # --------------------------------------------------------------------------- to internal units
 def to_internal(items, sn: SolverNetwork) -> tuple:
     """SimpleControl -> InternalControl, Rule -> RuleInternal (once per solver); internal items pass."""
-    from hydraulics.rules import Rule, rule_to_internal
+    from parktwin.hydraulics.rules import Rule, rule_to_internal
     tank_of = {int(n): t for t, n in enumerate(sn.tank_node)}
     out = []
     for c in items:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics.network import HeadlossFormula, LinkKind, NetworkArrays, PumpCurveKind
+from parktwin.hydraulics.network import HeadlossFormula, LinkKind, NetworkArrays, PumpCurveKind
 
 M_PER_FT = 0.3048
 PSI_PER_FT = 0.4333
@@ -229,7 +229,7 @@ def build_solver_network(net: NetworkArrays) -> SolverNetwork:
 
 
 def _epanet_flow_per_cfs(flow_units: str) -> float:
-    from hydraulics.compile import EPANET_FLOW_PER_CFS
+    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS
     return EPANET_FLOW_PER_CFS[flow_units]
 
 

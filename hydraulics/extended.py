@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.epanet_units import QZERO, tank_grade
-from hydraulics.inputs import BatchInputs
-from hydraulics.results import QUANTITIES, ResultSet
+from parktwin.hydraulics.epanet_units import QZERO, tank_grade
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.results import QUANTITIES, ResultSet
 
 SECONDS_PER_DAY = 86400
 
@@ -49,7 +49,7 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
     """Run the batch for `duration_s` seconds. `out`, a result set of the same batch, network and
     report times, is filled and returned instead of a new one: a study that runs chunk after chunk
     then reuses its memory (fresh pages cost more than the solve on small networks)."""
-    from hydraulics.controls import apply_simple_controls, control_time_step
+    from parktwin.hydraulics.controls import apply_simple_controls, control_time_step
     net, sn = solver.net, solver.sn
     tm = net.time
     times = report_times(net, duration_s)
@@ -194,21 +194,21 @@ def tank_levels(sn, st, dt):
 def _rule_engine(solver):
     if not solver.net.rules:
         return None
-    from hydraulics.rules import RuleEngine
+    from parktwin.hydraulics.rules import RuleEngine
     tm = solver.net.time
     return RuleEngine(solver.net.rules, solver.sn, rule_step_s=tm.rule_step_s, clock_start_s=tm.start_clocktime_s)
 
 
 def _subset_outcome(outcome, sel):
-    from hydraulics.gga import StepOutcome
+    from parktwin.hydraulics.gga import StepOutcome
     return StepOutcome(outcome.converged[sel], outcome.iterations[sel], outcome.relative_error[sel], outcome.failed[sel])
 
 
 def _take(state, cols):
-    from hydraulics.gga import _take as take
+    from parktwin.hydraulics.gga import _take as take
     return take(state, cols)
 
 
 def _put(state, sub, cols):
-    from hydraulics.gga import _put as put
+    from parktwin.hydraulics.gga import _put as put
     put(state, sub, cols)

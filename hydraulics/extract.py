@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.coefficients import CLOSED, OPEN
-from hydraulics.network import LinkKind
-from hydraulics.results import QUANTITIES
-from hydraulics.epanet_units import M_PER_FT
+from parktwin.hydraulics.coefficients import CLOSED, OPEN
+from parktwin.hydraulics.network import LinkKind
+from parktwin.hydraulics.results import QUANTITIES
+from parktwin.hydraulics.epanet_units import M_PER_FT
 
 
 def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarray:
@@ -19,7 +19,7 @@ def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarra
 def _transposer(solver):
     """into(dst [B, N] view, src [N, B], scale): dst = src.T * scale; tiled and compiled on numba."""
     if getattr(solver.backend, "name", "") == "numba":
-        from kernels.hydraulic_numba import transpose_scaled
+        from parktwin.kernels.hydraulic_numba import transpose_scaled
 
         def fast(dst, src, scale):
             transpose_scaled(np.ascontiguousarray(src), float(scale), dst)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.coefficients import CLOSED
-from hydraulics.epanet_units import TINY, SolverNetwork
-from hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
+from parktwin.hydraulics.coefficients import CLOSED
+from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
+from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
 
@@ -36,7 +36,7 @@ def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | 
 
 class FusedGradientSolver:
     def __init__(self, sn: SolverNetwork, assembler, settings):
-        from kernels import gga_numba
+        from parktwin.kernels import gga_numba
         self.kernel = gga_numba.iterate
         self.sn = sn
         self.settings = settings
@@ -108,7 +108,7 @@ class FusedGradientSolver:
                 q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
     def solve(self, st, bad_valve):
-        from hydraulics.gga import StepOutcome
+        from parktwin.hydraulics.gga import StepOutcome
         s = self.settings
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
         lanes = _Lanes(st.batch_size, s.check_frequency)

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics.assemble import Assembler
-from hydraulics.coefficients import ACTIVE, XFCV, XPRESSURE
-from hydraulics.epanet_units import SolverNetwork
-from hydraulics.network import LinkKind
-from hydraulics.status import link_status, pressure_switch, valve_status
+from parktwin.hydraulics.assemble import Assembler
+from parktwin.hydraulics.coefficients import ACTIVE, XFCV, XPRESSURE
+from parktwin.hydraulics.epanet_units import SolverNetwork
+from parktwin.hydraulics.network import LinkKind
+from parktwin.hydraulics.status import link_status, pressure_switch, valve_status
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class GradientSolver:
         self.valve_rows = np.flatnonzero(kind >= LinkKind.PRV)
         self.fused = None
         if getattr(backend, "name", "") == "numba":
-            from hydraulics.fused import FusedGradientSolver, unsupported_reason
+            from parktwin.hydraulics.fused import FusedGradientSolver, unsupported_reason
             if unsupported_reason(sn, settings, junction_controls) is None:
                 self.fused = FusedGradientSolver(sn, self.assembler, settings)
 

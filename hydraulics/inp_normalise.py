@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hydraulics.inp_options import _emit_options, _emit_times, _Net
-from hydraulics.inp_sections import _collect, _emit_network
+from parktwin.hydraulics.inp_options import _emit_options, _emit_times, _Net
+from parktwin.hydraulics.inp_sections import _collect, _emit_network
 # Callers (inp_reader, tests) import these helpers from here; the split into modules is internal.
-from hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, MAXTOKS, OUT_ORDER, PRESSURE_VALVES, PSI_PER_FT,
+from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, MAXTOKS, OUT_ORDER, PRESSURE_VALVES, PSI_PER_FT,
                                    SECTIONS, SI_FLOWS, VALVE_TYPES, VISCOS, Line, NormaliseError, _Out, findmatch,
                                    fmt, hms, hours, isnum, match, num, split_sections, tokenise)
 

@@ -5,7 +5,7 @@ such as the pressure unit and the default pattern change how those sections are 
 """
 from __future__ import annotations
 
-from hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, PSI_PER_FT, SI_FLOWS, VISCOS, Line, _atoi,
+from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, PSI_PER_FT, SI_FLOWS, VISCOS, Line, _atoi,
                                    _Out, fmt, hms, hours, isnum, match, num)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import wntr
 from wntr.epanet.exceptions import EpanetException
 
-from hydraulics.inp_normalise import SECTIONS, NormaliseError, findmatch, normalise, tokenise
+from parktwin.hydraulics.inp_normalise import SECTIONS, NormaliseError, findmatch, normalise, tokenise
 
 __all__ = ['InpError', 'InpExtras', 'read_inp', 'read_inp_with_extras']
 

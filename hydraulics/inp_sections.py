@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hydraulics.inp_options import _Net, _option, _time
-from hydraulics.inp_tokens import (M_PER_FT, PRESSURE_VALVES, PSI_PER_FT, VALVE_TYPES, Line, NormaliseError, _Out,
+from parktwin.hydraulics.inp_options import _Net, _option, _time
+from parktwin.hydraulics.inp_tokens import (M_PER_FT, PRESSURE_VALVES, PSI_PER_FT, VALVE_TYPES, Line, NormaliseError, _Out,
                                    _range, findmatch, fmt, hms, hours, isnum, match, num)
 
 

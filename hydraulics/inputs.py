@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from hydraulics.network import NetworkArrays
+from parktwin.hydraulics.network import NetworkArrays
 
 LEAK_DISCHARGE_COEFF = 0.75
 GRAVITY_MS2 = 9.81

@@ -12,13 +12,13 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
-from hydraulics.controls import (
+from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
+from parktwin.hydraulics.controls import (
     MISSING, SECONDS_PER_DAY, ControlError, FileUnits, findmatch, getfloat, hour, pump_restart_flow,
     setting_si_factor, setting_to_internal,
 )
-from hydraulics.epanet_units import TINY, SolverNetwork
-from hydraulics.network import LinkKind, NodeKind
+from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
+from parktwin.hydraulics.network import LinkKind, NodeKind
 
 RULE_WORDS = ("RULE", "IF", "AND", "OR", "THEN", "ELSE", "PRIO", "DISABLED")
 VARIABLES = ("DEMAND", "HEAD", "GRADE", "LEVEL", "PRESSURE", "FLOW", "STATUS", "SETTING", "POWER", "TIME",
@@ -259,7 +259,7 @@ class RuleEngine:
     """
 
     def __init__(self, rules, sn: SolverNetwork, *, rule_step_s: int, clock_start_s: int):
-        from hydraulics.controls import to_internal
+        from parktwin.hydraulics.controls import to_internal
         self.rules: tuple[RuleInternal, ...] = to_internal(tuple(rules), sn)
         self.sn = sn
         self.rule_step_s = int(rule_step_s)

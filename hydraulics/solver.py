@@ -10,13 +10,13 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import scipy.sparse as sp
 
-from hydraulics.coefficients import CLOSED, OPEN
-from hydraulics.epanet_units import M_PER_FT, SolverNetwork, build_solver_network, tank_volume
-from hydraulics.gga import GgaSettings, GradientSolver
-from hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF, BatchInputs
-from hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
-from hydraulics.results import ResultSet
-from hydraulics.state import HydraulicState, initial_state
+from parktwin.hydraulics.coefficients import CLOSED, OPEN
+from parktwin.hydraulics.epanet_units import M_PER_FT, SolverNetwork, build_solver_network, tank_volume
+from parktwin.hydraulics.gga import GgaSettings, GradientSolver
+from parktwin.hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF, BatchInputs
+from parktwin.hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
+from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.state import HydraulicState, initial_state
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class SolverOptions:
 
 class HydraulicSolver:
     def __init__(self, net: NetworkArrays, options: SolverOptions = SolverOptions()):
-        from kernels.registry import get_backend
+        from parktwin.kernels.registry import get_backend
         self.net = net
         self.options = options
         self.backend = get_backend(options.backend)
@@ -46,7 +46,7 @@ class HydraulicSolver:
             damp_limit=o.damp_limit, head_error_limit_ft=o.head_error_limit_m / M_PER_FT,
             flow_change_limit_cfs=o.flow_change_limit_m3s / net.m3s_per_cfs,
         )
-        from hydraulics.controls import to_internal
+        from parktwin.hydraulics.controls import to_internal
         self.controls = to_internal(net.controls, self.sn)
         self.gga = GradientSolver(self.sn, self.backend, settings,
                                   junction_controls=[c for c in self.controls if 0 <= c.node < net.n_junctions])
@@ -236,7 +236,7 @@ class HydraulicSolver:
     def run(self, inputs: BatchInputs | None = None, duration_s: int = 0) -> ResultSet:
         inputs = inputs or BatchInputs.base(1)
         if duration_s and duration_s > 0:
-            from hydraulics.extended import run_extended
+            from parktwin.hydraulics.extended import run_extended
             return run_extended(self, inputs, int(duration_s))
         return self.snapshot(inputs)
 
@@ -253,7 +253,7 @@ class HydraulicSolver:
         st = self._initial(inputs, flow_prev)
         time_s = np.zeros(inputs.batch_size, np.int64)
         self.apply_demands(st, inputs, time_s)
-        from hydraulics.controls import apply_simple_controls
+        from parktwin.hydraulics.controls import apply_simple_controls
         apply_simple_controls(self.controls, self.sn, st, time_s, self.net.time.start_clocktime_s)
         outcome = self.gga.solve(st)
         res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size,
@@ -264,7 +264,7 @@ class HydraulicSolver:
 
     def record(self, res: ResultSet, t_index: int, st: HydraulicState, outcome, cols=None):
         """Copy one time step of the state into the result set, converted to SI."""
-        from hydraulics.extract import state_to_si
+        from parktwin.hydraulics.extract import state_to_si
         state_to_si(self, res, t_index, st, outcome, cols)
 
 

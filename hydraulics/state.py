@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, pcv_loss_coeff
-from hydraulics.epanet_units import QZERO, SolverNetwork
-from hydraulics.network import LinkKind, STATUS_ACTIVE, STATUS_CLOSED
+from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, pcv_loss_coeff
+from parktwin.hydraulics.epanet_units import QZERO, SolverNetwork
+from parktwin.hydraulics.network import LinkKind, STATUS_ACTIVE, STATUS_CLOSED
 
 
 @dataclass

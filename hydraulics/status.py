@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hydraulics.coefficients import ACTIVE, CLOSED, OPEN, TEMPCLOSED, XFCV, XHEAD, XPRESSURE
-from hydraulics.epanet_units import BIG, HTOL, QTOL, TINY, SolverNetwork
-from hydraulics.network import LinkKind, PumpCurveKind
+from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, TEMPCLOSED, XFCV, XHEAD, XPRESSURE
+from parktwin.hydraulics.epanet_units import BIG, HTOL, QTOL, TINY, SolverNetwork
+from parktwin.hydraulics.network import LinkKind, PumpCurveKind
 
 
 def _mask(only, batch):

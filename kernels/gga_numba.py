@@ -13,10 +13,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
+from parktwin.kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                QTOL, TEMPCLOSED, TINY, XFCV, XHEAD, XPRESSURE, _coefficients, _emitter,
                                _valve)
-from kernels.ldl_numba import _factor_block, _substitute_block
+from parktwin.kernels.ldl_numba import _factor_block, _substitute_block
 
 
 

@@ -12,8 +12,8 @@ from enum import Enum
 
 import numpy as np
 
-from hydraulics.inputs import LEAK_DISCHARGE_COEFF
-from hydraulics.network import LinkKind, NetworkArrays, NodeKind
+from parktwin.hydraulics.inputs import LEAK_DISCHARGE_COEFF
+from parktwin.hydraulics.network import LinkKind, NetworkArrays, NodeKind
 
 # The element id that means "every junction" (only where the element kind allows it).
 ALL_JUNCTIONS = "*"

@@ -7,10 +7,10 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.inputs import BatchInputs
 
 if TYPE_CHECKING:   # scenarios.perturbations imports this module
-    from scenarios.perturbations import PerturbationTable
+    from parktwin.scenarios.perturbations import PerturbationTable
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import NetworkArrays
-from hydraulics.results import ResultSet
-from hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 
 SolveChunk = Callable[[HydraulicSolver, BatchInputs, np.ndarray], ResultSet]
 

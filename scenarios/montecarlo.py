@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays
-from hydraulics.solver import SolverOptions
-from scenarios.executor import ExecutorOptions
-from scenarios.runner import Progress, RunSummary, run_batch
-from scenarios.samplers import sample_batch
-from scenarios.spec import ScenarioSpec
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.solver import SolverOptions
+from parktwin.scenarios.executor import ExecutorOptions
+from parktwin.scenarios.runner import Progress, RunSummary, run_batch
+from parktwin.scenarios.samplers import sample_batch
+from parktwin.scenarios.spec import ScenarioSpec
 
 STORES = ("full", "summary")
 HISTOGRAM_BUDGET_BYTES = 256 * 2 ** 20
@@ -27,7 +27,7 @@ def summary_options_for(net: NetworkArrays, n_times: int, service_pressure_m: fl
     """Summary options whose pressure histograms fit HISTOGRAM_BUDGET_BYTES: a histogram per node and report
     time, so a long extended-period study gets wider bins (quantiles stay within one bin) instead of
     gigabytes of state."""
-    from scenarios.statistics import SummaryOptions
+    from parktwin.scenarios.statistics import SummaryOptions
     base = SummaryOptions() if service_pressure_m is None else SummaryOptions(service_pressure_m=service_pressure_m)
     span = base.pressure_hist_high_m - base.pressure_hist_low_m
     for width in _BIN_WIDTHS_M:
@@ -50,8 +50,8 @@ def run_monte_carlo(net: NetworkArrays, spec: ScenarioSpec, out_path, *, store: 
     if store == "full":
         return run_batch(net, batch, options, duration_s, Path(out_path), resume=resume, progress=progress,
                          float_dtype=float_dtype, executor=executor)
-    from scenarios.runner import report_times_s
-    from scenarios.summary_run import run_summary
+    from parktwin.scenarios.runner import report_times_s
+    from parktwin.scenarios.summary_run import run_summary
     if summary_options is None:
         summary_options = summary_options_for(net, len(report_times_s(net, duration_s)))
     return run_summary(net, batch, options, duration_s, Path(out_path), resume=resume, progress=progress,

@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from scenarios.perturbations import COLUMNS, DEFAULT_H5_GROUP, PerturbationError, PerturbationTable
+from parktwin.scenarios.perturbations import COLUMNS, DEFAULT_H5_GROUP, PerturbationError, PerturbationTable
 
 
 def read_perturbations(path, *, group: str = DEFAULT_H5_GROUP, allow_empty: bool = False) -> PerturbationTable:

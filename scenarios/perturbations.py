@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import NetworkArrays
-from scenarios.attributes import (ALL_JUNCTIONS, ATTRIBUTES, STATUS_WORDS, ElementKind, ValueKind,
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.scenarios.attributes import (ALL_JUNCTIONS, ATTRIBUTES, STATUS_WORDS, ElementKind, ValueKind,
                                   attribute_names, describe_element, element_columns)
-from scenarios.batch import ScenarioBatch
+from parktwin.scenarios.batch import ScenarioBatch
 
 COLUMNS = ("scenario", "element", "attribute", "value")
 DEFAULT_H5_GROUP = "scenario/perturbations"
@@ -415,6 +415,6 @@ def __getattr__(name: str):
     # The file readers build PerturbationTables, so they import this module; loading them on first use
     # keeps `from scenarios.perturbations import read_perturbations` working whichever module loads first.
     if name == "read_perturbations":
-        from scenarios.perturbation_files import read_perturbations
+        from parktwin.scenarios.perturbation_files import read_perturbations
         return read_perturbations
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

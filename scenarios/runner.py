@@ -23,13 +23,13 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import NetworkArrays
-from hydraulics.results import ResultSet
-from hydraulics.solver import HydraulicSolver, SolverOptions
-from scenarios.batch import ScenarioBatch
-from scenarios.executor import ExecutorOptions, solve_chunks
-from scenarios.store import ResultStore
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.scenarios.batch import ScenarioBatch
+from parktwin.scenarios.executor import ExecutorOptions, solve_chunks
+from parktwin.scenarios.store import ResultStore
 
 Progress = Callable[[int, int], None]   # (scenarios done, scenarios in the batch)
 
@@ -51,7 +51,7 @@ def report_times_s(net: NetworkArrays, duration_s: int) -> np.ndarray:
     """The time axis the solver will report: [0] for a snapshot, else the network's report times."""
     if not duration_s or duration_s <= 0:
         return np.zeros(1, np.int64)
-    from hydraulics.extended import report_times
+    from parktwin.hydraulics.extended import report_times
     return report_times(net, int(duration_s))
 
 

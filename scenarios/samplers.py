@@ -17,11 +17,11 @@ import numpy as np
 from scipy.special import ndtri     # the inverse standard normal CDF, what scipy.stats.norm.ppf calls
 from scipy.stats import qmc
 
-from hydraulics.network import LinkKind, NetworkArrays
-from scenarios.attributes import ElementKind, describe_element, element_columns
-from scenarios.batch import ScenarioBatch
-from scenarios.perturbations import PerturbationTable, build_batch
-from scenarios.spec import MAX_ROWS, SAMPLERS, SOBOL_MAX_DIMENSIONS, ScenarioSpec, SpecError
+from parktwin.hydraulics.network import LinkKind, NetworkArrays
+from parktwin.scenarios.attributes import ElementKind, describe_element, element_columns
+from parktwin.scenarios.batch import ScenarioBatch
+from parktwin.scenarios.perturbations import PerturbationTable, build_batch
+from parktwin.scenarios.spec import MAX_ROWS, SAMPLERS, SOBOL_MAX_DIMENSIONS, ScenarioSpec, SpecError
 
 # scipy 1.15 renamed qmc's `seed` to `rng`; a Generator passed either way gives the same stream.
 _QMC_RNG = "rng" if "rng" in inspect.signature(qmc.Sobol).parameters else "seed"

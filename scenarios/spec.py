@@ -43,10 +43,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays
+from parktwin.hydraulics.network import NetworkArrays
 
 if TYPE_CHECKING:
-    from scenarios.samplers import Selection
+    from parktwin.scenarios.samplers import Selection
 
 SAMPLERS = ("mc", "lhs", "sobol")
 LOCATIONS = ("uniform", "pipe_length")
@@ -276,7 +276,7 @@ class ScenarioSpec:
         """The checks that need the network (ids, counts, the row cap, Sobol's dimension limit);
         returns the elements each section draws from (`scenarios.samplers.Selection`)."""
         # samplers imports this module for the specification types, so it is loaded on first use.
-        from scenarios.samplers import select
+        from parktwin.scenarios.samplers import select
         return select(self, net)
 
     def to_toml(self) -> str:

@@ -21,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hydraulics.results import ResultSet
+from parktwin.hydraulics.results import ResultSet
 
 MAX_SCENARIOS = 2**32 - 1      # histogram counts are uint32 and the two-word sums are sized for this
 MAX_UNITS = 2.0**62            # larger |value| in resolution units is not physical: the time is invalid

@@ -25,8 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hydraulics.network import NetworkArrays
-from hydraulics.results import ResultSet
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.results import ResultSet
 
 STRING_DTYPE = h5py.string_dtype("utf-8")
 MAX_SCENARIOS_PER_CHUNK = 256

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays
-from hydraulics.solver import HydraulicSolver, SolverOptions
-from scenarios.batch import ScenarioBatch
-from scenarios.executor import ExecutorOptions
-from scenarios.runner import Progress, RunSummary, device_name, report_times_s, run_attrs, run_chunks
-from scenarios.statistics import SummaryOptions
-from scenarios.summary_store import SummaryStore, read_accumulator, read_summary
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.scenarios.batch import ScenarioBatch
+from parktwin.scenarios.executor import ExecutorOptions
+from parktwin.scenarios.runner import Progress, RunSummary, device_name, report_times_s, run_attrs, run_chunks
+from parktwin.scenarios.statistics import SummaryOptions
+from parktwin.scenarios.summary_store import SummaryStore, read_accumulator, read_summary
 
 
 class _Adding:

@@ -33,10 +33,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from hydraulics.network import LinkKind, NetworkArrays
-from hydraulics.results import ResultSet
-from scenarios.statistics import SummaryAccumulator, SummaryOptions
-from scenarios.store import (CHUNK_CACHE_BYTES, STRING_DTYPE, StoreMismatch, _as_rows, _attr_value, _runs,
+from parktwin.hydraulics.network import LinkKind, NetworkArrays
+from parktwin.hydraulics.results import ResultSet
+from parktwin.scenarios.statistics import SummaryAccumulator, SummaryOptions
+from parktwin.scenarios.store import (CHUNK_CACHE_BYTES, STRING_DTYPE, StoreMismatch, _as_rows, _attr_value, _runs,
                               _utc_now, is_complete, open_to_resume, parktwin_version,
                               write_network)
 

@@ -29,7 +29,7 @@ def compared_nodes(node_types, link_nodes, link_types, status) -> np.ndarray:
     An active FCV fixes a flow, not a head, and EPANET gives it a conductance of 1e-8: a zone fed only
     through one has no defined head, so it does not join its nodes to a source.
     """
-    from hydraulics.oracle import source_connected_nodes
+    from parktwin.hydraulics.oracle import source_connected_nodes
     fcv = np.asarray(link_types) == 6   # EN_FCV
     joining = np.where(fcv[None, :] & (np.atleast_2d(status) == 2), 0, np.atleast_2d(status))
     mask = source_connected_nodes((np.asarray(node_types), np.asarray(link_nodes)), joining)

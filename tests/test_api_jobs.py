@@ -159,8 +159,8 @@ def test_restart_with_a_job_in_flight(tmp_path):
 
 def test_a_failed_jobs_error_names_no_server_path():
     """The worker records whatever its failure said (h5py, WNTR, the OS); the status never shows a path."""
-    from api.server.errors import register_root
-    from api.server.routes_jobs import _status
+    from parktwin.api.server.errors import register_root
+    from parktwin.api.server.routes_jobs import _status
     register_root("/srv/parktwin-data")
     row = {"id": "j-0123456789ab", "status": "failed", "target": "example/supply", "scenarios": 10,
            "scenarios_done": 3, "store": "summary", "duration_s": 0, "created_utc": "t", "started_utc": None,

@@ -2,7 +2,7 @@
 used first, the bundled example always kept, so uploads cannot grow the server's memory without bound."""
 from __future__ import annotations
 
-from api.server.registry import EXAMPLE_ID, Registry
+from parktwin.api.server.registry import EXAMPLE_ID, Registry
 from test_api_whatif import EXAMPLE, park_zip
 
 

@@ -41,7 +41,7 @@ class ApiServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(self.port),
+            self.proc = subprocess.Popen([sys.executable, "-m", "parktwin.api.cli", "serve", "--port", str(self.port),
                                           "--data-dir", str(self.data_dir), *self.args],
                                          cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.time() + 90
@@ -319,8 +319,8 @@ def test_size_caps_and_content_types(client):
 
 def test_ids_are_checked_before_they_touch_the_file_system(tmp_path):
     """Hostile ids never become paths, even where the path they would name exists."""
-    from api.server.errors import ApiError
-    from api.server.registry import Registry
+    from parktwin.api.server.errors import ApiError
+    from parktwin.api.server.registry import Registry
     data = tmp_path / "data"
     registry = Registry(data, EXAMPLE, 2 ** 20, 64)
     (data / "park.toml").write_text("x")             # what parks/.. and networks/.. would reach
@@ -339,7 +339,7 @@ def test_ids_are_checked_before_they_touch_the_file_system(tmp_path):
 
 
 def test_a_zipped_folder_from_macos_is_a_park(tmp_path):
-    from api.server.registry import Registry
+    from parktwin.api.server.registry import Registry
     files = {n: (EXAMPLE / n).read_bytes() for n in PARK_FILES}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -395,8 +395,8 @@ def test_city_fresh_head(client):
 
 def test_a_zip_that_cannot_be_unpacked_is_a_422(tmp_path):
     """Corrupt data, an encrypted entry, an unknown compression method: the client's file, not a 500/501."""
-    from api.server.errors import ApiError
-    from api.server.registry import Registry
+    from parktwin.api.server.errors import ApiError
+    from parktwin.api.server.registry import Registry
     registry = Registry(tmp_path / "data", EXAMPLE, 2 ** 27, 64)
     good = park_zip(folder="")
     corrupt = bytearray(good)

@@ -61,7 +61,7 @@ def _env() -> dict[str, str]:
 
 def cli(*args, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `parktwin ARGS` as a user would, from the repository root."""
-    return subprocess.run([sys.executable, "-m", "api.cli", *map(str, args)], cwd=REPO, env=_env(),
+    return subprocess.run([sys.executable, "-m", "parktwin.api.cli", *map(str, args)], cwd=REPO, env=_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -92,15 +92,15 @@ def write_csv(path: Path, text: str) -> Path:
 
 
 def read_file_results(path: Path):
-    from scenarios.store import read_results
+    from parktwin.scenarios.store import read_results
     return read_results(path)
 
 
 def solve_in_process(network: Path, table_path: Path, duration_s: int):
     """DESIGN's reference: the library's solver on the batch the table builds, in memory (float64)."""
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
-    from scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.scenarios.perturbations import build_batch, read_perturbations
     net = load_network(network)
     batch = build_batch(read_perturbations(table_path), net)
     return batch, HydraulicSolver(net, SolverOptions()).run(batch.inputs, duration_s)
@@ -127,10 +127,10 @@ DESIGN_ATTRS = ("parktwin_version", "network_sha256", "backend", "device", "crea
 
 
 def test_solve_snapshot_writes_a_complete_file_with_designs_layout(tmp_path):
-    from hydraulics.compile import load_network
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.solver import HydraulicSolver, SolverOptions
-    from scenarios.store import is_complete
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.scenarios.store import is_complete
 
     out = tmp_path / "r.h5"
     proc = ok(cli("solve", NET1, "--out", out))
@@ -178,7 +178,7 @@ def test_solve_snapshot_writes_a_complete_file_with_designs_layout(tmp_path):
 
 def test_float32_reservoir_pressure_is_zero(tmp_path):
     """A float32 file holds float32(the float64 answer): a reservoir's pressure is exactly 0."""
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     out = tmp_path / "r.h5"
     ok(cli("solve", NET1, "--out", out))
     net = load_network(NET1)
@@ -188,7 +188,7 @@ def test_float32_reservoir_pressure_is_zero(tmp_path):
 
 
 def test_solve_extended_reports_every_report_step(tmp_path):
-    from scenarios.store import is_complete
+    from parktwin.scenarios.store import is_complete
     out = tmp_path / "r.h5"
     proc = ok(cli("solve", NET1_3, "--out", out, "--duration", 21600))
     assert "extended period, 21600 s" in proc.stdout
@@ -210,8 +210,8 @@ def test_solve_extended_reports_every_report_step(tmp_path):
     (NET1_3, 10800, "double", 1e-12),
 ], ids=["snapshot-single", "snapshot-double", "extended-single", "extended-double"])
 def test_run_table_equals_the_library(tmp_path, network, duration, precision, rtol):
-    from scenarios.perturbations import PerturbationTable, read_perturbations
-    from scenarios.store import is_complete
+    from parktwin.scenarios.perturbations import PerturbationTable, read_perturbations
+    from parktwin.scenarios.store import is_complete
 
     table = write_csv(tmp_path / "table.csv", SCENARIO_TABLE)
     out = tmp_path / "r.h5"
@@ -307,7 +307,7 @@ def test_output_directory_missing(tmp_path):
 
 
 def test_cupy_without_a_gpu_says_why(tmp_path):
-    from kernels.registry import AVAILABLE, available_backends
+    from parktwin.kernels.registry import AVAILABLE, available_backends
     why = available_backends()["cupy"]
     if why == AVAILABLE:
         pytest.skip("cupy and a CUDA device are available here")
@@ -373,11 +373,11 @@ class _StopAfterTwoChunks(Exception):
 
 
 def test_resume_finishes_an_interrupted_file(tmp_path, resume_case):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import SolverOptions
-    from scenarios.perturbations import build_batch, read_perturbations
-    from scenarios.runner import run_batch
-    from scenarios.store import is_complete
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.runner import run_batch
+    from parktwin.scenarios.store import is_complete
 
     table, reference = resume_case
     ref, _ = read_file_results(reference)
@@ -420,7 +420,7 @@ def test_resume_finishes_an_interrupted_file(tmp_path, resume_case):
 
 INTERRUPT_AFTER_TWO_CHUNKS = """
 import sys
-import scenarios.runner as runner
+import parktwin.scenarios.runner as runner
 
 real_run_batch = runner.run_batch
 
@@ -435,13 +435,13 @@ def run_batch(*args, progress=None, **kwargs):
     return real_run_batch(*args, progress=interrupting, **kwargs)
 
 runner.run_batch = run_batch
-from api.cli import main
+from parktwin.api.cli import main
 main(sys.argv[1:])
 """
 
 
 def test_ctrl_c_leaves_a_resumable_file(tmp_path, resume_case):
-    from scenarios.store import is_complete
+    from parktwin.scenarios.store import is_complete
     table, reference = resume_case
     out = tmp_path / "r.h5"
     args = ["run", NET1_3, "--scenarios", table, "--out", out, "--chunk-size", CHUNK,

@@ -25,7 +25,7 @@ def _park(tmp_path):
 
 def test_park_run_writes_indicators_and_balance(tmp_path):
     folder, out = _park(tmp_path), tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "api.cli", "park", "run", str(folder), "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "park", "run", str(folder), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     indicators = json.loads((out / "indicators.json").read_text())
@@ -39,7 +39,7 @@ def test_park_run_snapshot_and_day_differ_only_where_time_matters(tmp_path):
     outs = {}
     for label, extra in (("day", []), ("snapshot", ["--snapshot"])):
         out = tmp_path / label
-        done = subprocess.run([sys.executable, "-m", "api.cli", "park", "run", str(folder), "--out", str(out), *extra],
+        done = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "park", "run", str(folder), "--out", str(out), *extra],
                               cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         outs[label] = (json.loads((out / "indicators.json").read_text()), json.loads((out / "balance.json").read_text()))
@@ -55,7 +55,7 @@ def test_park_run_snapshot_and_day_differ_only_where_time_matters(tmp_path):
 def test_park_mc_writes_study_and_summary(tmp_path):
     example = REPO / "twin" / "example_park"
     out = tmp_path / "study.h5"
-    cmd = [sys.executable, "-m", "api.cli", "park", "mc", str(example), "--out", str(out), "--scenarios", "60",
+    cmd = [sys.executable, "-m", "parktwin.api.cli", "park", "mc", str(example), "--out", str(out), "--scenarios", "60",
            "--seed", "2", "--outage-probability", "0.5"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -14,13 +14,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hydraulics.controls import (
+from parktwin.hydraulics.controls import (
     ControlError, InternalControl, SimpleControl, apply_simple_controls, compile_controls,
     compile_controls_from_file, control_time_step, getfloat, hour, to_internal, tokens,
 )
-from hydraulics.network import LinkKind, NodeKind, PumpCurveKind
-from hydraulics.rules import Rule, RuleEngine, RuleInternal
-from hydraulics.state import HydraulicState
+from parktwin.hydraulics.network import LinkKind, NodeKind, PumpCurveKind
+from parktwin.hydraulics.rules import Rule, RuleEngine, RuleInternal
+from parktwin.hydraulics.state import HydraulicState
 
 
 def _hydraulic_state(**arrays) -> HydraulicState:

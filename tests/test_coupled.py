@@ -6,9 +6,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from test_park import NET1, VALID, _write_park   # the valid park.toml of the loader's tests
-from twin import balance as bal
-from twin.coupled import run_park, write_outputs
-from twin.park import load_park
+from parktwin.twin import balance as bal
+from parktwin.twin.coupled import run_park, write_outputs
+from parktwin.twin.park import load_park
 
 pytestmark = pytest.mark.skipif(not NET1.exists(), reason=f"{NET1} not found")
 

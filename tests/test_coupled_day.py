@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF
-from twin.coupled import run_park
-from twin.park import load_park
-from twin.park_hydraulics import shift_profile
-from twin.whatif import JunctionLeak, apply
+from parktwin.hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF
+from parktwin.twin.coupled import run_park
+from parktwin.twin.park import load_park
+from parktwin.twin.park_hydraulics import shift_profile
+from parktwin.twin.whatif import JunctionLeak, apply
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "twin" / "example_park"
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_runs_example_park(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run([sys.executable, "-m", "api.cli", "demo", "--out-dir", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "demo", "--out-dir", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reuse_rate" in proc.stdout and "substitution_rate" in proc.stdout

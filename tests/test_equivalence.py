@@ -12,14 +12,14 @@ RTOL = 1e-9
 
 
 def _backends():
-    from kernels.registry import available_backends
+    from parktwin.kernels.registry import available_backends
     return [name for name, state in available_backends().items() if state == "available"]
 
 
 def _mixed_scenarios(net, n, seed):
     """Leaks, demand changes, closures, roughness, tank levels, pump speeds and valve settings."""
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.network import LinkKind
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.network import LinkKind
     rng = np.random.default_rng(seed)
     nj, nl = net.n_junctions, net.n_links
     leak = np.zeros((n, nj))
@@ -41,8 +41,8 @@ def _mixed_scenarios(net, n, seed):
 
 
 def _solve(path, backend, inputs, duration_s=0):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     solver = HydraulicSolver(load_network(path), SolverOptions(backend=backend))
     return solver, solver.run(inputs, duration_s)
 
@@ -58,7 +58,7 @@ def _assert_same(a, b, what):
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("path,duration_s", [(LTOWN, 0), (NET1_3, 6 * 3600)], ids=["l-town-snapshot", "net1-3-6h"])
 def test_batch_equals_loop_of_single_solves(backend, path, duration_s):
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     net = load_network(path)
     inputs = _mixed_scenarios(net, 64, seed=7)
     solver, batch = _solve(path, backend, inputs, duration_s)
@@ -70,7 +70,7 @@ def test_batch_equals_loop_of_single_solves(backend, path, duration_s):
 
 @pytest.mark.parametrize("path,duration_s", [(LTOWN, 0), (NET1_3, 6 * 3600)], ids=["l-town-snapshot", "net1-3-6h"])
 def test_backends_agree(path, duration_s):
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     names = _backends()
     assert "numpy" in names and "numba" in names
     inputs = _mixed_scenarios(load_network(path), 64, seed=11)
@@ -81,9 +81,9 @@ def test_backends_agree(path, duration_s):
 
 
 def test_gpu_equals_cpu():
-    from kernels.registry import available_backends
+    from parktwin.kernels.registry import available_backends
     state = available_backends().get("cupy", "unknown")
     if state != "available":
         pytest.skip(f"cupy backend: {state}")
-    inputs = _mixed_scenarios(__import__("hydraulics.compile").compile.load_network(LTOWN), 256, seed=3)
+    inputs = _mixed_scenarios(__import__("parktwin.hydraulics.compile").compile.load_network(LTOWN), 256, seed=3)
     _assert_same(_solve(LTOWN, "cupy", inputs)[1], _solve(LTOWN, "numba", inputs)[1], "cupy vs numba")

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.park import NETWORKS, load_park
+from parktwin.twin.park import NETWORKS, load_park
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "twin" / "example_park"
@@ -42,9 +42,9 @@ def _enterprise_demands(park, net_name, junction_ids):
 
 @pytest.mark.parametrize("net_name", NETWORKS)
 def test_network_solves(park, net_name):
-    from hydraulics.compile import load_network
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.solver import HydraulicSolver
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver
 
     net = load_network(park.network_path(net_name))
     nj = len(net.junction_ids)
@@ -62,9 +62,9 @@ def test_network_solves(park, net_name):
 @pytest.mark.parametrize("net_name", NETWORKS)
 def test_network_opens_in_epanet(park, net_name):
     pytest.importorskip("epanet", reason="owa-epanet (EPANET 2.3) is not installed")
-    from hydraulics.compile import load_network
-    from hydraulics.oracle import EpanetProject
-    from hydraulics.solver import HydraulicSolver
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.solver import HydraulicSolver
 
     path = park.network_path(net_name)
     with EpanetProject(path) as proj:
@@ -78,7 +78,7 @@ def test_network_opens_in_epanet(park, net_name):
 
 
 def test_generator_is_deterministic(tmp_path):
-    from twin.example_generator import generate
+    from parktwin.twin.example_generator import generate
 
     generate(tmp_path)
     for name in FILES:

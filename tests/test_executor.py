@@ -29,9 +29,9 @@ def ray_cluster():
 
 
 def _batch(net, n, seed):
-    from hydraulics.inputs import BatchInputs
-    from scenarios.batch import ScenarioBatch
-    from scenarios.perturbations import PerturbationTable
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.scenarios.batch import ScenarioBatch
+    from parktwin.scenarios.perturbations import PerturbationTable
     rng = np.random.default_rng(seed)
     leak = sp.csr_matrix((rng.uniform(2e-5, 5e-4, n), (np.arange(n), rng.integers(0, net.n_junctions, n))),
                          shape=(n, net.n_junctions))
@@ -45,10 +45,10 @@ DATASETS = ("node/head", "node/pressure", "node/demand", "node/leak", "link/flow
 
 
 def test_same_file_whatever_the_chunks_and_workers(tmp_path, ray_cluster):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import SolverOptions
-    from scenarios.executor import ExecutorOptions
-    from scenarios.runner import run_batch
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.scenarios.executor import ExecutorOptions
+    from parktwin.scenarios.runner import run_batch
     net = load_network(LTOWN)
     batch = _batch(net, 1200, seed=3)
     files = {}
@@ -66,7 +66,7 @@ def test_same_file_whatever_the_chunks_and_workers(tmp_path, ray_cluster):
 
 def _dies_once(solver, inputs, rows, marker, duration_s, time_s):
     """The first worker to get the chunk that holds scenario 0 dies before answering."""
-    from scenarios.runner import _solve_rows
+    from parktwin.scenarios.runner import _solve_rows
     if not os.path.exists(marker):
         with open(marker, "w") as fh:
             fh.write(str(os.getpid()))
@@ -75,9 +75,9 @@ def _dies_once(solver, inputs, rows, marker, duration_s, time_s):
 
 
 def test_a_dying_worker_loses_nothing(tmp_path, ray_cluster):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
-    from scenarios.executor import ExecutorOptions, solve_chunks
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.scenarios.executor import ExecutorOptions, solve_chunks
     net = load_network(LTOWN)
     batch = _batch(net, 600, seed=4)
     chunks = [np.arange(i, i + 100) for i in range(0, 600, 100)]

@@ -21,8 +21,8 @@ ARRAYS = ("head_m", "pressure_m", "demand_m3s", "leak_m3s", "flow_m3s", "status"
 
 @pytest.fixture(scope="module")
 def solver(tmp_path_factory):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     text = SAMPLETOWN.read_text()
     text = re.sub(r"(?m)^\s*Trials\s+\S+", " Trials 6", text)
     text = re.sub(r"(?m)^\s*Unbalanced\s+.*$", " Unbalanced STOP", text)
@@ -32,9 +32,9 @@ def solver(tmp_path_factory):
 
 
 def test_halted_scenarios_leave_nan_the_same_in_fresh_and_reused_memory(solver):
-    from hydraulics.extended import report_times, run_extended
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.results import ResultSet
+    from parktwin.hydraulics.extended import report_times, run_extended
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.results import ResultSet
     inputs = BatchInputs(len(MULTIPLIERS), demand_multiplier=MULTIPLIERS)
     fresh = run_extended(solver, inputs, 86400)
     halted = np.isnan(fresh.head_m[:, :, 0])
@@ -57,18 +57,18 @@ def test_halted_scenarios_leave_nan_the_same_in_fresh_and_reused_memory(solver):
 
 
 def test_a_buffer_of_another_shape_is_refused(solver):
-    from hydraulics.extended import report_times, run_extended
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.results import ResultSet
+    from parktwin.hydraulics.extended import report_times, run_extended
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.results import ResultSet
     small = ResultSet.allocate(solver.net.node_ids, solver.net.link_ids, report_times(solver.net, 86400), 2)
     with pytest.raises(ValueError, match="cannot take 3 x 25"):
         run_extended(solver, BatchInputs.base(3), 86400, out=small)
 
 
 def test_recording_only_pressures_gives_the_same_pressures(solver):
-    from hydraulics.extended import report_times, run_extended
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.results import ResultSet
+    from parktwin.hydraulics.extended import report_times, run_extended
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.results import ResultSet
     inputs = BatchInputs(len(MULTIPLIERS), demand_multiplier=MULTIPLIERS)
     full = run_extended(solver, inputs, 86400)
     times = report_times(solver.net, 86400)

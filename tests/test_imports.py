@@ -7,9 +7,10 @@ HEAVY = ("cupy", "ray", "pyvista", "fastapi")
 
 def test_lower_layers_import_light():
     code = (
-        "import sys, kernels, kernels.registry, kernels.symbolic, kernels.ldl_xp, hydraulics, "
-        "hydraulics.compile, hydraulics.solver, hydraulics.extended, hydraulics.oracle, scenarios, "
-        "scenarios.perturbations, scenarios.store, scenarios.runner\n"
+        "import sys, parktwin.kernels, parktwin.kernels.registry, parktwin.kernels.symbolic, parktwin.kernels.ldl_xp, "
+        "parktwin.hydraulics, parktwin.hydraulics.compile, parktwin.hydraulics.solver, parktwin.hydraulics.extended, "
+        "parktwin.hydraulics.oracle, parktwin.scenarios, parktwin.scenarios.perturbations, parktwin.scenarios.store, "
+        "parktwin.scenarios.runner\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

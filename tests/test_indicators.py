@@ -2,10 +2,10 @@
 import pytest
 from numpy.testing import assert_allclose
 
-from twin.indicators import (EnterpriseBalance, ParkBalance, Targets, balance_closure, discharge_to_city,
+from parktwin.twin.indicators import (EnterpriseBalance, ParkBalance, Targets, balance_closure, discharge_to_city,
                              evaluate, intake_per_unit_product, leakage_rate, reuse_rate, substitution_rate,
                              water_per_10k_yuan)
-from twin.quotas import QUOTAS, quota_for, sectors
+from parktwin.twin.quotas import QUOTAS, quota_for, sectors
 
 # Steelworks: Vi + Vu = 3000 + 600 = 3600 = Vco + Vd + Vl = 2400 + 1000 + 200 (balance closes).
 STEEL = EnterpriseBalance("steelworks", intake_fresh=3000.0, intake_unconventional=600.0, reused=60000.0,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hydraulics.inp_reader import InpError, InpExtras, read_inp, read_inp_with_extras
+from parktwin.hydraulics.inp_reader import InpError, InpExtras, read_inp, read_inp_with_extras
 
 en = pytest.importorskip('epanet.toolkit')
 

@@ -11,7 +11,7 @@ CASES = [("benchmarks/l-town.inp", 0), ("benchmarks/anytown.inp", 24 * 3600),
 
 
 def _leaky_batch(net, n, seed):
-    from hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.inputs import BatchInputs
     rng = np.random.default_rng(seed)
     leak = np.zeros((n, net.n_junctions))
     leak[np.arange(n), rng.integers(0, net.n_junctions, n)] = rng.uniform(2e-5, 5e-4, n)
@@ -20,8 +20,8 @@ def _leaky_batch(net, n, seed):
 
 @pytest.mark.parametrize("name,duration_s", CASES, ids=[c[0] for c in CASES])
 def test_mass_balance_at_every_junction(name, duration_s):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     path = NETWORKS / name
     if not path.exists():
         pytest.skip("../shared/networks is not beside the repository")

@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from kernels import ldl_xp
-from kernels.registry import available_backends, get_backend
-from kernels.symbolic import plan_symbolic
+from parktwin.kernels import ldl_xp
+from parktwin.kernels.registry import available_backends, get_backend
+from parktwin.kernels.symbolic import plan_symbolic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = 7
@@ -147,7 +147,7 @@ def test_numpy_backend_matches_spsolve(system):
 
 @pytest.mark.parametrize("block", [None, 3, 64])
 def test_numba_backend_matches_spsolve_and_numpy(system, block):
-    from kernels import ldl_numba
+    from parktwin.kernels import ldl_numba
 
     n, edge_row, edge_col, diag, offdiag, rhs = system
     plan = plan_symbolic(n, edge_row, edge_col)
@@ -251,9 +251,9 @@ def test_light_imports_do_not_load_heavy_modules():
     heavy = ["cupy", "numba", "ray", "pyvista", "fastapi"]
     code = (
         "import sys\n"
-        "import kernels, kernels.registry, kernels.symbolic, kernels.ldl_xp, kernels.xp\n"
+        "import parktwin.kernels.registry, parktwin.kernels.symbolic, parktwin.kernels.ldl_xp, parktwin.kernels.xp\n"
         f"print(','.join(name for name in {heavy!r} if name in sys.modules))\n"
-        "kernels.registry.available_backends()  # may import cupy to look for a device\n"
+        "parktwin.kernels.registry.available_backends()  # may import cupy to look for a device\n"
         "print('numba' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,

@@ -10,10 +10,10 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
 
-from hydraulics.compile import load_network
-from hydraulics.inputs import BatchInputs
-from hydraulics.solver import HydraulicSolver
-from twin.leak_location import LocateOptions, Reading, locate_leak, read_readings
+from parktwin.hydraulics.compile import load_network
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.solver import HydraulicSolver
+from parktwin.twin.leak_location import LocateOptions, Reading, locate_leak, read_readings
 
 REPO = Path(__file__).resolve().parents[1]
 SUPPLY = REPO / "twin" / "example_park" / "supply.inp"
@@ -106,13 +106,13 @@ def test_parktwin_locate(net, solver, tmp_path):
     rows = ["element,quantity,value,noise"] + [f"{r.element},{r.quantity},{r.value!r},{r.noise!r}"
                                                 for r in _loggers(net, _leak(net, solver, j, 1e-3), rng)]
     (tmp_path / "readings.csv").write_text("\n".join(rows) + "\n")
-    done = subprocess.run([sys.executable, "-m", "api.cli", "locate", str(SUPPLY), "--readings",
+    done = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "locate", str(SUPPLY), "--readings",
                            str(tmp_path / "readings.csv"), "--out", str(tmp_path / "where.json")],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "ALARM" in done.stdout and "S0707" in done.stdout
     found = json.loads((tmp_path / "where.json").read_text())
     assert found["alarm"] and "S0707" in [c["junction"] for c in found["candidates"][:3]]
-    bad = subprocess.run([sys.executable, "-m", "api.cli", "locate", str(SUPPLY), "--readings",
+    bad = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "locate", str(SUPPLY), "--readings",
                           str(tmp_path / "missing.csv")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "missing.csv" in bad.stderr and "Traceback" not in bad.stderr

@@ -21,8 +21,8 @@ N_SCENARIOS = 5000
 @pytest.mark.skipif(not LTOWN.exists(), reason="../shared/networks is not beside the repository")
 def test_ltown_leak_scenarios_match_epanet(tmp_path):
     from bench.toolkit_loop import junction_ids_of, make_leak_scenarios, run_toolkit_loop
-    from hydraulics.oracle import EpanetProject
-    from scenarios.store import is_complete, read_results
+    from parktwin.hydraulics.oracle import EpanetProject
+    from parktwin.scenarios.store import is_complete, read_results
 
     with EpanetProject(LTOWN, accuracy=EPANET_ACCURACY) as ep:
         junction_ids = junction_ids_of(ep)
@@ -40,7 +40,7 @@ def test_ltown_leak_scenarios_match_epanet(tmp_path):
             w.writerow([f"s{i}", junction_ids[junction[i]], "leak_area_m2", repr(float(area[i]))])
             w.writerow([f"s{i}", "*", "demand_multiplier", repr(float(mult[i]))])
     out = tmp_path / "leaks.h5"
-    cmd = [sys.executable, "-m", "api.cli", "run", str(LTOWN), "--scenarios", str(table), "--out", str(out),
+    cmd = [sys.executable, "-m", "parktwin.api.cli", "run", str(LTOWN), "--scenarios", str(table), "--out", str(out),
            "--accuracy", str(EPANET_ACCURACY)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -49,7 +49,7 @@ def test_ltown_leak_scenarios_match_epanet(tmp_path):
     res, meta = read_results(out)
     assert list(meta["scenario_ids"]) == [f"s{i}" for i in range(N_SCENARIOS)]
     assert res.converged.all()
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     net = load_network(LTOWN)
     ni = np.array([net.node_index(n) for n in node_ids])
     li = np.array([net.link_index(k) for k in link_ids])

@@ -25,7 +25,7 @@ RESULT_SETS = {"full": ("node/head", "node/pressure", "node/demand", "node/leak"
 
 
 def mc(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "api.cli", "mc", *map(str, args)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "mc", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -56,8 +56,8 @@ def test_same_seed_same_file_whatever_the_chunks_and_workers(tmp_path, store):
 # does not depend on how fast the machine solves: a timer-based kill let a fast CI machine finish first.
 _KILLED_DRIVER = """
 import os, runpy, signal, sys
-from scenarios.store import ResultStore
-from scenarios.summary_store import SummaryStore
+from parktwin.scenarios.store import ResultStore
+from parktwin.scenarios.summary_store import SummaryStore
 owner, method, after = sys.argv[1], sys.argv[2], int(sys.argv[3])
 cls = {"full": ResultStore, "summary": SummaryStore}[owner]
 original = getattr(cls, method)
@@ -69,13 +69,13 @@ def write_then_die(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 setattr(cls, method, write_then_die)
 sys.argv = ["parktwin"] + sys.argv[4:]
-runpy.run_module("api.cli", run_name="__main__")
+runpy.run_module("parktwin.api.cli", run_name="__main__")
 """
 
 
 @pytest.mark.parametrize("store, method, writes", [("full", "write", 5), ("summary", "save", 2)])
 def test_killed_driver_then_resume_gives_the_uninterrupted_file(tmp_path, store, method, writes):
-    from scenarios.store import is_complete
+    from parktwin.scenarios.store import is_complete
     common = (LTOWN, "--scenarios", 24000, "--seed", 5, "--store", store, "--chunk-size", 400)
     mc(*common, "--out", tmp_path / "ref.h5")
     out = tmp_path / "killed.h5"
@@ -103,8 +103,8 @@ def test_resuming_a_file_hdf5_cannot_open_is_one_error_naming_it(tmp_path, store
 
 
 def test_any_stored_scenario_replays_with_parktwin_run(tmp_path):
-    from scenarios.perturbations import PerturbationTable
-    from scenarios.store import read_results
+    from parktwin.scenarios.perturbations import PerturbationTable
+    from parktwin.scenarios.store import read_results
     out = tmp_path / "mc.h5"
     mc(LTOWN, "--scenarios", 50, "--seed", 3, "--breaks", 1, "--leaks", 2, "--leak-median-m2", 2e-4,
        "--leak-sigma", 0.5, "--out", out)
@@ -118,7 +118,7 @@ def test_any_stored_scenario_replays_with_parktwin_run(tmp_path):
         csv = tmp_path / f"{sid}.csv"
         rows.to_csv(csv)
         replay = tmp_path / f"{sid}.h5"
-        done = subprocess.run([sys.executable, "-m", "api.cli", "run", str(LTOWN), "--scenarios", str(csv),
+        done = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "run", str(LTOWN), "--scenarios", str(csv),
                                "--out", str(replay)], cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         again, _ = read_results(replay)
@@ -151,8 +151,8 @@ def test_bad_specifications_are_refused_naming_the_field(tmp_path, toml, needle)
 
 
 def test_long_extended_studies_keep_summary_state_bounded():
-    from hydraulics.compile import load_network
-    from scenarios.montecarlo import HISTOGRAM_BUDGET_BYTES, summary_options_for
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.scenarios.montecarlo import HISTOGRAM_BUDGET_BYTES, summary_options_for
     net = load_network(LTOWN)
     snapshot = summary_options_for(net, 1)
     week = summary_options_for(net, 7 * 288 + 1)          # 5-minute report steps for a week

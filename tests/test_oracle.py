@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hydraulics import oracle
-from hydraulics.oracle import EpanetError, EpanetProject, source_connected_nodes
+from parktwin.hydraulics import oracle
+from parktwin.hydraulics.oracle import EpanetError, EpanetProject, source_connected_nodes
 
 pytest.importorskip("epanet", reason="owa-epanet (EPANET 2.3) is not installed")
 

@@ -23,9 +23,9 @@ def _with_options(tmp_path, source, extra: str):
 @pytest.mark.skipif(not NET1.exists(), reason="../shared/networks is not beside the repository")
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_pressure_driven_demand_matches_epanet(tmp_path, backend):
-    from hydraulics.compile import load_network
-    from hydraulics.oracle import EpanetProject
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     # Required pressure above most of NET1's pressures: most junctions get a reduced demand.
     path = _with_options(tmp_path, NET1, " DEMAND MODEL PDA\n MINIMUM PRESSURE 60\n REQUIRED PRESSURE 120\n"
                                          " PRESSURE EXPONENT 0.5\n")

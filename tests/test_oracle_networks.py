@@ -17,15 +17,15 @@ DAY_S = 24 * 3600
 
 
 def _ours(path, duration_s):
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     net = load_network(path)
     solver = HydraulicSolver(net, SolverOptions(backend="numba", accuracy=EPANET_ACCURACY, warm_start=False))
     return net, solver.run(duration_s=duration_s)
 
 
 def _epanet(path, duration_s, accuracy):
-    from hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.oracle import EpanetProject
     with EpanetProject(path, accuracy=accuracy) as ep:
         ref = ep.solve_snapshot() if duration_s == 0 else ep.run_extended(max_time_s=duration_s)
         ref["node_ids"], ref["link_ids"] = ep.node_ids, ep.link_ids
@@ -77,7 +77,7 @@ def test_snapshot_matches_epanet(path):
 
 
 def _with_duration():
-    from hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.oracle import EpanetProject
     out = []
     for path in all_networks():
         with EpanetProject(path) as ep:
@@ -88,7 +88,7 @@ def _with_duration():
 
 @pytest.mark.parametrize("path", _with_duration() if all_networks() else [], ids=network_id)
 def test_extended_period_matches_epanet(path):
-    from hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.oracle import EpanetProject
     with EpanetProject(path) as ep:
         duration = min(ep.duration_s, DAY_S)
     _compare(path, duration)

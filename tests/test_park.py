@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.park import NETWORKS, ParkError, load_park
+from parktwin.twin.park import NETWORKS, ParkError, load_park
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NET1 = SHARED / "networks" / "epanet-tests" / "network_one" / "NET1.inp"

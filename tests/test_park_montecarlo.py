@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from twin.coupled import run_park
-from twin.park import load_park
-from twin.park_montecarlo import ParkStudy, draw, risk_map, run_park_study, scenario_park
-from twin.whatif import JunctionLeak, Perturbation, apply
+from parktwin.twin.coupled import run_park
+from parktwin.twin.park import load_park
+from parktwin.twin.park_montecarlo import ParkStudy, draw, risk_map, run_park_study, scenario_park
+from parktwin.twin.whatif import JunctionLeak, Perturbation, apply
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "twin" / "example_park"
 STUDY = ParkStudy(scenarios=120, seed=7, chunk_size=50, reclaimed_outage_probability=0.2,

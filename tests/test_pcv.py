@@ -36,9 +36,9 @@ def _network(tmp_path, name, pcv="40  5", status="", controls="", rules="", dura
 
 
 def _compare(path, backend):
-    from hydraulics.compile import load_network
-    from hydraulics.oracle import EpanetProject
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.oracle import EpanetProject
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     net = load_network(path, use_cache=False)
     solver = HydraulicSolver(net, SolverOptions(backend=backend, accuracy=EPANET_ACCURACY, warm_start=False))
     with EpanetProject(path, accuracy=EPANET_ACCURACY) as ep:
@@ -79,7 +79,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_pcv_matches_epanet(tmp_path, case, backend):
     net, res, ref = _compare(_network(tmp_path, case, **CASES[case]), backend)
-    from hydraulics.network import LinkKind
+    from parktwin.hydraulics.network import LinkKind
     k = net.link_index("4")
     assert net.link_kind[k] == LinkKind.PCV
     if case != "closed":
@@ -97,15 +97,15 @@ def test_pcv_beside_a_gpv_in_si_units(tmp_path, backend, pcv):
     path = tmp_path / "aquis-pcv.inp"
     path.write_text(text)
     net, res, _ = _compare(path, backend)
-    from hydraulics.network import LinkKind
+    from parktwin.hydraulics.network import LinkKind
     k = net.link_index("VP_4")
     assert net.flow_units == "LPS" and net.link_kind[k] == LinkKind.PCV
     assert net.link_kind[net.link_index("VP_5")] == LinkKind.GPV and np.abs(res.flow_m3s[0, 0, k]) > 1e-3
 
 
 def test_pcv_compiles_with_epanet_meaning(tmp_path):
-    from hydraulics.compile import load_network
-    from hydraulics.network import STATUS_ACTIVE, STATUS_OPEN, LinkKind
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.network import STATUS_ACTIVE, STATUS_OPEN, LinkKind
     net = load_network(_network(tmp_path, "c", pcv="140  5  KV1", curves=CURVE), use_cache=False)
     k = net.link_index("4")
     assert net.link_kind[k] == LinkKind.PCV and net.initial_status[k] == STATUS_ACTIVE
@@ -121,8 +121,8 @@ def test_pcv_compiles_with_epanet_meaning(tmp_path):
 
 def test_pcv_setting_changes_the_answer(tmp_path):
     """Guards the comparison above against a PCV that the solver ignores."""
-    from hydraulics.compile import load_network
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     flows = []
     for s in ("20", "60"):
         net = load_network(_network(tmp_path, "s" + s, pcv=s + "  5"), use_cache=False)
@@ -133,7 +133,7 @@ def test_pcv_setting_changes_the_answer(tmp_path):
 
 @pytest.mark.parametrize("pcv, code", [("40  5  NOCURVE", 206), ("40  -5", 202), ("forty  5", 202)])
 def test_malformed_pcv_line_is_one_clear_error(tmp_path, pcv, code):
-    from hydraulics.inp_reader import InpError, read_inp
+    from parktwin.hydraulics.inp_reader import InpError, read_inp
     path = _network(tmp_path, "bad", pcv=pcv, curves=CURVE)
     with pytest.raises(InpError) as err:
         read_inp(path)
@@ -144,9 +144,9 @@ def test_malformed_pcv_line_is_one_clear_error(tmp_path, pcv, code):
 def test_pcv_valve_setting_perturbation_equals_the_file_setting(tmp_path):
     """A scenario's valve_setting (percent open) is the setting EPANET would read from the file,
     batched with the base case, on both backends."""
-    from hydraulics.compile import load_network
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     base = load_network(_network(tmp_path, "p40", pcv="40  5  KV1", curves=CURVE), use_cache=False)
     other = load_network(_network(tmp_path, "p65", pcv="65  5  KV1", curves=CURVE), use_cache=False)
     vs = np.full((2, base.n_links), np.nan)

@@ -10,10 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import LinkKind
-from scenarios.attributes import ATTRIBUTES, BY_NAME, ElementKind, element_columns
-from scenarios.perturbations import (DEFAULT_H5_GROUP, PerturbationError, PerturbationTable, build_batch,
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import LinkKind
+from parktwin.scenarios.attributes import ATTRIBUTES, BY_NAME, ElementKind, element_columns
+from parktwin.scenarios.perturbations import (DEFAULT_H5_GROUP, PerturbationError, PerturbationTable, build_batch,
                                      read_perturbations)
 
 NETWORKS = Path("/work/shared/networks")
@@ -23,12 +23,12 @@ LTOWN_PATH = NETWORKS / "benchmarks/l-town.inp"
 
 def _load(path: Path):
     try:
-        from hydraulics.compile import load_network
+        from parktwin.hydraulics.compile import load_network
         return load_network(path)
     except ImportError:
         # The INP reader or controls may be mid-rewrite elsewhere; the plain WNTR path has every id we need.
         import wntr
-        from hydraulics.compile import compile_network
+        from parktwin.hydraulics.compile import compile_network
         return compile_network(wntr.network.WaterNetworkModel(str(path)), name=path.stem)
 
 

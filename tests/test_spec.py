@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scenarios.samplers import (choose_distinct, expand, junction_pipe_length_m, sample_batch, sample_unit,
+from parktwin.scenarios.samplers import (choose_distinct, expand, junction_pipe_length_m, sample_batch, sample_unit,
                                 scenario_ids)
-from scenarios.spec import (MAX_ROWS, DemandSpec, LeakArea, LeakSpec, PumpOutageSpec,
+from parktwin.scenarios.spec import (MAX_ROWS, DemandSpec, LeakArea, LeakSpec, PumpOutageSpec,
                             ReservoirHeadSpec, RoughnessSpec, ScenarioSpec, SpecError, TankLevelSpec, load_spec,
                             spec_from_dict, spec_from_options)
 
@@ -65,13 +65,13 @@ def _area(**kw) -> LeakArea:
 
 @pytest.fixture(scope="module")
 def net1():
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     return load_network(NET1_PATH)
 
 
 @pytest.fixture(scope="module")
 def ltown():
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     return load_network(LTOWN_PATH)
 
 
@@ -150,8 +150,8 @@ def test_bad_specs_name_the_field(change, message):
 
 @needs_networks
 def test_the_documented_example_loads(ltown, tmp_path):
-    import scenarios.spec
-    example = [line[4:] for line in scenarios.spec.__doc__.splitlines() if line.startswith("    ")]
+    import parktwin.scenarios.spec as spec_module
+    example = [line[4:] for line in spec_module.__doc__.splitlines() if line.startswith("    ")]
     path = tmp_path / "example.toml"
     path.write_text("\n".join(example))
     spec = load_spec(path)
@@ -315,7 +315,7 @@ def test_multiple_leaks_are_at_distinct_junctions(ltown):
 
 @needs_networks
 def test_expanded_spec_solves_on_net1(net1, tmp_path):
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     path = tmp_path / "net1.toml"
     path.write_text(FULL_TOML)
     spec = load_spec(path)

@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 import pytest
 
-from hydraulics.results import ResultSet
-from scenarios.statistics import SummaryAccumulator, SummaryOptions
-from scenarios.store import ResultStore, StoreMismatch, is_complete
-from scenarios.summary_store import SummaryStore, read_accumulator, read_summary
+from parktwin.hydraulics.results import ResultSet
+from parktwin.scenarios.statistics import SummaryAccumulator, SummaryOptions
+from parktwin.scenarios.store import ResultStore, StoreMismatch, is_complete
+from parktwin.scenarios.summary_store import SummaryStore, read_accumulator, read_summary
 
 REPO = Path(__file__).resolve().parents[1]
 NET1 = Path("/work/shared/networks/epanet-tests/network_one/NET1.inp")
@@ -279,13 +279,13 @@ def test_state_size_does_not_depend_on_the_number_of_scenarios():
 # ------------------------------------------------------------------------------------------ NET1
 @pytest.fixture(scope="module")
 def net1():
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     return load_network(NET1)
 
 
 def solve_net1(net, b: int, duration_s: int, seed: int = 11) -> ResultSet:
-    from hydraulics.inputs import BatchInputs
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     rng = np.random.default_rng(seed)
     inputs = BatchInputs(batch_size=b, demand_multiplier=rng.uniform(0.5, 1.5, (b, 1)))
     return HydraulicSolver(net, SolverOptions(backend="numpy")).run(inputs, duration_s)
@@ -413,8 +413,8 @@ def test_hard_kill_leaves_a_consistent_resumable_file(net1, tmp_path):
         import os, sys
         import numpy as np
         sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
-        from hydraulics.compile import load_network
-        from hydraulics.results import ResultSet
+        from parktwin.hydraulics.compile import load_network
+        from parktwin.hydraulics.results import ResultSet
         from test_statistics import run_store, NET1
         net = load_network(NET1)
         z = np.load({str(tmp_path / 'res.npz')!r})

@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from hydraulics.results import ResultSet
-from hydraulics.solver import HydraulicSolver, SolverOptions
-from hydraulics.inputs import BatchInputs
-from scenarios.batch import ScenarioBatch
-from scenarios.store import ResultStore, StoreMismatch, is_complete, read_results
+from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.scenarios.batch import ScenarioBatch
+from parktwin.scenarios.store import ResultStore, StoreMismatch, is_complete, read_results
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = Path("/work/shared/networks/epanet-tests")
@@ -26,7 +26,7 @@ OTHER = NETWORKS / "network_one" / "NET1-3.inp"
 
 
 def load_net(path: Path):
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     return load_network(path)
 
 
@@ -187,7 +187,7 @@ def test_resume_refuses_other_network_ids_or_times(net1, tmp_path):
 
     other = load_net(OTHER)
     assert other.source_sha256 != net1.source_sha256
-    from scenarios.runner import run_batch
+    from parktwin.scenarios.runner import run_batch
     with pytest.raises(StoreMismatch):
         run_batch(other, make_batch(other, 4), SolverOptions(backend="numpy"), 0, path, resume=True)
     assert not is_complete(path)
@@ -209,7 +209,7 @@ def _stop_after(n_chunks: int):
 
 
 def test_interrupted_run_resumes_to_the_uninterrupted_answer(net1, tmp_path):
-    from scenarios.runner import run_batch
+    from parktwin.scenarios.runner import run_batch
     batch = make_batch(net1, 11)
     options = SolverOptions(backend="numpy", chunk_size=3)
     full = run_batch(net1, batch, options, 0, tmp_path / "full.h5")
@@ -247,8 +247,8 @@ def test_hard_kill_leaves_a_resumable_file(net1, tmp_path):
         import os, sys
         sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests')!r}]
         from test_store import load_net, make_batch
-        from hydraulics.solver import SolverOptions
-        from scenarios.runner import run_batch
+        from parktwin.hydraulics.solver import SolverOptions
+        from parktwin.scenarios.runner import run_batch
         net = load_net(__import__("pathlib").Path({str(NET1)!r}))
         calls = []
         def progress(done, total):
@@ -265,7 +265,7 @@ def test_hard_kill_leaves_a_resumable_file(net1, tmp_path):
     np.testing.assert_array_equal(meta["done"], np.arange(10) < 8)
     assert not np.isnan(res.head_m[:8]).any() and np.isnan(res.head_m[8:]).all()
 
-    from scenarios.runner import run_batch
+    from parktwin.scenarios.runner import run_batch
     batch = make_batch(net1, 10)
     summary = run_batch(net1, batch, SolverOptions(backend="numpy", chunk_size=4), 0, path, resume=True)
     assert summary.complete and summary.n_solved == 2 and is_complete(path)
@@ -275,7 +275,7 @@ def test_hard_kill_leaves_a_resumable_file(net1, tmp_path):
 
 
 def test_failures_are_recorded_not_raised(net1, tmp_path, monkeypatch):
-    from scenarios.runner import run_batch
+    from parktwin.scenarios.runner import run_batch
     original = HydraulicSolver.run
 
     def picky_run(self, inputs=None, duration_s=0):
@@ -298,7 +298,7 @@ def test_failures_are_recorded_not_raised(net1, tmp_path, monkeypatch):
 def test_memory_stays_bounded_for_20000_scenarios(net1, tmp_path, monkeypatch):
     """Every solve and every write holds one chunk, and going from 2,000 to 20,000 scenarios adds far less
     traced memory than the extra result arrays would take if they were materialised."""
-    from scenarios.runner import run_batch
+    from parktwin.scenarios.runner import run_batch
     chunk = 1000
     sizes = {"solve": [], "write": []}
     original_run, original_write = HydraulicSolver.run, ResultStore.write

@@ -18,7 +18,7 @@ SUPPLY = PARK / "supply.inp"
 
 
 def _cli(*args: str) -> None:
-    from api.cli import main
+    from parktwin.api.cli import main
     main([str(a) for a in args])
 
 
@@ -62,8 +62,8 @@ def test_render_result_summary_park_and_inp(files, capsys):
 
 
 def test_summary_risk_values_are_the_files_probabilities(files):
-    from scenarios.summary_store import read_summary
-    from viz.sources import from_summary_file
+    from parktwin.scenarios.summary_store import read_summary
+    from parktwin.viz.sources import from_summary_file
     _, _, summary = files
     data = from_summary_file(summary, "low_pressure_probability")
     stats, _ = read_summary(summary)

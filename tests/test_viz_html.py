@@ -57,7 +57,7 @@ window.addEventListener('load', function () {
 
 @pytest.fixture(scope="module")
 def ltown_html(tmp_path_factory) -> Path:
-    from viz import render_network
+    from parktwin.viz import render_network
     out = tmp_path_factory.mktemp("html") / "l-town.html"
     return render_network(LTOWN, None, "elevation", "L-Town, offline page check", out)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from viz.probe import offscreen_problem
+from parktwin.viz.probe import offscreen_problem
 
 REPO = Path(__file__).resolve().parents[1]
 PARK = REPO / "twin" / "example_park"
@@ -27,7 +27,7 @@ renders = pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or "renders")
 
 
 def _flat(**changes):
-    from viz.options import ViewOptions
+    from parktwin.viz.options import ViewOptions
     base = dict(window_size=(800, 600), camera="top", lighting=False, show_labels=False)
     base.update(changes)
     return ViewOptions(**base)
@@ -67,9 +67,9 @@ def _junctions(net, how_many: int) -> list[int]:
 
 @renders
 def test_network_colours_follow_the_data():
-    from hydraulics.compile import load_network
-    from viz.network_view import network_figure
-    from viz.render import world_to_pixel
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.viz.network_view import network_figure
+    from parktwin.viz.render import world_to_pixel
     net = load_network(SUPPLY)
     low, mid, high = _junctions(net, 3)
     pressure = np.full(net.n_nodes, 40.0)
@@ -91,10 +91,10 @@ def test_network_colours_follow_the_data():
 
 @renders
 def test_lowest_pressure_of_a_solved_result_is_drawn_in_the_low_end(tmp_path):
-    from api.cli import main
-    from viz.network_view import network_figure
-    from viz.render import world_to_pixel
-    from viz.sources import from_result_file
+    from parktwin.api.cli import main
+    from parktwin.viz.network_view import network_figure
+    from parktwin.viz.render import world_to_pixel
+    from parktwin.viz.sources import from_result_file
     out = tmp_path / "base.h5"
     main(["solve", str(SUPPLY), "--out", str(out)])   # returns normally on success
     assert out.is_file()
@@ -118,8 +118,8 @@ def test_lowest_pressure_of_a_solved_result_is_drawn_in_the_low_end(tmp_path):
 @renders
 def test_render_network_png_has_the_window_size_and_is_not_blank(tmp_path):
     from PIL import Image
-    from viz import render_network
-    from viz.options import ViewOptions
+    from parktwin.viz import render_network
+    from parktwin.viz.options import ViewOptions
     out = render_network(SUPPLY, None, "pressure", "supply network", tmp_path / "net.png",
                          ViewOptions(window_size=(640, 400)))
     assert out == tmp_path / "net.png"
@@ -131,7 +131,7 @@ def test_render_network_png_has_the_window_size_and_is_not_blank(tmp_path):
 def _clear_junctions(net, park_dir) -> tuple[int, int]:
     """Two junctions of the top layer that no glyph can hide: more than 300 m from every tank, reservoir
     and enterprise connection (their boxes, arrows and labels stand above the layer), far apart."""
-    from twin.park import load_park
+    from parktwin.twin.park import load_park
     park = load_park(park_dir)
     nj = net.n_junctions
     xy = np.asarray(net.xy_m, float)
@@ -146,9 +146,9 @@ def _clear_junctions(net, park_dir) -> tuple[int, int]:
 
 @renders
 def test_park_scene_maps_network_values_onto_the_supply_layer(tmp_path):
-    from hydraulics.compile import load_network
-    from viz.park_scene import park_figure
-    from viz.render import world_to_pixel
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.viz.park_scene import park_figure
+    from parktwin.viz.render import world_to_pixel
     supply = load_network(SUPPLY)
     risk = np.full(supply.n_nodes, 0.5)
     low, high = _clear_junctions(supply, PARK)
@@ -174,8 +174,8 @@ def test_park_scene_maps_network_values_onto_the_supply_layer(tmp_path):
 @renders
 def test_render_park_png_and_html(tmp_path):
     from PIL import Image
-    from viz import render_park
-    from viz.options import ViewOptions
+    from parktwin.viz import render_park
+    from parktwin.viz.options import ViewOptions
     png = render_park(PARK, quantity="reclaimed_share", title="example park, reclaimed share",
                       out=tmp_path / "park.png", options=ViewOptions(window_size=(900, 600)))
     with Image.open(png) as picture:
@@ -197,8 +197,8 @@ def test_render_park_png_and_html(tmp_path):
 
 
 def test_network_without_coordinates_is_a_clear_error_and_partial_ones_are_filled(tmp_path):
-    from hydraulics.compile import load_network
-    from viz.network_mesh import NoCoordinates, node_xy_m
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.viz.network_mesh import NoCoordinates, node_xy_m
     body = ("[JUNCTIONS]\nA 10 1\nB 12 1\nC 11 1\n[RESERVOIRS]\nR 50\n[PIPES]\nP1 R A 100 200 100\n"
             "P2 A B 100 150 100\nP3 B C 100 100 100\n[OPTIONS]\nUNITS LPS\n")
     bare = tmp_path / "bare.inp"
@@ -226,17 +226,17 @@ def test_importing_viz_does_not_load_pyvista():
 
 @renders
 def test_a_failed_save_leaves_no_file_that_looks_complete(tmp_path, monkeypatch):
-    import viz.html_export
-    from hydraulics.compile import load_network
-    from viz.network_view import network_figure
-    from viz.render import save
+    import parktwin.viz.html_export as html_export
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.viz.network_view import network_figure
+    from parktwin.viz.render import save
     out = tmp_path / "net.html"
     out.write_text("the earlier picture")
 
     def broken(plotter, path, title, subtitle=""):
         Path(path).write_text("<html>half a page")
         raise RuntimeError("disk full")
-    monkeypatch.setattr(viz.html_export, "write_html", broken)
+    monkeypatch.setattr(html_export, "write_html", broken)
     fig, _ = network_figure(load_network(SUPPLY), None, "pressure", "save check", _flat())
     with pytest.raises(RuntimeError, match="disk full"):
         save(fig, out)
@@ -253,6 +253,6 @@ def test_a_failed_save_leaves_no_file_that_looks_complete(tmp_path, monkeypatch)
     ({"clim": (0.0, float("nan"))}, "clim"),
 ])
 def test_bad_view_options_are_refused_naming_the_field(change, words):
-    from viz.options import ViewOptions
+    from parktwin.viz.options import ViewOptions
     with pytest.raises(ValueError, match=words):
         ViewOptions(**change)

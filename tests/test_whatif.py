@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from numpy.testing import assert_allclose
 
-from twin.coupled import run_park
-from twin.park import load_park
-from twin.whatif import (
+from parktwin.twin.coupled import run_park
+from parktwin.twin.park import load_park
+from parktwin.twin.whatif import (
     AddEnterprise, CityFreshHead, CityReclaimedOffer, ExpandEnterprise, JunctionLeak, PlantCapacity, PlantOutage,
     Perturbation, PlantRecovery, PumpOutage, WhatIfError, apply, compare,
 )

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from twin.indicators import EnterpriseBalance, ParkBalance
-from twin.park_schema import Park
+from parktwin.twin.indicators import EnterpriseBalance, ParkBalance
+from parktwin.twin.park_schema import Park
 
 CLOSURE_TOLERANCE = 1e-3    # every balance must close within 0.1 %
 

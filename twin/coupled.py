@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.compile import load_network
-from hydraulics.extended import StepVolumes, run_extended
-from hydraulics.inputs import BatchInputs
-from hydraulics.solver import HydraulicSolver, SolverOptions
-from twin import balance as bal
-from twin.indicators import (ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
+from parktwin.hydraulics.compile import load_network
+from parktwin.hydraulics.extended import StepVolumes, run_extended
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.twin import balance as bal
+from parktwin.twin.indicators import (ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
                              unserved_demand)
-from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
+from parktwin.twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
                                   snapshot_inputs, with_perturbations)
-from twin.park_schema import NETWORKS, Park
+from parktwin.twin.park_schema import NETWORKS, Park
 
 MIN_PRESSURE_M = 10.0
 DURATIONS_S = (0, SECONDS_PER_DAY)
@@ -126,7 +126,7 @@ def perturbation_inputs(park: Park, net_name: str, net) -> BatchInputs | None:
     rows = [(c.element, c.attribute, c.value) for c in park.hydraulic_changes if c.network == net_name]
     if not rows:
         return None
-    from scenarios.perturbations import PerturbationTable, build_batch
+    from parktwin.scenarios.perturbations import PerturbationTable, build_batch
     for element, attribute, _ in rows:
         if attribute in DEMAND_ATTRIBUTES:
             raise ValueError(f"{net_name}: {element}: {attribute}: the park's demands come from its enterprises; "

@@ -17,7 +17,7 @@ import math
 import numbers
 from dataclasses import dataclass, field
 
-from twin.quotas import quota_for
+from parktwin.twin.quotas import quota_for
 
 RATE = "fraction"
 VOLUME_FIELDS = ("intake_fresh", "intake_unconventional", "reused", "consumption", "discharge", "losses")

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import NetworkArrays
-from hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 
 QUANTITIES = {"pressure_m": "node", "flow_m3s": "link"}
 DEFAULT_NOISE = {"pressure_m": 0.05, "flow_m3s": 1e-3}

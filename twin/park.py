@@ -11,8 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from twin import quotas
-from twin.park_schema import (
+from parktwin.twin import quotas
+from parktwin.twin.park_schema import (
     FRESH_GRADES, NETWORKS, RECLAIMED_GRADES, SHIFT_HOURS, CityLinks, Enterprise, Park, ParkError,
     ReclaimedPlant, Recycling, Targets, TreatmentUnit, WastewaterPlant, WaterNeeds,
 )
@@ -180,7 +180,7 @@ def _targets(t: _Table, sectors: tuple[str, ...]) -> Targets:
 
 def _check_networks(folder: Path, enterprises: tuple[Enterprise, ...], city: CityLinks) -> None:
     # Only here does the loader touch hydraulics; junction checks need the compiled ids.
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
 
     for net_name in NETWORKS:
         fname = f"{net_name}.inp"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twin.park_schema import Park
+from parktwin.twin.park_schema import Park
 
 
 @dataclass(frozen=True)

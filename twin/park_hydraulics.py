@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from hydraulics.inputs import BatchInputs
-from hydraulics.network import NetworkArrays, NodeKind, Patterns, TimeOptions
-from hydraulics.results import ResultSet
+from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.network import NetworkArrays, NodeKind, Patterns, TimeOptions
+from parktwin.hydraulics.results import ResultSet
 
 SECONDS_PER_DAY = 86400
 SECONDS_PER_HOUR = 3600

@@ -27,17 +27,17 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from hydraulics.compile import load_network
-from hydraulics.extended import StepVolumes, report_times, run_extended
-from hydraulics.results import ResultSet
-from hydraulics.solver import HydraulicSolver, SolverOptions
-from scenarios.store import open_to_resume
-from twin import balance as bal
-from twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, network_changes
-from twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
-from twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile,
+from parktwin.hydraulics.compile import load_network
+from parktwin.hydraulics.extended import StepVolumes, report_times, run_extended
+from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.scenarios.store import open_to_resume
+from parktwin.twin import balance as bal
+from parktwin.twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, network_changes
+from parktwin.twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
+from parktwin.twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, daily_network, demand_inputs, shift_profile,
                                   with_perturbations)
-from twin.park_schema import NETWORKS, Park
+from parktwin.twin.park_schema import NETWORKS, Park
 
 FORMAT = "parktwin-park-montecarlo/1"
 QUANTILES = (0.05, 0.5, 0.95)
@@ -99,8 +99,8 @@ class ParkDraws:
 
 def draw(park: Park, study: ParkStudy) -> ParkDraws:
     """Every scenario's draws; the same seed gives the same draws (resume relies on it)."""
-    from scenarios.samplers import sample_batch
-    from scenarios.spec import spec_from_options
+    from parktwin.scenarios.samplers import sample_batch
+    from parktwin.scenarios.spec import spec_from_options
     rng = np.random.default_rng(np.random.SeedSequence([study.seed, 0x9A4C]))
     s, e = study.scenarios, len(park.enterprises)
     demand = rng.uniform(*study.demand_factor_range, size=(s, e))

@@ -36,7 +36,7 @@ def study_headline(path, description: str, top: int = 8) -> StudyHeadline:
 
     import h5py
 
-    from twin.park_montecarlo import risk_map
+    from parktwin.twin.park_montecarlo import risk_map
     with h5py.File(path, "r") as f:
         summary = json.loads(f.attrs["summary"])
         networks = list(f["risk"])

@@ -27,7 +27,7 @@ import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from twin.park_schema import (
+from parktwin.twin.park_schema import (
     NETWORKS, SHIFT_HOURS, Enterprise, HydraulicChange, Park, ParkError, Recycling, WaterNeeds,
 )
 
@@ -178,7 +178,7 @@ def _add(park: Park, op: AddEnterprise) -> Park:
     missing = [n for n in NETWORKS if n not in e.junctions]
     if missing:
         raise WhatIfError(op, "enterprise.junctions", f"needs a junction in every network, missing {missing}")
-    from twin.park import _check_networks   # the loader's own junction check (touches the .inp files)
+    from parktwin.twin.park import _check_networks   # the loader's own junction check (touches the .inp files)
     try:
         _check_networks(Path(park.folder), (e,), park.city)
     except ParkError as exc:
@@ -224,14 +224,14 @@ def _fresh_head(park: Park, op: CityFreshHead) -> Park:
 def _network(park: Park, op):
     if op.network not in NETWORKS:
         raise WhatIfError(op, "network", f"unknown network {op.network!r} (valid: {', '.join(NETWORKS)})")
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     return load_network(park.network_path(op.network))
 
 
 def _with_rows(park: Park, op, rows: list[tuple[str, str, str]], field_of: dict[str, str]) -> Park:
     """Add (element, attribute, value) rows on op.network after checking them against that network and
     against the rows already there; an error names the operation's field."""
-    from scenarios.perturbations import PerturbationError, PerturbationTable
+    from parktwin.scenarios.perturbations import PerturbationError, PerturbationTable
     net = _network(park, op)
     for element, attribute, _ in rows:
         if attribute in DEMAND_ATTRIBUTES:

@@ -1,6 +1,6 @@
 """ParkTwin's 3D views: networks, the park and results as PNG pictures or self-contained HTML pages.
 
-    from viz import render_network, render_park, render_file
+    from parktwin.viz import render_network, render_park, render_file
 
 Importing `viz` is cheap: the renderers (and PyVista, imported only when a picture is made) load on
 first use.
@@ -8,13 +8,13 @@ first use.
 from __future__ import annotations
 
 _PUBLIC = {
-    "render_network": "viz.network_view",
-    "render_park": "viz.park_scene",
-    "render_file": "viz.views",
-    "ViewOptions": "viz.options",
-    "ParkViewOptions": "viz.options",
-    "QUANTITIES": "viz.quantities",
-    "offscreen_problem": "viz.probe",
+    "render_network": "parktwin.viz.network_view",
+    "render_park": "parktwin.viz.park_scene",
+    "render_file": "parktwin.viz.views",
+    "ViewOptions": "parktwin.viz.options",
+    "ParkViewOptions": "parktwin.viz.options",
+    "QUANTITIES": "parktwin.viz.quantities",
+    "offscreen_problem": "parktwin.viz.probe",
 }
 
 __all__ = sorted(_PUBLIC)

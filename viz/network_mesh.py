@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays, NodeKind
-from viz.options import ViewOptions
+from parktwin.hydraulics.network import NetworkArrays, NodeKind
+from parktwin.viz.options import ViewOptions
 
 RADIUS = "tube_radius_m"   # point array that sizes the tubes
 

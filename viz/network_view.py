@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays
-from viz.network_mesh import (NetworkGeometry, junction_points, link_values_from_nodes, network_geometry,
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.viz.network_mesh import (NetworkGeometry, junction_points, link_values_from_nodes, network_geometry,
                               node_glyphs, pipe_tubes, special_nodes, tube_radius_m)
-from viz.options import ViewOptions
-from viz.quantities import LINK, NODE, Quantity, get_quantity
-from viz.render import Figure, add_mapped, finish, new_figure, save
+from parktwin.viz.options import ViewOptions
+from parktwin.viz.quantities import LINK, NODE, Quantity, get_quantity
+from parktwin.viz.render import Figure, add_mapped, finish, new_figure, save
 
 
 def display_values(net: NetworkArrays, values, quantity: Quantity) -> np.ndarray | None:
@@ -104,12 +104,12 @@ def render_network(net_or_inp_path, values=None, quantity: str | Quantity = "pre
     """Render one network (NetworkArrays or an .inp path) to `out` (.png or .html), with `values` (SI,
     one per node or per link as the quantity says) coloured on it; values=None draws the network alone.
     Returns the path written."""
-    from viz.render import check_out
+    from parktwin.viz.render import check_out
     out = check_out(out)
     if isinstance(net_or_inp_path, NetworkArrays):
         net = net_or_inp_path
     else:
-        from viz.sources import load_inp
+        from parktwin.viz.sources import load_inp
         net = load_inp(net_or_inp_path)
     fig, _ = network_figure(net, values, quantity, title or net.name, options, subtitle)
     return save(fig, out)

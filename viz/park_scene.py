@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.park_schema import NETWORKS, Park
-from viz.network_mesh import (extent_m, network_geometry, node_glyphs, node_xy_m, special_nodes, tube_radius_m,
+from parktwin.twin.park_schema import NETWORKS, Park
+from parktwin.viz.network_mesh import (extent_m, network_geometry, node_glyphs, node_xy_m, special_nodes, tube_radius_m,
                               vertical_exaggeration)
-from viz.network_view import display_values, draw_network
-from viz.options import ParkViewOptions, ViewOptions
-from viz.quantities import ENTERPRISE, PARK_QUANTITIES, Quantity, get_quantity
-from viz.render import Figure, add_mapped, finish, new_figure, save
-from viz.sources import _time_label, hydraulic_values, pick_time
+from parktwin.viz.network_view import display_values, draw_network
+from parktwin.viz.options import ParkViewOptions, ViewOptions
+from parktwin.viz.quantities import ENTERPRISE, PARK_QUANTITIES, Quantity, get_quantity
+from parktwin.viz.render import Figure, add_mapped, finish, new_figure, save
+from parktwin.viz.sources import _time_label, hydraulic_values, pick_time
 
 STACK = ("discharge", "reclaimed", "supply")     # bottom to top, above the terrain
 HYDRAULIC = ("pressure", "head", "demand", "leak", "flow", "velocity")
@@ -58,7 +58,7 @@ def terrain_surface(points_xyz: np.ndarray, z_scale: float, cells: int, pad_frac
 
 def _networks(park: Park, result) -> dict:
     """network name -> NetworkArrays, from the run's hydraulics when there is one (same arrays)."""
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     hyd = getattr(result, "hydraulics", None) or {}
     return {n: hyd[n].net if n in hyd else load_network(park.network_path(n)) for n in NETWORKS}
 
@@ -95,13 +95,13 @@ def park_figure(park: Park | str | Path, result=None, quantity: str | Quantity =
     """Build (not yet render) the park scene with `quantity` mapped on it. `result`: a ParkRunResult
     (None: the park is run here, 24 h when time_s > 0, else a snapshot); `network_values`: {network: SI
     array per node (or per link)} to colour instead, e.g. a Monte-Carlo risk on the supply network."""
-    from twin.park import load_park
+    from parktwin.twin.park import load_park
     park = park if isinstance(park, Park) else load_park(park)
     q = get_quantity(quantity, PARK_QUANTITIES + tuple(n for n in (quantity,) if network_values)) \
         if isinstance(quantity, str) else quantity
     needs_run = (q.name in HYDRAULIC and not network_values) or q.location == ENTERPRISE
     if result is None and needs_run:
-        from twin.coupled import run_park
+        from parktwin.twin.coupled import run_park
         result = run_park(park, duration_s=0 if not time_s else 86400)
     nets = _networks(park, result)
     values, when = _values_for(q, park, result, time_s, network_values)
@@ -240,7 +240,7 @@ def render_park(park: Park | str | Path, result=None, quantity: str | Quantity =
                 options: ViewOptions = ViewOptions(), park_options: ParkViewOptions = ParkViewOptions(),
                 time_s: float | None = None, subtitle: str = "") -> Path:
     """Render the park scene to `out` (.png or .html); returns the path written. See park_figure."""
-    from viz.render import check_out
+    from parktwin.viz.render import check_out
     out = check_out(out)
     fig = park_figure(park, result, quantity, title or "", network_values, options, park_options, time_s, subtitle)
     return save(fig, out)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from viz.options import ViewOptions
-from viz.quantities import Quantity
+from parktwin.viz.options import ViewOptions
+from parktwin.viz.quantities import Quantity
 
 SUFFIXES = (".png", ".html")
 
@@ -132,7 +132,7 @@ def save(fig: Figure, out) -> Path:
         if out.suffix.lower() == ".png":
             fig.plotter.screenshot(str(partial))
         else:
-            from viz.html_export import write_html
+            from parktwin.viz.html_export import write_html
             fig.plotter.render()
             write_html(fig.plotter, partial, fig.title, fig.subtitle)
         os.replace(partial, out)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hydraulics.network import NetworkArrays
-from viz.quantities import (NETWORK_QUANTITIES, RESULT_QUANTITIES, SUMMARY_QUANTITIES, Quantity,
+from parktwin.hydraulics.network import NetworkArrays
+from parktwin.viz.quantities import (NETWORK_QUANTITIES, RESULT_QUANTITIES, SUMMARY_QUANTITIES, Quantity,
                             get_quantity)
 
 MAX_LISTED = 12   # choices listed in an error before "... (N in all)"
@@ -58,7 +58,7 @@ def pick_scenario(ids, scenario: str | None, where: str) -> str:
 
 
 def load_inp(path) -> NetworkArrays:
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -68,7 +68,7 @@ def load_inp(path) -> NetworkArrays:
 def network_from_inp_bytes(inp: bytes, name: str) -> NetworkArrays:
     """The network a result file was solved on, from the .inp text stored in it (network/inp). Compiled
     networks are cached by the file's bytes, so a second call skips the reader."""
-    from hydraulics.compile import load_network
+    from parktwin.hydraulics.compile import load_network
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in (name or "network"))
     with tempfile.TemporaryDirectory(prefix="parktwin-viz-") as folder:
         path = Path(folder) / f"{safe}.inp"
@@ -123,7 +123,7 @@ def _time_label(t_s: float) -> str:
 def from_result_file(path, quantity: str, time_s: float | None = None, scenario: str | None = None) -> ViewData:
     """A full result file (`parktwin solve|run|mc --store full`): one scenario at one report time."""
     import h5py
-    from scenarios.store import read_results
+    from parktwin.scenarios.store import read_results
     path = Path(path)
     q = get_quantity(quantity, RESULT_QUANTITIES, f"result file {path}")
     with h5py.File(path, "r") as f:
@@ -151,7 +151,7 @@ def from_result_file(path, quantity: str, time_s: float | None = None, scenario:
 
 def from_summary_file(path, quantity: str, time_s: float | None = None, scenario: str | None = None) -> ViewData:
     """A Monte-Carlo summary file (`parktwin mc --store summary`): a statistic over all scenarios."""
-    from scenarios.summary_store import read_summary
+    from parktwin.scenarios.summary_store import read_summary
     path = Path(path)
     if scenario is not None:
         raise ValueError(f"{path} is a Monte-Carlo summary: it holds statistics over all scenarios, not "
@@ -190,7 +190,7 @@ def from_inp(path, quantity: str, time_s: float | None = None, scenario: str | N
     net = load_inp(path)
     if q.name == "elevation":
         return ViewData(net, q, np.asarray(net.elevation_m, dtype=float), f"{net.name}: elevation", path.name)
-    from hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     res = HydraulicSolver(net, SolverOptions()).run(None, 0)
     values = hydraulic_values(net, q, pressure_m=res.pressure_m[0, 0], head_m=res.head_m[0, 0],
                               demand_m3s=res.demand_m3s[0, 0], leak_m3s=res.leak_m3s[0, 0],

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from viz.options import ViewOptions
-from viz.quantities import PARK_QUANTITIES, get_quantity
+from parktwin.viz.options import ViewOptions
+from parktwin.viz.quantities import PARK_QUANTITIES, get_quantity
 
 
 def source_kind(path) -> str:
     """'park', 'inp', 'summary' or 'full'; a ValueError saying what was expected otherwise."""
-    from viz.sources import file_kind
+    from parktwin.viz.sources import file_kind
     path = Path(path)
     if path.is_dir():
         if not (path / "park.toml").is_file():
@@ -33,18 +33,18 @@ def render_file(path, quantity: str, time_s: float | None = None, scenario: str 
     """Render RESULT_OR_PARK: a full result .h5 (one scenario at one report time), a Monte-Carlo summary
     .h5 (a statistic), a park folder (the park is run: a snapshot, or 24 h for time_s > 0) or a plain .inp
     (elevations, or its base case solved). Writes `out` (.png or .html) and returns it."""
-    from viz.render import check_out
+    from parktwin.viz.render import check_out
     out = check_out(out)
     kind = source_kind(path)
     if kind == "park":
-        from viz.park_scene import render_park
+        from parktwin.viz.park_scene import render_park
         if scenario is not None:
             raise ValueError(f"{path}: a park folder is drawn for its base case only; it has no scenario "
                              f"{scenario!r}; omit --scenario")
         get_quantity(quantity, PARK_QUANTITIES, f"park {path}")
         return render_park(path, None, quantity, title, out, options=options, time_s=time_s)
-    from viz import sources
-    from viz.network_view import render_network
+    from parktwin.viz import sources
+    from parktwin.viz.network_view import render_network
     reader = {"inp": sources.from_inp, "summary": sources.from_summary_file, "full": sources.from_result_file}[kind]
     data = reader(path, quantity, time_s, scenario)
     return render_network(data.net, data.values_si, data.quantity, title or data.title, out, options, data.subtitle)

@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.server.errors import install_handlers, register_root
-from api.server.settings import Settings
+from parktwin.api.server.errors import install_handlers, register_root
+from parktwin.api.server.settings import Settings
 
 log = logging.getLogger("parktwin.api")
 UPLOAD_PATHS = ("/parks", "/networks")
@@ -102,12 +102,12 @@ def _too_large(limit: int) -> dict:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    from api.demo import example_park_dir
-    from api.server.jobs import JobManager
-    from api.server.registry import Registry
-    from api.server.routes_jobs import router as jobs_router
-    from api.server.routes_parks import router as parks_router
-    from scenarios.store import parktwin_version
+    from parktwin.api.demo import example_park_dir
+    from parktwin.api.server.jobs import JobManager
+    from parktwin.api.server.registry import Registry
+    from parktwin.api.server.routes_jobs import router as jobs_router
+    from parktwin.api.server.routes_parks import router as parks_router
+    from parktwin.scenarios.store import parktwin_version
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     register_root(settings.data_dir)

@@ -68,7 +68,7 @@ def _body(detail: str, field: str | None) -> dict:
 def _loc_field(loc) -> str | None:
     # ("body", "operations", 0, "capacity_m3d") -> "operations.0.capacity_m3d"; a discriminated union
     # adds its tag ("plant_capacity") as a step, which names the variant rather than a field: dropped.
-    from api.server.models import OPERATION_TAGS
+    from parktwin.api.server.models import OPERATION_TAGS
     parts, previous = [], None
     for p in loc:
         if p in ("body", "query", "path", "header") and previous is None:

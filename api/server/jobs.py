@@ -20,8 +20,8 @@ import secrets
 import threading
 from pathlib import Path
 
-from api.server.errors import ApiError
-from api.server.worker import connect, utc_now
+from parktwin.api.server.errors import ApiError
+from parktwin.api.server.worker import connect, utc_now
 
 log = logging.getLogger("parktwin.api.jobs")
 JOB_RE = re.compile(r"^j-[0-9a-f]{12}$")
@@ -202,7 +202,7 @@ class JobManager:
                                                 "LIMIT ?", (free,))]
         finally:
             con.close()
-        from api.server.worker import run_job
+        from parktwin.api.server.worker import run_job
         for job_id in ids:
             # Under the lock from the status change to the registration, so that a cancel that sees
             # 'running' always finds the process to kill.

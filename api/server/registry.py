@@ -22,7 +22,7 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
-from api.server.errors import ApiError, register_root, scrub
+from parktwin.api.server.errors import ApiError, register_root, scrub
 
 EXAMPLE_ID = "example"
 ID_RE = re.compile(r"^(?:example|[pn]-[0-9a-f]{12})$")
@@ -92,7 +92,7 @@ class Registry:
             if cached is not None:
                 self._touch(park_id)
                 return cached
-        from twin.park import load_park
+        from parktwin.twin.park import load_park
         park = load_park(self.park_dir(park_id))
         with self._lock:
             park = self._parks.setdefault(park_id, park)
@@ -115,7 +115,7 @@ class Registry:
             with self._lock:
                 if key in self._base:
                     return self._base[key]
-            from twin.coupled import run_park
+            from parktwin.twin.coupled import run_park
             park = self.park(park_id)
             result = run_park(park, duration_s=int(duration_s))
             with self._lock:
@@ -187,8 +187,8 @@ class Registry:
         return out
 
     def _validate_park(self, folder: Path) -> None:
-        from twin.park import load_park
-        from twin.park_schema import ParkError
+        from parktwin.twin.park import load_park
+        from parktwin.twin.park_schema import ParkError
         try:
             load_park(folder)
         except ParkError as exc:
@@ -250,8 +250,8 @@ def _common_folder(names: list[str]) -> str:
 
 
 def _load_uploaded_network(path: Path, filename: str):
-    from hydraulics.compile import load_network
-    from hydraulics.inp_reader import InpError
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inp_reader import InpError
     try:
         return load_network(path)
     except InpError as exc:

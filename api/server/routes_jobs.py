@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from api.server import models as m
-from api.server.errors import ApiError, error_responses, scrub
+from parktwin.api.server import models as m
+from parktwin.api.server.errors import ApiError, error_responses, scrub
 
 router = APIRouter(tags=["jobs"])
 
@@ -46,8 +46,8 @@ def _target(request: Request, target: m.Target):
 
 def _spec(body: m.StudyRequest, net_path):
     """The ScenarioSpec (checked against the network) and its JSON, or 422 naming the field."""
-    from hydraulics.compile import load_network
-    from scenarios.spec import SpecError, spec_from_dict
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.scenarios.spec import SpecError, spec_from_dict
     data = body.model_dump(exclude_none=True, exclude={"target", "store", "duration_s"})
     try:
         spec = spec_from_dict(data)
@@ -136,7 +136,7 @@ def job_picture(job_id: str, request: Request,
     import tempfile
     from pathlib import Path
 
-    from api.server.routes_parks import RENDER_LOCK, _viz
+    from parktwin.api.server.routes_parks import RENDER_LOCK, _viz
     render_file = _viz("render_file")
     row = _done(request, job_id)
     if quantity is None:   # a summary file holds statistics, not pressures: each store its own default

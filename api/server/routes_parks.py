@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from api.server import models as m
-from api.server.errors import ApiError, error_responses
-from api.server.registry import EXAMPLE_ID, network_counts, safe_filename
+from parktwin.api.server import models as m
+from parktwin.api.server.errors import ApiError, error_responses
+from parktwin.api.server.registry import EXAMPLE_ID, network_counts, safe_filename
 
 router = APIRouter()
 # VTK's off-screen rendering context is not safe to drive from several threads at once.
@@ -84,8 +84,8 @@ def read_park(park_id: str, request: Request):
     """A park: enterprises, plants, city links, targets and the sizes of its three networks."""
     from dataclasses import asdict
 
-    from hydraulics.compile import load_network
-    from twin.park_schema import NETWORKS
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.twin.park_schema import NETWORKS
     park = request.app.state.registry.park(park_id)
     networks = {}
     for name in NETWORKS:
@@ -103,7 +103,7 @@ def read_park(park_id: str, request: Request):
             responses=error_responses(401, 404, 422, 501))
 def park_indicators(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The regulator's water-efficiency indicators of the park's base case."""
-    from twin.coupled import _plain
+    from parktwin.twin.coupled import _plain
     result = request.app.state.registry.base_result(park_id, duration_s)
     return {"park_id": park_id, "duration_s": int(duration_s), "indicators": _plain(result.indicators)}
 
@@ -112,7 +112,7 @@ def park_indicators(park_id: str, request: Request, duration_s: Duration = m.Run
             responses=error_responses(401, 404, 422, 501))
 def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The park's water balance (m³/d): park, enterprises, plants, networks."""
-    from twin.coupled import _plain
+    from parktwin.twin.coupled import _plain
     result = request.app.state.registry.base_result(park_id, duration_s)
     return {"park_id": park_id, "duration_s": int(duration_s), "balance": _plain(result.balance)}
 
@@ -122,7 +122,7 @@ def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDur
 def whatif(park_id: str, body: m.WhatIfRequest, request: Request):
     """Apply operations to the park, run it, and compare with the base case: indicators (before, after,
     change), both balances, and per network the service violations and their change."""
-    from api.server.whatif import run_whatif
+    from parktwin.api.server.whatif import run_whatif
     cap = request.app.state.settings.max_operations
     if len(body.operations) > cap:
         raise ApiError(422, f"operations: {len(body.operations)} operations, more than the cap of {cap}",
@@ -152,7 +152,7 @@ def park_picture(park_id: str, request: Request,
 
 
 def _viz(name: str):
-    import viz
+    from parktwin import viz
     # Rendering in this process where VTK cannot would abort the server (and its job workers with it).
     problem = viz.offscreen_problem()
     if problem:

@@ -8,8 +8,8 @@ from pathlib import Path
 def serve(host: str, port: int, data_dir: Path | None = None, access_log: bool = False, **overrides) -> None:
     import uvicorn
 
-    from api.server.app import create_app
-    from api.server.settings import settings_from_env
+    from parktwin.api.server.app import create_app
+    from parktwin.api.server.settings import settings_from_env
     settings = settings_from_env(data_dir, **overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:

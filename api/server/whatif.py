@@ -9,14 +9,14 @@ import math
 import threading
 import time
 
-from api.server import models as m
-from api.server.errors import ApiError
+from parktwin.api.server import models as m
+from parktwin.api.server.errors import ApiError
 
 
 def to_twin_operation(op):
     """The `twin.whatif` operation of one request operation."""
-    import twin.whatif as w
-    from twin.park_schema import Enterprise, Recycling, WaterNeeds
+    import parktwin.twin.whatif as w
+    from parktwin.twin.park_schema import Enterprise, Recycling, WaterNeeds
     if isinstance(op, m.ExpandEnterpriseOp):
         return w.ExpandEnterprise(op.name, op.factor)
     if isinstance(op, m.AddEnterpriseOp):
@@ -47,7 +47,7 @@ def to_twin_operation(op):
 
 
 def apply_operations(park, operations):
-    from twin.whatif import WhatIfError, apply
+    from parktwin.twin.whatif import WhatIfError, apply
     for i, op in enumerate(operations):
         try:
             park = apply(park, [to_twin_operation(op)])
@@ -98,8 +98,8 @@ _RUN_LOCK = threading.Lock()
 
 
 def run_whatif(registry, park_id: str, request: m.WhatIfRequest) -> dict:
-    from twin.coupled import _plain, run_park
-    from twin.whatif import compare
+    from parktwin.twin.coupled import _plain, run_park
+    from parktwin.twin.whatif import compare
     started = time.perf_counter()
     park = registry.park(park_id)
     base = registry.base_result(park_id, int(request.duration_s))

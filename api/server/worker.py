@@ -64,10 +64,10 @@ def run_job(db_path: str, job_id: str, result_path: str, parent_pid: int, ray_ad
 
 
 def _run(con, job_id: str, out: Path, parent_pid: int, ray_address: str | None) -> None:
-    from hydraulics.compile import load_network
-    from scenarios.executor import ExecutorOptions
-    from scenarios.montecarlo import run_monte_carlo
-    from scenarios.spec import spec_from_dict
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.scenarios.executor import ExecutorOptions
+    from parktwin.scenarios.montecarlo import run_monte_carlo
+    from parktwin.scenarios.spec import spec_from_dict
     row = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
     spec = spec_from_dict(json.loads(row["spec_json"]))
     net = load_network(row["network_path"])
@@ -139,7 +139,7 @@ def statistics(path: Path, store: str, net) -> dict:
     nj = net.n_junctions
     junctions = net.node_ids[:nj]
     if store == "summary":
-        from scenarios.summary_store import read_summary
+        from parktwin.scenarios.summary_store import read_summary
         stats, meta = read_summary(path)
         pmin = np.nanmin(stats["pressure_min"][:, :nj], axis=0)
         prob = np.nanmax(stats["pressure_below_service_prob"][:, :nj], axis=0)

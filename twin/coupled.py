@@ -29,15 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from parktwin.hydraulics.compile import load_network
-from parktwin.hydraulics.extended import StepVolumes, run_extended
+from parktwin.hydraulics.extended import run_extended
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 from parktwin.twin import balance as bal
+from parktwin.twin.boundary import BoundaryBalance, boundary_balance
 from parktwin.twin.indicators import (ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
                              unserved_demand)
 from parktwin.twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
                                   snapshot_inputs, with_perturbations)
 from parktwin.twin.park_schema import NETWORKS, Park
+from parktwin.twin.periodic import ONE_DAY, DailyVolumes, Periodicity, level_change_m, tank_levels_at_midnight
 
 MIN_PRESSURE_M = 10.0
 DURATIONS_S = (0, SECONDS_PER_DAY)
@@ -85,6 +87,8 @@ class ParkRunResult:
     service: dict                   # network name -> NetworkService
     min_pressure_m: float = MIN_PRESSURE_M
     hydraulics: dict = field(default_factory=dict)   # network name -> twin.park_hydraulics.NetworkHydraulics
+    boundary: BoundaryBalance | None = None          # twin.boundary: the balance at the park's fence
+    days: dict = field(default_factory=dict)          # days run, the reported day, whether it is periodic
 
     def service_violations(self) -> list[dict]:
         """Enterprises whose supply or reclaimed junction falls below the service pressure, and networks
@@ -162,7 +166,9 @@ def network_changes(park: Park, net_name: str, net) -> BatchInputs | None:
 
 
 def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: SolverOptions,
-           duration_s: int, keep_background: bool) -> NetworkHydraulics:
+           duration_s: int, keep_background: bool):
+    """Snapshot: the network's NetworkHydraulics. Otherwise a run of `duration_s` (whole days): the
+    network, its ResultSet and its DailyVolumes."""
     net = load_network(park.network_path(net_name))
     extra = network_changes(park, net_name, net)
     if duration_s:
@@ -175,9 +181,42 @@ def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: S
     inputs = with_perturbations(inputs, extra)
     if not duration_s:
         return NetworkHydraulics.from_results(net, solver.run(inputs, 0))
-    volumes = StepVolumes(inputs.batch_size, net.n_nodes)
-    res = run_extended(solver, inputs, duration_s, volumes=volumes)
-    return NetworkHydraulics.from_results(net, res, volumes)
+    volumes = DailyVolumes(inputs.batch_size, net.n_nodes, duration_s // SECONDS_PER_DAY)
+    return net, run_extended(solver, inputs, duration_s, volumes=volumes), volumes
+
+
+def _day_of(net, res, volumes: DailyVolumes, day: int) -> NetworkHydraulics:
+    """One day (0-based) of a multi-day run, its report times from its midnight to the next."""
+    h = NetworkHydraulics.from_results(net, res, volumes.days[day])
+    t = h.times_s
+    keep = (t >= day * SECONDS_PER_DAY) & (t <= (day + 1) * SECONDS_PER_DAY)
+    return replace(h, times_s=t[keep], pressure_m=h.pressure_m[keep], head_m=h.head_m[keep],
+                   demand_m3s=h.demand_m3s[keep], leak_m3s=h.leak_m3s[keep], flow_m3s=h.flow_m3s[keep])
+
+
+def _solve_periodic(park: Park, loads: dict, options: SolverOptions, periodicity: Periodicity):
+    """The networks run for 1, 2, 4, ... days (or `periodicity.days`); the reported day and its figures."""
+    for n_days in periodicity.run_lengths():
+        runs = {n: _solve(park, n, loads[n], options, n_days * SECONDS_PER_DAY, False) for n in NETWORKS}
+        levels = {n: tank_levels_at_midnight(net, np.asarray(res.time_s), np.asarray(res.head_m[0], float))
+                  for n, (net, res, _) in runs.items()}
+        failed = any(res.failure[0] for _, res, _ in runs.values())
+        changes = [{n: level_change_m(lv, k) if lv.size == 0 or lv.shape[0] > k + 1 else math.nan for n, lv in levels.items()}
+                   for k in range(n_days)]
+        repeats = [all(c <= periodicity.tolerance_m for c in ch.values()) for ch in changes]
+        if periodicity.days is not None:
+            day = n_days - 1
+        elif any(repeats) and not failed:
+            day = repeats.index(True)
+        elif n_days < periodicity.max_days and not failed:
+            continue
+        else:
+            day = n_days - 1
+        info = {"days_run": n_days, "reported_day": day + 1, "periodic": bool(repeats[day]),
+                "tank_level_change_m": changes[day], "tolerance_m": periodicity.tolerance_m,
+                "mode": "until periodic" if periodicity.days is None else f"{periodicity.days} day(s)"}
+        return {n: _day_of(net, res, vol, day) for n, (net, res, vol) in runs.items()}, info
+    raise AssertionError("run_lengths() is never empty")
 
 
 def network_service(park: Park, net_name: str, loads: dict[str, JunctionLoad], h: NetworkHydraulics,
@@ -234,14 +273,20 @@ def _apply_sector_quotas(park: Park, indicators: dict) -> dict:
 
 
 def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptions = SolverOptions(), *,
-             min_pressure_m: float = MIN_PRESSURE_M, keep_background: bool = False) -> ParkRunResult:
-    """Allocate, solve the supply, reclaimed and discharge networks (24 h or a snapshot), close the
-    balance, evaluate the indicators."""
+             min_pressure_m: float = MIN_PRESSURE_M, keep_background: bool = False,
+             periodicity: Periodicity = ONE_DAY) -> ParkRunResult:
+    """Allocate, solve the supply, reclaimed and discharge networks (a day of a periodic run, or a
+    snapshot), book the per-unit balance, measure the boundary balance, evaluate the indicators.
+    `periodicity`: how many days to run (default one; `Periodicity()` runs until the tanks repeat)."""
     if duration_s not in DURATIONS_S:
         raise ValueError(f"duration_s: the coupled run is a day (86400) or a snapshot (0), got {duration_s!r}")
     first = bal.allocate(park)
     loads = enterprise_loads(park, first)
-    hydraulics = {n: _solve(park, n, loads[n], options, duration_s, keep_background) for n in NETWORKS}
+    if duration_s:
+        hydraulics, days = _solve_periodic(park, loads, options, periodicity)
+    else:
+        hydraulics = {n: _solve(park, n, loads[n], options, 0, keep_background) for n in NETWORKS}
+        days = {"days_run": 0, "reported_day": None, "periodic": None, "mode": "snapshot"}
     service = {n: network_service(park, n, loads[n], hydraulics[n], min_pressure_m) for n in NETWORKS}
     alloc = bal.allocate(park, sewer_losses_m3d=service["discharge"].leaks_m3d)
     bal.check_closure(alloc)
@@ -251,8 +296,10 @@ def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptio
     indicators.update(service_indicators(service, min_pressure_m))
     table = bal.balance_table(alloc, pb)
     table["networks"] = {n: s.as_dict() for n, s in service.items()}
+    boundary = boundary_balance(park, alloc, service)
+    table["boundary"] = boundary.as_dict()
     return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m,
-                         hydraulics)
+                         hydraulics, boundary, days)
 
 
 def _plain(x):
@@ -272,7 +319,8 @@ def write_outputs(result: ParkRunResult, out_dir: str | Path) -> tuple[Path, Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"park": result.park_name, "duration_s": result.duration_s,
-            "mode": "snapshot (daily averages)" if result.duration_s == 0 else "24 h (daily integrals)"}
+            "mode": "snapshot (daily averages)" if result.duration_s == 0 else "24 h (daily integrals)",
+            "days": result.days}
     ind_path, bal_path = out / "indicators.json", out / "balance.json"
     ind_path.write_text(json.dumps(_plain({**meta, "indicators": result.indicators,
                                            "service_violations": result.service_violations()}),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
-from parktwin.hydraulics.inp_tokens import findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
+from parktwin.hydraulics.inp_tokens import decode_inp, epanet_lines, findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
 from parktwin.hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
 from parktwin.hydraulics.network import LinkKind, NodeKind, PumpCurveKind
 
@@ -257,11 +257,8 @@ def compile_controls(inp_text: str, node_index: dict[str, int], link_index: dict
 
 
 def read_inp_text(path) -> str:
-    raw = Path(path).read_bytes()
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """The text as EPANET reads it: every line cut at its first NUL byte and at fgets' MAXLINE."""
+    return decode_inp(b"\n".join(epanet_lines(Path(path).read_bytes())[0]))[0]
 
 
 def compile_controls_from_file(path, node_index, link_index, link_kind, node_kind, elevation_m,

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from parktwin.hydraulics.inp_options import _emit_options, _emit_times, _Net
 from parktwin.hydraulics.inp_sections import _collect, _emit_network
 # Callers (inp_reader, tests) import these helpers from here; the split into modules is internal.
-from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, MAXTOKS, OUT_ORDER, PRESSURE_VALVES, PSI_PER_FT,
-                                   SECTIONS, SI_FLOWS, VALVE_TYPES, VISCOS, Line, NormaliseError, _Out, findmatch,
-                                   fmt, hms, hours, isnum, match, num, split_sections, tokenise)
+from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, MAXLINE, MAXTOKS, OUT_ORDER, PRESSURE_VALVES, PSI_PER_FT,
+                                   SECTIONS, SI_FLOWS, VALVE_TYPES, VISCOS, Line, NormaliseError, _Out, epanet_lines,
+                                   findmatch, fmt, hms, hours, isnum, match, num, split_sections, tokenise)
 
-__all__ = ['DIFFUS', 'FLOW_WORDS', 'M_PER_FT', 'MAXTOKS', 'OUT_ORDER', 'PRESSURE_VALVES', 'PSI_PER_FT', 'SECTIONS',
-           'SI_FLOWS', 'VALVE_TYPES', 'VISCOS', 'Line', 'Normalised', 'NormaliseError', 'findmatch', 'fmt', 'hms',
+__all__ = ['DIFFUS', 'FLOW_WORDS', 'M_PER_FT', 'MAXLINE', 'MAXTOKS', 'OUT_ORDER', 'PRESSURE_VALVES', 'PSI_PER_FT', 'SECTIONS',
+           'SI_FLOWS', 'VALVE_TYPES', 'VISCOS', 'Line', 'Normalised', 'NormaliseError', 'epanet_lines', 'findmatch', 'fmt', 'hms',
            'hours', 'isnum', 'match', 'normalise', 'num', 'split_sections', 'tokenise']
 
 
@@ -39,9 +39,11 @@ class Normalised:
     pcv: tuple = ()                          # (id, percent open, 'ACTIVE'/'OPEN'/'CLOSED', curve id or None)
 
 
-def normalise(text: str) -> Normalised:
-    """EPANET-accepted .inp text -> text WNTR 1.5 reads with EPANET's meaning."""
-    lines = split_sections(text)
+def normalise(text: str, line_numbers: list[int] | None = None) -> Normalised:
+    """EPANET-accepted .inp text -> text WNTR 1.5 reads with EPANET's meaning.
+
+    ``line_numbers``: the file line of each line of ``text`` when they differ (see epanet_lines)."""
+    lines = split_sections(text, line_numbers)
     net = _Net()
     _collect(net, lines)
     out = _Out()

@@ -2,9 +2,12 @@
 
 ``read_inp(path)`` first lets EPANET 2.3 (the ``owa-epanet`` toolkit) open the file: a file EPANET
 rejects raises one :class:`InpError` naming the file, the line and EPANET's message.  The text is
-then rewritten by :mod:`hydraulics.inp_normalise` into the spelling WNTR 1.5 understands (WNTR
+then taken as EPANET's fgets() sees it (each line cut at its first NUL byte and at 1023 bytes),
+rewritten by :mod:`hydraulics.inp_normalise` into the spelling WNTR 1.5 understands (WNTR
 rejects or silently misreads clock times, unit words, SI units, optional fields, ranges, absolute
-viscosities, non-default pressure units, ...) and WNTR reads that copy.  Options that matter to
+viscosities, non-default pressure units, ...) and WNTR reads that copy.  Display data that never
+changes the hydraulics ([LABELS], [BACKDROP], [TAGS], invalid coordinates) stays out of the copy, so
+WNTR's reader never refuses a file over it; valid coordinates are kept for the views.  Options that matter to
 the hydraulics but have no place in a WNTR model are returned by ``read_inp_with_extras`` as an
 :class:`InpExtras`.
 """
@@ -21,6 +24,7 @@ import wntr
 from wntr.epanet.exceptions import EpanetException
 
 from parktwin.hydraulics.inp_normalise import SECTIONS, NormaliseError, findmatch, normalise, tokenise
+from parktwin.hydraulics.inp_tokens import decode_inp, epanet_lines
 
 __all__ = ['InpError', 'InpExtras', 'read_inp', 'read_inp_with_extras']
 
@@ -61,17 +65,18 @@ def read_inp(path) -> wntr.network.WaterNetworkModel:
 def read_inp_with_extras(path) -> tuple[wntr.network.WaterNetworkModel, InpExtras]:
     """The WNTR model of an EPANET .inp file and the hydraulic options WNTR cannot hold."""
     path = Path(path)
-    text, encoding = _read_text(path)
-    counts = _epanet_check(path, text)
+    text, numbers, encoding, nul = _read_text(path)
+    counts = _epanet_check(path, text, numbers, nul)
     try:
-        norm = normalise(text)
+        norm = normalise(text, numbers)
     except NormaliseError as err:
         raise InpError(path, err.message, err.line) from err
     wn = _wntr_read(path, norm)
     _check_counts(path, wn, counts)
     tol = norm.tolerances
     notes = norm.workarounds + (('non-UTF-8 bytes decoded as Latin-1',)
-                                if encoding != 'utf-8' else ())
+                                if encoding != 'utf-8' else ()) + (
+        ('NUL bytes: each line read up to its first NUL, as EPANET does',) if nul else ())
     extras = InpExtras(flow_units=norm.flow_units, pressure_units=norm.pressure_units,
                        emitter_backflow=norm.emitter_backflow, leakage=norm.leakage,
                        unbalanced=norm.unbalanced, htol=tol.get('HTOL'), qtol=tol.get('QTOL'),
@@ -80,7 +85,9 @@ def read_inp_with_extras(path) -> tuple[wntr.network.WaterNetworkModel, InpExtra
     return wn, extras
 
 
-def _read_text(path: Path) -> tuple[str, str]:
+def _read_text(path: Path) -> tuple[str, list[int], str, bool]:
+    """The text as EPANET reads it (see epanet_lines), the file line of each of its lines, the
+    encoding and whether the file holds NUL bytes."""
     if not path.is_file():
         raise InpError(path, 'file not found' if not path.exists() else 'not a regular file')
     try:
@@ -89,18 +96,12 @@ def _read_text(path: Path) -> tuple[str, str]:
         raise InpError(path, 'cannot read file: %s' % err.strerror) from err
     if not data.strip():
         raise InpError(path, 'empty file')
-    nul = data.find(b'\x00')
-    if nul >= 0:
-        raise InpError(path, 'binary data (NUL byte at offset %d), not an EPANET text file' % nul,
-                       data.count(b'\n', 0, nul) + 1)
-    try:
-        return data.decode('utf-8'), 'utf-8'
-    except UnicodeDecodeError:
-        # EPANET reads bytes; old Windows files carry Latin-1/CP1252 names and comments
-        return data.decode('latin-1'), 'latin-1'
+    pieces, numbers = epanet_lines(data)
+    text, encoding = decode_inp(b'\n'.join(pieces))
+    return text, numbers, encoding, b'\x00' in data
 
 
-def _epanet_check(path: Path, text: str) -> dict:
+def _epanet_check(path: Path, text: str, numbers: list[int], nul: bool) -> dict:
     """Open the file with EPANET 2.3; raise its errors with the offending line numbers."""
     from epanet import toolkit as en
 
@@ -124,9 +125,10 @@ def _epanet_check(path: Path, text: str) -> dict:
         if counts['NODECOUNT'] == 0:
             # EPANET 2.3 opens a file without nodes as an empty project; it is no network
             raise InpError(path, 'no nodes found: not an EPANET network file (missing '
-                           '[JUNCTIONS]/[RESERVOIRS]/[TANKS] sections?)')
+                           '[JUNCTIONS]/[RESERVOIRS]/[TANKS] sections?)%s' % (
+                               '; it holds NUL bytes: binary data or UTF-16 text?' if nul else ''))
         return counts
-    problems, first_line = _report_errors(report, text)
+    problems, first_line = _report_errors(report, text, numbers)
     if not problems:
         problems = [failure]
     code = int(m.group(1)) if (m := re.search(r'Error (\d+)', problems[0])) else None
@@ -138,12 +140,12 @@ def _epanet_check(path: Path, text: str) -> dict:
                    first_line, code)
 
 
-def _report_errors(report: str, text: str) -> tuple[list[str], int | None]:
+def _report_errors(report: str, text: str, numbers: list[int]) -> tuple[list[str], int | None]:
     """EPANET's report has 'Error NNN: ... in [SECTION] section:' lines followed by an echo of
     the offending input line (never its number), or 'Error NNN: ... <ID>' for checks made after
     reading (tank levels, pump curves)."""
     lines = [ln.strip() for ln in report.splitlines()]
-    src = text.split('\n')
+    src = list(zip(numbers, text.split('\n')))
     problems, first = [], None
     for i, ln in enumerate(lines):
         m = re.match(r'Error (\d+): (.*)$', ln)
@@ -164,10 +166,10 @@ def _report_errors(report: str, text: str) -> tuple[list[str], int | None]:
     return problems, first
 
 
-def _find_line(src: list[str], section: str | None, want: list[str]) -> int | None:
-    """Line number of the line with these tokens, inside the named section if one is given."""
+def _find_line(src: list[tuple[int, str]], section: str | None, want: list[str]) -> int | None:
+    """File line number of the line with these tokens, inside the named section if one is given."""
     sect = None
-    for no, raw in enumerate(src, start=1):
+    for no, raw in src:
         toks, _ = tokenise(raw + '\n')
         if not toks:
             continue
@@ -179,12 +181,12 @@ def _find_line(src: list[str], section: str | None, want: list[str]) -> int | No
     return None
 
 
-def _find_definition(src: list[str], ident: str) -> int | None:
+def _find_definition(src: list[tuple[int, str]], ident: str) -> int | None:
     """Line defining a node, link, pattern or curve named in a post-read EPANET error."""
     defining = {'[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]',
                 '[PATTERNS]', '[CURVES]'}
     sect = None
-    for no, raw in enumerate(src, start=1):
+    for no, raw in src:
         toks, _ = tokenise(raw + '\n')
         if toks and toks[0].startswith('['):
             k = findmatch(toks[0], SECTIONS)

@@ -191,22 +191,22 @@ def _emit_network(net: _Net, lines, out: _Out):
             _emit_energy(net, ln, out)
         elif sect in ('[QUALITY]', '[SOURCES]', '[REACTIONS]', '[MIXING]'):
             _emit_quality(net, sect, ln, out)
-        elif sect == '[COORDINATES]':
-            # EPANET skips coordinates of unknown nodes or with bad numbers; WNTR raises
-            if len(t) >= 3 and t[0] in net.nodes and isnum(t[1]) and isnum(t[2]):
-                out.add(sect, no, *t[:3])
+        elif sect in ('[COORDINATES]', '[VERTICES]'):
+            # EPANET ignores invalid coordinates (unknown element, too few or bad numbers); WNTR
+            # raises.  Numbers are rewritten because C's strtod reads spellings Python's float()
+            # refuses (hex floats).
+            known = net.nodes if sect == '[COORDINATES]' else net.links
+            xy = (num(t[1]), num(t[2])) if len(t) >= 3 and isnum(t[1]) and isnum(t[2]) else None
+            if t[0] in known and xy:
+                out.add(sect, no, t[0], fmt(xy[0]), fmt(xy[1]))
             else:
-                net.note('invalid [COORDINATES] line skipped as EPANET does')
-        elif sect == '[VERTICES]':
-            if len(t) >= 3 and t[0] in net.links and isnum(t[1]) and isnum(t[2]):
-                out.add(sect, no, *t[:3])
-        elif sect in ('[LABELS]', '[BACKDROP]'):
-            out.add(sect, no, ln.raw.split(';')[0].strip())
-        elif sect == '[TAGS]' and len(t) >= 3:
-            # WNTR compares NODE/LINK case-sensitively; tags are metadata, blanks become '_'
-            kind = 'NODE' if match(t[0], 'NODE') else 'LINK' if match(t[0], 'LINK') else None
-            if kind:
-                out.add(sect, no, kind, t[1], '_'.join(t[2].split()))
+                net.note('invalid %s line skipped as EPANET does' % sect)
+        elif sect in ('[LABELS]', '[BACKDROP]', '[TAGS]'):
+            # Display data that never changes the hydraulics: EPANET ignores [LABELS] and
+            # [BACKDROP] whatever they hold and keeps tags as free text; WNTR's reader refuses
+            # some of what EPANET accepts (backdrop UNITS words, odd tag lines), so none of it
+            # goes to WNTR.
+            continue
         elif sect in ('[REPORT]', '[ROUGHNESS]'):
             net.note('%s section dropped (reporting only / ignored by EPANET)' % sect)
     for link, word in net.status.items():

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 
 MAXTOKS = 40                      # EPANET reads at most 40 tokens of a line (types.h MAXTOKS)
+MAXLINE = 1024                    # fgets(line, MAXLINE, f): at most MAXLINE - 1 bytes a read (types.h)
 PSI_PER_FT, M_PER_FT, VISCOS, DIFFUS = 0.4333, 0.3048, 1.1e-5, 1.3e-8
 SI_FLOWS = ('LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
 FLOW_WORDS = ('CFS', 'GPM', 'MGD', 'IMGD', 'AFD', 'LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
@@ -21,8 +22,7 @@ SECTIONS = ('[TITLE]', '[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PU
 OUT_ORDER = ('[TITLE]', '[OPTIONS]', '[TIMES]', '[PATTERNS]', '[CURVES]', '[JUNCTIONS]',
              '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]', '[DEMANDS]', '[EMITTERS]',
              '[STATUS]', '[CONTROLS]', '[RULES]', '[ENERGY]', '[QUALITY]', '[SOURCES]',
-             '[REACTIONS]', '[MIXING]', '[COORDINATES]', '[VERTICES]', '[LABELS]', '[BACKDROP]',
-             '[TAGS]')
+             '[REACTIONS]', '[MIXING]', '[COORDINATES]', '[VERTICES]')
 VALVE_TYPES = ('PRV', 'PSV', 'PBV', 'FCV', 'TCV', 'GPV', 'PCV')
 PRESSURE_VALVES = ('PRV', 'PSV', 'PBV')
 
@@ -163,10 +163,41 @@ def fmt(x: float) -> str:
     return repr(float(x))
 
 
-def split_sections(text: str) -> list[tuple[str, Line]]:
-    """Assign every data line to its section the way EPANET's readdata() does."""
+def epanet_lines(data: bytes) -> tuple[list[bytes], list[int]]:
+    """The lines EPANET's readdata() sees, and the file line number of each.
+
+    EPANET reads with fgets(line, MAXLINE): a longer line arrives in pieces of MAXLINE - 1 bytes
+    (the newline counts), each read as a line of its own; and C string functions end every piece at
+    its first NUL byte, so whatever follows a NUL up to the newline is never seen."""
+    pieces, numbers = [], []
+    for no, raw in enumerate(data.split(b'\n'), start=1):
+        seg = raw + b'\n'
+        for i in range(0, len(seg), MAXLINE - 1):
+            pieces.append(seg[i:i + MAXLINE - 1].rstrip(b'\n').split(b'\x00', 1)[0])
+            numbers.append(no)
+    if data.endswith(b'\n'):          # split() leaves an empty piece after the last newline
+        pieces.pop()
+        numbers.pop()
+    return pieces, numbers
+
+
+def decode_inp(data: bytes) -> tuple[str, str]:
+    """Text and encoding of .inp bytes: UTF-8, else Latin-1 (EPANET reads bytes; old Windows files
+    carry Latin-1/CP1252 names and comments)."""
+    try:
+        return data.decode('utf-8'), 'utf-8'
+    except UnicodeDecodeError:
+        return data.decode('latin-1'), 'latin-1'
+
+
+def split_sections(text: str, line_numbers: list[int] | None = None) -> list[tuple[str, Line]]:
+    """Assign every data line to its section the way EPANET's readdata() does.
+
+    ``line_numbers`` gives the file line of each line of ``text`` (see ``epanet_lines``)."""
     out, sect = [], None
-    for no, raw in enumerate(text.split('\n'), start=1):
+    rows = text.split('\n')
+    numbers = line_numbers if line_numbers is not None else range(1, len(rows) + 1)
+    for no, raw in zip(numbers, rows):
         toks, comment = tokenise(raw + '\n')   # fgets() keeps the newline
         if not toks:
             continue

@@ -197,10 +197,14 @@ class EpanetProject:
         self.n_nodes = self._count(EN_NODECOUNT)
         self.n_links = self._count(EN_LINKCOUNT)
         buf, a, b = ctypes.create_string_buffer(_MAXID + 1), c_int(), c_int()
+        # EPANET's IDs are bytes: decode them as the reader decodes the file (UTF-8, else Latin-1)
+        from parktwin.hydraulics.inp_tokens import decode_inp
+        with open(self.path, "rb") as f:
+            encoding = decode_inp(f.read())[1]
 
         def get_id(fn, i):
             self._check(fn(ph, i, buf), fn.__name__)
-            return buf.value.decode()
+            return buf.value.decode(encoding)
 
         def get_int(fn, i):
             self._check(fn(ph, i, byref(a)), fn.__name__)

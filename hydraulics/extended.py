@@ -45,10 +45,11 @@ class StepVolumes:
 
 
 def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
-                 volumes: StepVolumes | None = None, out: ResultSet | None = None) -> ResultSet:
+                 volumes: StepVolumes | None = None, out: ResultSet | None = None, quality=None) -> ResultSet:
     """Run the batch for `duration_s` seconds. `out`, a result set of the same batch, network and
     report times, is filled and returned instead of a new one: a study that runs chunk after chunk
-    then reuses its memory (fresh pages cost more than the solve on small networks)."""
+    then reuses its memory (fresh pages cost more than the solve on small networks). `quality` (a
+    hydraulics.quality.QualityEngine) is started on the initial state and handed every hydraulic step."""
     from parktwin.hydraulics.controls import apply_simple_controls, control_time_step
     net, sn = solver.net, solver.sn
     tm = net.time
@@ -65,6 +66,8 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
         res.failure[:] = ""
     written = np.zeros((batch, len(times)), bool)
     st = solver._initial(inputs)
+    if quality is not None:
+        quality.start(solver, st)
     htime = np.zeros(batch, np.int64)
     rtime = np.full(batch, tm.report_step_s, np.int64)
     running = np.ones(batch, bool)
@@ -109,6 +112,8 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
                 tank_levels(sn, sub, tstep)
         if volumes is not None:
             volumes.add(solver, sub, cols, tstep)
+        if quality is not None:
+            quality.step(solver, sub, cols, t, tstep)
         new_t = t + tstep
         rt = rtime[cols]
         rtime[cols] = np.where(active & (new_t >= rt), rt + tm.report_step_s, rt)

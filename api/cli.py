@@ -239,16 +239,19 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
              out: Path = typer.Option(..., "--out", help="output folder for indicators.json and balance.json"),
              snapshot: bool = typer.Option(False, "--snapshot",
                                            help="one steady state of daily mean flows instead of the 24 h run"),
+             days: int = typer.Option(None, "--days", min=1, help="run N days and report the last (default: "
+                                      "until the tank levels repeat day on day, at most 16 days)"),
              backend: Backend = typer.Option(Backend.auto, "--backend")):
-    """Run the park for 24 h (or a snapshot): allocate water by grade, solve the three networks with the
-    enterprises' shift profiles, close the balances, evaluate the indicators against the targets."""
+    """Run the park day by day (or a snapshot): allocate water by grade, solve the three networks with the
+    enterprises' shift profiles, book the balances, measure the boundary balance, evaluate the indicators."""
     from parktwin.hydraulics.solver import SolverOptions
     from parktwin.twin.coupled import run_park, write_outputs
     from parktwin.twin.park import load_park
     from parktwin.twin.park_hydraulics import SECONDS_PER_DAY
+    from parktwin.twin.periodic import Periodicity
     park = load_park(park_dir)
     result = run_park(park, duration_s=0 if snapshot else SECONDS_PER_DAY,
-                      options=SolverOptions(backend=backend.value))
+                      options=SolverOptions(backend=backend.value), periodicity=Periodicity(days=days))
     out.mkdir(parents=True, exist_ok=True)
     written = write_outputs(result, out)
     console.print(f"[bold]{escape(park.name)}[/]: {len(park.enterprises)} enterprises")
@@ -262,7 +265,24 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
         console.print(f"  {escape(name)}: {shown} {escape(str(ind.get('unit', '')))}{mark}", highlight=False)
     for v in result.service_violations():
         console.print(f"  [yellow]service[/]: {escape(json.dumps(v))}", highlight=False)
+    _print_boundary(result)
     console.print("written: " + ", ".join(escape(str(p)) for p in written))
+
+
+def _print_boundary(result) -> None:
+    b, d = result.boundary, result.days
+    if d.get("reported_day"):
+        state = "tanks repeat" if d["periodic"] else "tanks do NOT repeat"
+        console.print(f"  day {d['reported_day']} of {d['days_run']} reported ({state} within "
+                      f"{d['tolerance_m']:g} m)", highlight=False)
+    closure = "n/a" if b.closure is None else f"{100 * b.closure:.3f} %"
+    console.print(f"  boundary: in {b.inflow_m3d:,.0f}, out {b.outflow_m3d:,.0f}, storage {b.storage_change_m3d:+,.0f}, "
+                  f"residual {b.residual_m3d:+,.1f} m3/d, closure {closure}", highlight=False)
+
+
+from parktwin.api import cli_park_whatif  # noqa: E402
+
+cli_park_whatif.register(park_app, Backend, console)   # parktwin park whatif: api/cli_park_whatif.py
 
 
 @park_app.command("mc")
@@ -323,11 +343,14 @@ def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind;
           workers: int = typer.Option(None, "--workers", min=1, help="Monte-Carlo jobs solved at the same time"),
           ray_address: str = typer.Option(None, "--ray", help="solve jobs on this Ray cluster"),
           cors_origin: list[str] = typer.Option(None, "--cors-origin", help="allow this browser origin (repeat)"),
-          access_log: bool = typer.Option(False, "--access-log", help="log every request")):
+          access_log: bool = typer.Option(False, "--access-log", help="log every request"),
+          insecure: bool = typer.Option(False, "--insecure",
+                                        help="serve a non-loopback --host without PARKTWIN_API_KEY")):
     """Start the HTTP API (docs/api.md; OpenAPI at /docs). PARKTWIN_API_KEY, if set, is required on every
-    request but /health."""
+    request but /health; a non-loopback --host needs it (or --insecure)."""
     from parktwin.api.server import serve as run_server
-    run_server(host, port, data_dir, access_log=access_log, max_study_scenarios=max_study_scenarios,
+    run_server(host, port, data_dir, access_log=access_log, insecure=insecure or None,
+               max_study_scenarios=max_study_scenarios,
                max_upload_bytes=max_upload_bytes, max_request_bytes=max_request_bytes, max_workers=workers,
                ray_address=ray_address, cors_origins=tuple(cors_origin) if cors_origin else None)
 

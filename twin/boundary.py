@@ -18,7 +18,8 @@ solved networks where a meter would stand, and only what no meter sees comes fro
 
 residual = Σin − Σout − storage_change and closure = |residual| / Σin. Written out, the residual is the
 enterprises' booked intake that the networks did not deliver (unserved demand, negative), discharge the
-sewer did not take, and each network's own mass-balance error (a part cut off from every source): the
+sewer did not take, water drawn at junctions no enterprise books (background demands, emitters) and each
+network's own mass-balance error (a part cut off from every source): the
 `causes`, which sum to the residual and which the report names. Sewer exfiltration and a tank that does
 not return to its level are not in the residual (they are network leaks and storage change) but are
 causes of books and meters differing, so they are listed too (``in_residual=False``).
@@ -159,6 +160,9 @@ def _causes(service: dict, fresh_m3d: float) -> tuple[Cause, ...]:
               "wastewater booked as discharged that the discharge network did not take in"),
     ]
     for name, x in service.items():
+        out.append(Cause(f"unbooked_outflow[{name}]", x.unbooked_outflow_m3d, True,
+                         "drawn (or, negative, put in) at junctions where no enterprise is booked: background "
+                         "demands or emitters of the network file"))
         out.append(Cause(f"network_mass_balance[{name}]", x.closure_residual_m3d, True,
                          "source outflow differs from demands + leaks + storage change: part of the network "
                          "is cut off from every source, or the solver did not converge"))

@@ -61,6 +61,8 @@ class NetworkService:
     source_outflow_m3d: float = 0.0  # what the reservoirs gave (negative: took in, the discharge plant)
     storage_change_m3d: float = 0.0  # tank volume at the end of the day minus at its start
     closure_residual_m3d: float = 0.0  # source outflow - (junction demands + leaks + storage change)
+    # What junctions drew that no enterprise booked (background demands, emitters in the file), m³/d.
+    unbooked_outflow_m3d: float = 0.0
     failure: str = ""
 
     @property
@@ -72,6 +74,7 @@ class NetworkService:
                 "requested_m3d": self.requested_m3d, "delivered_m3d": self.delivered_m3d,
                 "unserved_m3d": self.unserved_m3d, "source_outflow_m3d": self.source_outflow_m3d,
                 "storage_change_m3d": self.storage_change_m3d, "closure_residual_m3d": self.closure_residual_m3d,
+                "unbooked_outflow_m3d": self.unbooked_outflow_m3d,
                 "min_pressure_m": self.min_pressure_m, "low_pressure_junctions": list(self.low_pressure_junctions),
                 "enterprise_pressure_m": dict(self.enterprise_pressure_m)}
 
@@ -237,7 +240,8 @@ def network_service(park: Park, net_name: str, loads: dict[str, JunctionLoad], h
         low_pressure_junctions=tuple(net.node_ids[i] for i in np.flatnonzero(~(p >= min_pressure_m))),
         min_pressure_m=float(np.min(p)) if nj else math.nan, enterprise_pressure_m=pressures,
         source_outflow_m3d=source, storage_change_m3d=storage,
-        closure_residual_m3d=source - (junction_demand + leaks + storage), failure=h.failure)
+        closure_residual_m3d=source - (junction_demand + leaks + storage),
+        unbooked_outflow_m3d=junction_demand - float(np.sum(h.node_volume_m3[loaded])), failure=h.failure)
 
 
 def service_indicators(service: dict, min_pressure_m: float) -> dict:

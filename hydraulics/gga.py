@@ -54,6 +54,9 @@ class GradientSolver:
             from parktwin.hydraulics.fused import FusedGradientSolver, unsupported_reason
             if unsupported_reason(sn, settings, junction_controls) is None:
                 self.fused = FusedGradientSolver(sn, self.assembler, settings)
+        elif getattr(backend, "name", "") == "cupy":
+            from parktwin.hydraulics.device import device_solver
+            self.fused = device_solver(sn, self.assembler, settings, junction_controls)
 
     def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
         if self.fused is not None and active is None:

@@ -3,7 +3,8 @@
 Each backend has a cheap availability probe and a builder; numba and cupy are
 imported only when their backend is probed or built, so importing this module
 stays light.  "auto" picks cupy (importable and a CUDA device present), else
-numba, else numpy.
+numba, else numpy.  With NUMBA_ENABLE_CUDASIM=1 "cupy" is numba's CUDA simulator on the CPU (slow; for
+tests of the device kernels), never picked by "auto".
 """
 from __future__ import annotations
 
@@ -44,7 +45,17 @@ def _probe_numba() -> str:
     return AVAILABLE
 
 
+def cuda_simulated() -> bool:
+    """NUMBA_ENABLE_CUDASIM set (as numba reads it): the cupy backend's kernels run in numba's CUDA
+    simulator on NumPy arrays, on the CPU. For CI and for checking the device code without a GPU."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
+
+
 def _probe_cupy() -> str:
+    if cuda_simulated():
+        if importlib.util.find_spec("numba") is None or importlib.util.find_spec("numba.cuda") is None:
+            return "NUMBA_ENABLE_CUDASIM is set but numba's CUDA target is not installed"
+        return AVAILABLE
     if importlib.util.find_spec("cupy") is None:
         return "cupy not installed"
     try:
@@ -80,6 +91,11 @@ def _build_numba() -> Backend:
 
 
 def _build_cupy() -> Backend:
+    if cuda_simulated():
+        # The simulated device: the kernels get NumPy arrays; the reference path's LDL^T stays in NumPy.
+        from . import ldl_xp
+        return Backend(name="cupy", xp=np, asarray=np.asarray, to_numpy=np.asarray,
+                       solve=_with_inputs_on(np.asarray, ldl_xp.solve))
     import cupy
 
     from . import ldl_xp
@@ -117,6 +133,8 @@ def available_backends() -> dict[str, str]:
 def get_backend(name: str = "auto") -> Backend:
     if name == "auto":
         for candidate, (probe, _) in _BACKENDS.items():
+            if candidate == "cupy" and cuda_simulated():
+                continue    # the simulator is for testing the kernels, never a default
             if probe() == AVAILABLE:
                 return get_backend(candidate)
         raise RuntimeError("no backend available")  # numpy always is; kept for clarity

@@ -359,6 +359,10 @@ from parktwin.api import cli_render  # noqa: E402  (registers on `app`, which mu
 
 cli_render.register(app)     # parktwin render: the command lives in api/cli_render.py
 
+from parktwin.api import cli_meters  # noqa: E402
+
+cli_meters.register(app)     # parktwin meters ...: the ledger commands live in api/cli_meters.py
+
 
 @app.command()
 def locate(network: Path = typer.Argument(..., help="EPANET .inp file"),

@@ -59,7 +59,8 @@ class GradientSolver:
             self.fused = device_solver(sn, self.assembler, settings, junction_controls)
 
     def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
-        if self.fused is not None and active is None:
+        # the fused and device kernels do not carry pipe leakage: those states take the reference path
+        if self.fused is not None and active is None and state.favad_cfa is None:
             return self.fused.solve(state, self._rescue)
         s = self.settings
         batch = state.batch_size
@@ -144,6 +145,8 @@ class GradientSolver:
             conv &= self.assembler.max_head_error(sub) <= s.head_error_limit_ft
         if s.flow_change_limit_cfs > 0.0 and conv.any():
             conv &= pdata.max_flow_change <= s.flow_change_limit_cfs
+        if sub.favad_cfa is not None and conv.any():
+            conv &= self.assembler.leakage_converged(sub)
         if self.sn.pda and conv.any():
             conv &= self.assembler.pda_converged(sub)
         return conv

@@ -85,7 +85,7 @@ class HydraulicSolver:
         """The batch's starting state; batches that change no link, tank or reservoir start from a copy of
         one cached template (per batch size and warm start), which is most chunks of a leak study."""
         if any(getattr(inputs, name) is not None for name in self._STRUCTURAL):
-            return self._initial_uncached(inputs, flow_prev)
+            return self._with_pipe_leakage(self._initial_uncached(inputs, flow_prev), inputs)
         key = (inputs.batch_size, flow_prev is not None)
         cached = getattr(self, "_template", None)
         if cached is None or cached[0] != key:
@@ -93,11 +93,18 @@ class HydraulicSolver:
             self._template = cached = (key, template, self._reservoir_base_ft)
         _, template, self._reservoir_base_ft = cached
         st = replace(template, **{f.name: getattr(template, f.name).copy() for f in fields(template)
-                                  if f.name not in ("resistance", "rel_roughness")})
+                                  if f.name not in ("resistance", "rel_roughness")
+                                  and getattr(template, f.name) is not None})
         leak_ke = self._leak_ke(inputs)
         if leak_ke.any():
             st.leak_ke = leak_ke
             st.leak_flow = (leak_ke > 0).astype(float)   # inithyd() starts every emitter at 1 cfs
+        return self._with_pipe_leakage(st, inputs)
+
+    def _with_pipe_leakage(self, st: HydraulicState, inputs: BatchInputs) -> HydraulicState:
+        """EPANET 2.3's [LEAKAGE] (and the leak_favad_* perturbations) on a fresh state."""
+        from parktwin.hydraulics import leakage
+        leakage.attach(self, st, inputs)
         return st
 
     def _initial_uncached(self, inputs: BatchInputs, flow_prev=None) -> HydraulicState:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from parktwin.twin import quotas
+from parktwin.twin.park_meters import check_meter_elements, read_meters
 from parktwin.twin.park_schema import (
     FRESH_GRADES, NETWORKS, RECLAIMED_GRADES, SHIFT_HOURS, CityLinks, Enterprise, Park, ParkError,
     ReclaimedPlant, Recycling, Targets, TreatmentUnit, WastewaterPlant, WaterNeeds,
@@ -101,8 +102,14 @@ def _junction_id(t: _Table, name: str) -> str:
 
 def _enterprise(name: str, t: _Table, sectors: tuple[str, ...]) -> Enterprise:
     sector = t.string("sector")
-    if sector not in sectors:
-        raise t.fail("sector", f"unknown sector {sector!r} (valid: {', '.join(sectors)})")
+    raw = t.raw("no_provincial_quota", False)
+    if not isinstance(raw, bool):
+        raise t.fail("no_provincial_quota", f"expected true or false, got {raw!r}")
+    if raw and sector in sectors:
+        raise t.fail("no_provincial_quota", f"sector {sector!r} has a provincial quota; remove this key")
+    if not raw and sector not in sectors:
+        raise t.fail("sector", f"unknown sector {sector!r} (valid: {', '.join(sectors)}; a sector without a "
+                               "provincial quota needs no_provincial_quota = true)")
     product = t.string("product")
     annual_output = t.number("annual_output")
     value_added = t.number("value_added_10k_yuan")
@@ -132,7 +139,7 @@ def _enterprise(name: str, t: _Table, sectors: tuple[str, ...]) -> Enterprise:
     return Enterprise(name=name, sector=sector, product=product, annual_output=annual_output,
                       value_added_10k_yuan=value_added, needs=needs, recycling=recycling,
                       consumption_fraction=consumption, discharge_fraction=discharge,
-                      shift_hours=int(shift), junctions=junctions)
+                      shift_hours=int(shift), junctions=junctions, has_quota=not raw)
 
 
 def _reclaimed_plant(t: _Table) -> ReclaimedPlant:
@@ -165,6 +172,7 @@ def _city(t: _Table) -> CityLinks:
 
 
 def _targets(t: _Table, sectors: tuple[str, ...]) -> Targets:
+    from parktwin.twin.indicators import CLASSIFICATIONS
     reuse = t.fraction("reuse_rate_fraction")
     substitution = t.fraction("substitution_rate_fraction")
     qt = t.table("sector_quotas_m3_per_unit", {})
@@ -173,9 +181,23 @@ def _targets(t: _Table, sectors: tuple[str, ...]) -> Targets:
         if sector not in sectors:
             raise qt.fail(sector, f"unknown sector {sector!r} (valid: {', '.join(sectors)})")
         overrides[sector] = qt.number(sector)
+    how = t.string("park_reclaimed_as", "unconventional")
+    if how not in CLASSIFICATIONS:
+        raise t.fail("park_reclaimed_as", f"expected one of {', '.join(CLASSIFICATIONS)}, got {how!r}")
+    intensity = {}
+    if "water_per_10k_yuan" in t.data:
+        wt = t.table("water_per_10k_yuan")
+        year = wt.number("baseline_year", 2020, lo=1900, hi=2100)
+        if not float(year).is_integer():
+            raise wt.fail("baseline_year", f"expected a year, got {year!r}")
+        intensity = dict(intensity_baseline_m3_per_10k_yuan=wt.number("baseline_m3_per_10k_yuan", lo=0.0, lo_open=True),
+                         intensity_baseline_year=int(year),
+                         intensity_price_basis=wt.string("price_basis", "constant 2020 prices"),
+                         intensity_reduction_fraction=wt.number("reduction_fraction", 0.16, lo=0.0, hi=0.99))
+        wt.done()
     t.done()
     return Targets(reuse_rate_fraction=reuse, substitution_rate_fraction=substitution,
-                   sector_quotas_m3_per_unit=overrides)
+                   sector_quotas_m3_per_unit=overrides, park_reclaimed_as=how, **intensity)
 
 
 def _check_networks(folder: Path, enterprises: tuple[Enterprise, ...], city: CityLinks) -> None:
@@ -240,8 +262,10 @@ def load_park(folder: str | Path) -> Park:
 
     city = _city(root.table("city"))
     targets = _targets(root.table("targets"), sectors)
+    meters = read_meters(root.raw("meters", None), {e.name for e in enterprises})
     root.done()
 
     _check_networks(folder, enterprises, city)
+    check_meter_elements(folder, meters)
     return Park(name=name, folder=str(folder), enterprises=enterprises, wastewater_plant=wastewater,
-                reclaimed_plant=reclaimed, city=city, targets=targets)
+                reclaimed_plant=reclaimed, city=city, targets=targets, meters=meters)

@@ -74,6 +74,8 @@ class Enterprise:
     discharge_fraction: float     # of intake, sent to the discharge network
     shift_hours: int              # 8, 16 or 24 h of operation per day
     junctions: Mapping[str, str]  # network name -> junction id
+    # False: the sector has no row in the provincial quota table (shown as such, never filed under another)
+    has_quota: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "junctions", _frozen(self.junctions))
@@ -122,6 +124,13 @@ class Targets:
     substitution_rate_fraction: float
     # sector -> park-set quota, m³ per unit of product; overrides twin.quotas for that sector
     sector_quotas_m3_per_unit: Mapping[str, float] = field(default_factory=dict)
+    # What the park plant's reclaimed water counts as: "unconventional" (Vu) or "reuse" (Vr).
+    park_reclaimed_as: str = "unconventional"
+    # Water per 10,000 yuan of value added: the baseline year's value and the relative target.
+    intensity_baseline_m3_per_10k_yuan: float | None = None
+    intensity_baseline_year: int = 2020
+    intensity_price_basis: str = "constant 2020 prices"
+    intensity_reduction_fraction: float = 0.16
 
     def __post_init__(self):
         object.__setattr__(self, "sector_quotas_m3_per_unit", _frozen(self.sector_quotas_m3_per_unit))
@@ -139,6 +148,23 @@ class HydraulicChange:
 
 
 @dataclass(frozen=True)
+class Meter:
+    """A meter of park.toml [meters.<id>] (twin/park_meters.py reads them): what it reads, and where."""
+    id: str
+    network: str                  # one of NETWORKS
+    element: str                  # node (pressure_m, level_m) or link / junction (flow_m3s, volume_m3) id
+    quantity: str                 # one of twin.meter_readings.QUANTITIES
+    role: str                     # one of METER_ROLES
+    grade: str | None = None      # the water grade it meters, one of FRESH_GRADES + RECLAIMED_GRADES
+    enterprise: str | None = None
+
+
+# intake: water entering the park (city fresh, city reclaimed); enterprise: an enterprise's connection;
+# outfall: the discharge network's outflow to the plant; network: anything else (pressures, levels, mains)
+METER_ROLES = ("intake", "enterprise", "outfall", "network")
+
+
+@dataclass(frozen=True)
 class Park:
     name: str
     folder: str
@@ -149,6 +175,7 @@ class Park:
     targets: Targets
     # Hydraulic what-ifs on top of the files; empty for a park as loaded.
     hydraulic_changes: tuple[HydraulicChange, ...] = ()
+    meters: tuple[Meter, ...] = ()          # park.toml [meters]; readings attach to the model through them
 
     def network_path(self, network: str) -> str:
         """Path of the EPANET file of one of NETWORKS."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from parktwin.hydraulics import coefficients as co
+from parktwin.hydraulics import leakage
 from parktwin.hydraulics.coefficients import ACTIVE, CLOSED
 from parktwin.hydraulics.epanet_units import CBIG, MINPDIFF, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
@@ -157,6 +158,8 @@ class Assembler:
             np.add.at(xflow, (li, lb), -q)
         if sn.pda:
             self._demand_coeffs(st, aii, f)
+        if st.favad_cfa is not None:
+            leakage.add_coeffs(st, self.el_j, aii, f, xflow)
         xflow[:nj] -= st.demand_flow
         f += xflow[:nj]
         self._valve_coeffs(st, p, y, xflow, aii, aij, f)
@@ -336,6 +339,11 @@ class Assembler:
             qsum += np.abs(np.where(st.full_demand > 0, st.demand_flow, 0.0)).sum(axis=0)
             dqsum += np.abs(dd).sum(axis=0)
             maxchange = np.maximum(maxchange, np.abs(dd).max(axis=0))
+        if st.favad_cfa is not None:
+            lq, ldq, lmax = leakage.new_flows(st, pj, relax)
+            qsum += lq
+            dqsum += ldq
+            maxchange = np.maximum(maxchange, lmax)
         it.max_flow_change = maxchange
         return np.where(qsum > accuracy, dqsum / np.where(qsum > 0, qsum, 1.0), dqsum)
 
@@ -363,6 +371,9 @@ class Assembler:
         q = np.where(p <= sn.pmin_ft, 0.0, np.where(p >= sn.preq_ft, full, full * r ** sn.pexp))
         bad = (full > 0.0) & (np.abs(q - st.demand_flow) > PDA_QTOL)
         return ~bad.any(axis=0)
+
+    def leakage_converged(self, st) -> np.ndarray:
+        return leakage.converged(st, st.head[: self.sn.n_junctions] - self.el_j)
 
     def max_head_error(self, st) -> np.ndarray:
         p, y = self.head_loss_coeffs(st)

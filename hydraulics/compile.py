@@ -62,9 +62,6 @@ def _pattern_index(pattern_ids: dict[str, int], pattern) -> int:
 
 def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=None) -> NetworkArrays:
     """Compile a WNTR model into arrays. `extras` carries what WNTR's reader drops (inp_reader)."""
-    if extras is not None and getattr(extras, "leakage", None):
-        raise UnsupportedFeature(f"{source_path or 'network'}: EPANET 2.3 pipe leakage ([LEAKAGE] section) is not "
-                                 "supported yet; model leaks as junction leak areas (leak_area_m2) instead")
     opts = wn.options.hydraulic
     topts = wn.options.time
     flow_units = str(opts.inpfile_units or "GPM").upper()
@@ -250,7 +247,23 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
         curves=curves, patterns=patterns, time=time, options=options,
         m3s_per_cfs=m3s_per_cfs, flow_units=flow_units,
         controls=controls, rules=rules, source_path=source_path, source_sha256=sha,
+        **_pipe_leakage(extras, link_ids, flow_units),
     )
+
+
+def _pipe_leakage(extras, link_ids, flow_units: str) -> dict:
+    """[LEAKAGE] rows (pipe, C1, C2 as written; the last row of a pipe wins, as in EPANET) -> SI arrays."""
+    rows = getattr(extras, "leakage", ()) if extras is not None else ()
+    if not rows:
+        return {}
+    from parktwin.hydraulics.epanet_units import US_FLOW_UNITS
+    from parktwin.hydraulics.leakage import si_from_file
+    index = {lid: k for k, lid in enumerate(link_ids)}
+    c1, c2 = np.zeros(len(link_ids)), np.zeros(len(link_ids))
+    for pipe, area, expansion in rows:
+        c1[index[pipe]], c2[index[pipe]] = area, expansion
+    us = flow_units in US_FLOW_UNITS
+    return {"pipe_leak_area_m2": si_from_file(c1, us), "pipe_leak_expansion": si_from_file(c2, us)}
 
 
 def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:

@@ -10,6 +10,7 @@ import numpy as np
 
 from parktwin.hydraulics.epanet_units import QZERO, tank_grade
 from parktwin.hydraulics.inputs import BatchInputs
+from parktwin.hydraulics.leakage import node_leakage
 from parktwin.hydraulics.results import QUANTITIES, ResultSet
 
 SECONDS_PER_DAY = 86400
@@ -42,6 +43,9 @@ class StepVolumes:
         self.node_m3[cols, nj:] += (st.node_outflow[nj:] * dt).T
         if st.leak_ke.any():
             self.leak_m3[cols, :nj] += (st.leak_flow * dt).T
+        pipe_leak = node_leakage(st)
+        if pipe_leak is not None:
+            self.leak_m3[cols, :nj] += (pipe_leak * dt).T
 
 
 def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,

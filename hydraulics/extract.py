@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from parktwin.hydraulics.coefficients import CLOSED, OPEN
+from parktwin.hydraulics.leakage import node_leakage
 from parktwin.hydraulics.network import LinkKind
 from parktwin.hydraulics.results import QUANTITIES
 from parktwin.hydraulics.epanet_units import M_PER_FT
@@ -58,8 +59,10 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
         into(pieces["demand_m3s"][:, :nj], st.demand_flow + st.emitter_flow, cfs)
         pieces["demand_m3s"][:, nj:] = st.node_outflow[nj:].T * cfs
     if "leak_m3s" in pieces:
-        if st.leak_ke.any():
-            into(pieces["leak_m3s"][:, :nj], st.leak_flow, cfs)
+        # a junction's leak: its orifice (leak_area_m2) plus the pipe leakage EPANET assigns it ([LEAKAGE])
+        pipe_leak = node_leakage(st)
+        if st.leak_ke.any() or pipe_leak is not None:
+            into(pieces["leak_m3s"][:, :nj], st.leak_flow + (0.0 if pipe_leak is None else pipe_leak), cfs)
         else:
             pieces["leak_m3s"][:, :nj] = 0.0
         pieces["leak_m3s"][:, nj:] = 0.0

@@ -29,6 +29,8 @@ class BatchInputs:
     reservoir_head_m: np.ndarray | None = None     # [B, R] (nan = keep)
     pump_speed: np.ndarray | None = None           # [B, P] (nan = keep)
     valve_setting: np.ndarray | None = None        # [B, L] SI (nan = keep)
+    leak_favad_area_m2: np.ndarray | None = None   # [B, L] pipe leak area, m² per 100 m (nan = keep)
+    leak_favad_expansion: np.ndarray | None = None # [B, L] its growth, m² per m of head per 100 m (nan = keep)
 
     @staticmethod
     def base(batch_size: int = 1) -> "BatchInputs":
@@ -77,5 +79,7 @@ class BatchInputs:
             "reservoir_head_m": lambda: np.full((b, len(net.reservoir_node)), np.nan),
             "pump_speed": lambda: np.full((b, len(net.pump_link)), np.nan),
             "valve_setting": lambda: np.full((b, nl), np.nan),
+            "leak_favad_area_m2": lambda: np.full((b, nl), np.nan),
+            "leak_favad_expansion": lambda: np.full((b, nl), np.nan),
         }
         return defaults[name]()

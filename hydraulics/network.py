@@ -177,6 +177,10 @@ class NetworkArrays:
     rules: tuple = field(default=())      # rule-based controls, see hydraulics.controls
     source_path: str = ""
     source_sha256: str = ""
+    # EPANET 2.3 pipe leakage ([LEAKAGE], FAVAD; hydraulics.leakage), per link, None without the section:
+    # leak area in m² per 100 m of pipe and its growth in m² per m of pressure head per 100 m of pipe
+    pipe_leak_area_m2: np.ndarray | None = None
+    pipe_leak_expansion: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:

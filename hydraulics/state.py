@@ -32,6 +32,12 @@ class HydraulicState:
     # EPANET's link->R of each PCV, in link order [Pcv, B]: its loss coefficient at the setting it was
     # last given by inithyd(), controls() or a rule (pswitch() changes the setting but not R)
     pcv_r: np.ndarray | None = None
+    # EPANET 2.3 pipe leakage (hydraulics.leakage), [Nj, B], None where nothing leaks that way: the
+    # inverted emitter coefficients of each junction's fixed- and variable-area leaks and their flows (cfs)
+    favad_cfa: np.ndarray | None = None
+    favad_cva: np.ndarray | None = None
+    favad_qfa: np.ndarray | None = None
+    favad_qva: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:

@@ -168,10 +168,11 @@ def park_balance(park: Park, alloc: Allocation, network_losses_fresh: float = 0.
             name=e.name, intake_fresh=f.intake_fresh, intake_unconventional=f.intake_reclaimed,
             reused=f.reused, consumption=f.consumption, discharge=f.discharge, losses=f.losses,
             product_output=e.annual_output / days_per_year, value_added=e.value_added_10k_yuan / days_per_year,
-            sector=e.sector))
+            sector=e.sector if e.has_quota else None))
     return ParkBalance(enterprises=tuple(ents), network_losses_fresh=network_losses_fresh,
                        network_losses_unconventional=network_losses_reclaimed,
-                       discharge_to_city=alloc.discharge_to_city, name=park.name)
+                       discharge_to_city=alloc.discharge_to_city, name=park.name,
+                       unconventional_internal=alloc.reclaimed_from_plant)
 
 
 def balance_table(alloc: Allocation, pb: ParkBalance) -> dict:

@@ -33,8 +33,8 @@ from parktwin.hydraulics.extended import run_extended
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 from parktwin.twin import balance as bal
-from parktwin.twin.boundary import BoundaryBalance, boundary_balance
-from parktwin.twin.indicators import (ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
+from parktwin.twin.boundary import CLOSURE_TOLERANCE, BoundaryBalance, boundary_balance
+from parktwin.twin.indicators import (IntensityBaseline, ParkBalance, Targets, evaluate, low_pressure_junctions, network_leakage_rate,
                              unserved_demand)
 from parktwin.twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
                                   snapshot_inputs, with_perturbations)
@@ -261,7 +261,12 @@ def service_indicators(service: dict, min_pressure_m: float) -> dict:
 
 def indicator_targets(park: Park) -> Targets:
     t = park.targets
-    return Targets(reuse_rate=t.reuse_rate_fraction, substitution_rate=t.substitution_rate_fraction)
+    baseline = None
+    if t.intensity_baseline_m3_per_10k_yuan is not None:
+        baseline = IntensityBaseline(t.intensity_baseline_m3_per_10k_yuan, t.intensity_baseline_year,
+                                     t.intensity_price_basis, t.intensity_reduction_fraction)
+    return Targets(reuse_rate=t.reuse_rate_fraction, substitution_rate=t.substitution_rate_fraction,
+                   park_reclaimed_as=t.park_reclaimed_as, water_per_10k_yuan_baseline=baseline)
 
 
 def _apply_sector_quotas(park: Park, indicators: dict) -> dict:
@@ -269,6 +274,9 @@ def _apply_sector_quotas(park: Park, indicators: dict) -> dict:
     for e in park.enterprises:
         quota = park.targets.sector_quotas_m3_per_unit.get(e.sector)
         d = indicators.get(f"intake_per_unit_product[{e.name}]")
+        if d is not None and not e.has_quota:
+            d["sector"] = e.sector
+            d["quota_source"] = "none: the sector has no row in the provincial quota table"
         if quota is None or d is None:
             continue
         d["target"], d["target_source"] = quota, "park.toml targets.sector_quotas_m3_per_unit"
@@ -302,6 +310,14 @@ def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptio
     table["networks"] = {n: s.as_dict() for n, s in service.items()}
     boundary = boundary_balance(park, alloc, service)
     table["boundary"] = boundary.as_dict()
+    # The per-unit books close by construction (losses are what is left): only the boundary is a check.
+    indicators = {k: v for k, v in indicators.items() if not k.startswith("balance_closure[")}
+    indicators["boundary_closure"] = {
+        "value": boundary.closure, "unit": "fraction", "target": CLOSURE_TOLERANCE,
+        "met": None if boundary.closure is None else boundary.closes,
+        "formula": "|Σin - Σout - ΔS| / Σin, metered at the park boundary (twin.boundary)",
+        "reason": None if boundary.closure is not None else "nothing came in",
+        "residual_m3d": boundary.residual_m3d}
     return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m,
                          hydraulics, boundary, days)
 

@@ -22,6 +22,7 @@ from parktwin.twin.quotas import quota_for
 RATE = "fraction"
 VOLUME_FIELDS = ("intake_fresh", "intake_unconventional", "reused", "consumption", "discharge", "losses")
 DENOMINATORS = ("intake_plus_unconventional", "intake")
+CLASSIFICATIONS = ("unconventional", "reuse")   # what the park plant's reclaimed water counts as
 # Domain notes (water-efficiency-domain.md §1): unit intakes must close against metered totals within 10 %.
 BALANCE_TOLERANCE = 0.10
 
@@ -79,6 +80,10 @@ class ParkBalance:
     network_losses_unconventional: float = 0.0  # leaks in the reclaimed-water network
     discharge_to_city: float = 0.0             # park sewer / plant effluent sent to the city
     name: str = "park"
+    # Of intake_unconventional: reclaimed water the park's own plant made from the park's wastewater.
+    # Whether it is unconventional water or reuse is a classification (CLASSIFICATIONS); at the
+    # boundary it is neither: it never crossed the fence.
+    unconventional_internal: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "enterprises", tuple(self.enterprises))
@@ -86,8 +91,12 @@ class ParkBalance:
         for e in self.enterprises:
             if not isinstance(e, EnterpriseBalance):
                 raise ValueError(f"{owner}: field 'enterprises' must hold EnterpriseBalance, got {type(e).__name__}")
-        for f in ("network_losses_fresh", "network_losses_unconventional", "discharge_to_city"):
+        for f in ("network_losses_fresh", "network_losses_unconventional", "discharge_to_city",
+                  "unconventional_internal"):
             _check_volume(owner, f, getattr(self, f))
+        if self.unconventional_internal > self.intake_unconventional * (1 + 1e-12) + 1e-9:
+            raise ValueError(f"{owner}: field 'unconventional_internal' ({self.unconventional_internal:g}) exceeds "
+                             f"the unconventional intake ({self.intake_unconventional:g})")
         names = [e.name for e in self.enterprises]
         if len(set(names)) != len(names):
             raise ValueError(f"{owner}: enterprise names must be unique, got {names}")
@@ -129,6 +138,36 @@ class ParkBalance:
     def value_added(self) -> float | None:
         vals = [e.value_added for e in self.enterprises]
         return None if not vals or any(v is None for v in vals) else math.fsum(vals)
+
+    @property
+    def boundary_new_water(self) -> float:
+        """What crossed the fence as supply: conventional intake and unconventional water from outside."""
+        return self.intake_fresh + self.intake_unconventional - self.unconventional_internal
+
+
+@dataclass(frozen=True)
+class ClassifiedVolumes:
+    """A park's Vi, Vu, Vr under one classification of its own plant's reclaimed water."""
+    classification: str
+    intake_fresh: float
+    intake_unconventional: float
+    reused: float
+
+    @property
+    def new_water(self) -> float:
+        return self.intake_fresh + self.intake_unconventional
+
+
+def classified(b: ParkBalance, classification: str) -> ClassifiedVolumes:
+    """"unconventional": the park plant's product is Vu (GB/T 7119 non-conventional water: reclaimed
+    water, whatever its origin); "reuse": it is Vr (the park's wastewater treated and used again in the
+    park, as an enterprise counts its own treated reuse)."""
+    if classification == "unconventional":
+        return ClassifiedVolumes(classification, b.intake_fresh, b.intake_unconventional, b.reused)
+    if classification == "reuse":
+        return ClassifiedVolumes(classification, b.intake_fresh, b.intake_unconventional - b.unconventional_internal,
+                                 b.reused + b.unconventional_internal)
+    raise ValueError(f"park reclaimed water classification must be one of {CLASSIFICATIONS}, got {classification!r}")
 
 
 @dataclass(frozen=True)
@@ -193,19 +232,55 @@ def intake_per_unit_product(e: EnterpriseBalance, quota_year: str = "2020") -> I
                   target, "max", why_zero="product output Q is zero", **extra)
 
 
-def water_per_10k_yuan(b, target: float | None = None) -> Indicator:
-    """Vi / value added (10,000 yuan): new conventional water only, reuse excluded."""
+@dataclass(frozen=True)
+class IntensityBaseline:
+    """Water per 10,000 yuan of value added in a baseline year, and the relative target against it
+    (the Hunan plan: -16 % by 2025 against 2020). Value added must be on the same price basis."""
+    value_m3_per_10k_yuan: float
+    year: int = 2020
+    price_basis: str = "constant 2020 prices"
+    reduction_fraction: float = 0.16
+
+    def __post_init__(self):
+        if not (math.isfinite(self.value_m3_per_10k_yuan) and self.value_m3_per_10k_yuan > 0):
+            raise ValueError(f"baseline water per 10,000 yuan must be > 0, got {self.value_m3_per_10k_yuan!r}")
+        if not 0.0 <= self.reduction_fraction < 1.0:
+            raise ValueError(f"reduction_fraction must be in [0, 1), got {self.reduction_fraction!r}")
+
+    @property
+    def target(self) -> float:
+        return self.value_m3_per_10k_yuan * (1.0 - self.reduction_fraction)
+
+
+def water_per_10k_yuan(b, target: float | None = None, baseline: IntensityBaseline | None = None) -> Indicator:
+    """Vi / value added (10,000 yuan): new conventional water only, reuse excluded. With a baseline the
+    target is the baseline less its relative reduction, and the change against the baseline is given."""
+    extra = {}
+    if baseline is not None:
+        target = baseline.target if target is None else target
+        extra = {"baseline": baseline.value_m3_per_10k_yuan, "baseline_year": baseline.year,
+                 "price_basis": baseline.price_basis, "reduction_target": baseline.reduction_fraction}
     if b.value_added is None:
         return Indicator("water_per_10k_yuan", None, "m3/10^4 yuan", "W = Vi / VA", target, "max",
-                         reason="value added not given (for every enterprise)")
-    return _ratio("water_per_10k_yuan", b.intake_fresh, b.value_added, "m3/10^4 yuan", "W = Vi / VA",
-                  target, "max", why_zero="value added is zero")
+                         reason="value added not given (for every enterprise)", extra=extra)
+    ind = _ratio("water_per_10k_yuan", b.intake_fresh, b.value_added, "m3/10^4 yuan", "W = Vi / VA",
+                 target, "max", why_zero="value added is zero", **extra)
+    if baseline is not None and ind.value is not None:
+        ind.extra["change_vs_baseline"] = ind.value / baseline.value_m3_per_10k_yuan - 1.0
+    elif baseline is None and b is not None and isinstance(b, ParkBalance):
+        ind.extra["reason_no_target"] = "no baseline year given: the plan's target is relative (-16 % vs 2020)"
+    return ind
+
+
+REAL_LOSSES = ("real losses: physical leaks and on-site losses; apparent losses (meter error, unbilled "
+               "use) are not modelled")
 
 
 def leakage_rate(b, target: float | None = None) -> Indicator:
-    """Kl = Vl / (Vi + Vu); for a park Vl includes the leaks of its fresh and reclaimed networks."""
+    """Kl = Vl / (Vi + Vu) (GB/T 7119 用水综合漏失率); for a park Vl includes the leaks of its fresh and
+    reclaimed networks. Real losses only."""
     return _ratio("leakage_rate", b.losses, b.new_water, RATE, "Kl = Vl / (Vi + Vu)", target, "max",
-                  why_zero="no water drawn (Vi + Vu = 0)")
+                  why_zero="no water drawn (Vi + Vu = 0)", label=REAL_LOSSES)
 
 
 def network_leakage_rate(network: str, leaks_m3d: float, delivered_m3d: float,
@@ -213,7 +288,8 @@ def network_leakage_rate(network: str, leaks_m3d: float, delivered_m3d: float,
     """CJJ 92-2016 R_WL = (Qs - Qa) / Qs of one pipe network: Qs what entered it, Qa what reached users."""
     return _ratio("network_leakage_rate", leaks_m3d, delivered_m3d + leaks_m3d, RATE,
                   "R_WL = (Qs - Qa) / Qs = leaks / (delivered + leaks)", target, "max",
-                  why_zero="nothing entered the network", network=network, leaks_m3d=leaks_m3d)
+                  why_zero="nothing entered the network", network=network, leaks_m3d=leaks_m3d,
+                  label="real losses of the pipe network (CJJ 92-2016 R_WL before corrections)")
 
 
 def low_pressure_junctions(network: str, count: int, min_pressure_m: float) -> Indicator:
@@ -229,10 +305,13 @@ def unserved_demand(network: str, unserved_m3d: float) -> Indicator:
 
 
 def discharge_to_city(p: ParkBalance, target: float | None = None) -> Indicator:
-    """Volume sent to the city (m³/d) and, as extra, its share of the park's new water (Kd)."""
-    share = p.discharge_to_city / p.new_water if p.new_water > 0 else None
+    """Volume sent to the city (m³/d) and, as extra, the discharge rate at the park boundary (GB/T 7119
+    Kd = Vd / Vi): over what crossed the fence as supply, not over the park plant's loop as well."""
+    den = p.boundary_new_water
+    share = p.discharge_to_city / den if den > 0 else None
     return Indicator("discharge_to_city", p.discharge_to_city, "m3/d", "Vd,city (metered)", target, "max",
-                     extra={"discharge_rate": share, "discharge_rate_formula": "Kd = Vd,city / (Vi + Vu)"})
+                     extra={"discharge_rate": share,
+                            "discharge_rate_formula": "Kd = Vd,city / (Vi + Vu,city) at the park boundary"})
 
 
 def balance_closure(e: EnterpriseBalance) -> Indicator:
@@ -251,32 +330,53 @@ class Targets:
     substitution_rate: float | None = 0.10    # 工业园区非常规水源替代率 >= 10 %
     substitution_denominator: str = "intake_plus_unconventional"
     quota_year: str = "2020"                  # "2020" provincial averages or "2025" expectations
-    water_per_10k_yuan: float | None = None   # the plan's target is relative (-16 % vs 2020), set per park
+    water_per_10k_yuan: float | None = None   # an absolute target; or give a baseline:
+    water_per_10k_yuan_baseline: IntensityBaseline | None = None   # the plan's -16 % vs 2020
     leakage_rate: float | None = None
     discharge_to_city: float | None = None    # m³/d, e.g. the permitted discharge
+    park_reclaimed_as: str = "unconventional"  # CLASSIFICATIONS: the park plant's reclaimed water
+
+
+def _both(kind: str, b: ParkBalance, t: Targets) -> Indicator:
+    """Reuse or substitution rate under the park's classification, the other classification as extra."""
+    def one(how):
+        v = classified(b, how)
+        if kind == "reuse_rate":
+            return reuse_rate(v, t.reuse_rate)
+        return substitution_rate(v, t.substitution_denominator, t.substitution_rate)
+    ind = one(t.park_reclaimed_as)
+    other = CLASSIFICATIONS[1 - CLASSIFICATIONS.index(t.park_reclaimed_as)]
+    alt = one(other)
+    ind.extra.update({"park_reclaimed_as": t.park_reclaimed_as, "scope": "park",
+                      "other_classification": {"park_reclaimed_as": other, "value": alt.value, "met": alt.met}})
+    return ind
 
 
 def evaluate(balance: ParkBalance, targets: Targets = Targets()) -> dict:
     """Every indicator as {key: {value, unit, target, met, formula, reason, ...}}.
 
-    Park-level keys are the indicator names; per-enterprise keys are "<indicator>[<enterprise>]".
+    Park-level keys are the indicator names; per-enterprise keys are "<indicator>[<enterprise>]". The
+    reuse and substitution targets are park-level (the plan's 94 % is a provincial aggregate for
+    industry above designated size, its 10 % a park target), so an enterprise's rates carry no target;
+    an enterprise is judged against its sector's quota (intake per unit of product).
     """
     t = targets
+    if t.park_reclaimed_as not in CLASSIFICATIONS:
+        raise ValueError(f"park_reclaimed_as must be one of {CLASSIFICATIONS}, got {t.park_reclaimed_as!r}")
     inds = [
-        reuse_rate(balance, t.reuse_rate),
-        substitution_rate(balance, t.substitution_denominator, t.substitution_rate),
-        water_per_10k_yuan(balance, t.water_per_10k_yuan),
+        _both("reuse_rate", balance, t),
+        _both("substitution_rate", balance, t),
+        water_per_10k_yuan(balance, t.water_per_10k_yuan, t.water_per_10k_yuan_baseline),
         leakage_rate(balance, t.leakage_rate),
         discharge_to_city(balance, t.discharge_to_city),
     ]
     out = {i.name: i.as_dict() for i in inds}
     for e in balance.enterprises:
-        for i in (reuse_rate(e, t.reuse_rate),
-                  # The plan's 10 % substitution target is set for parks, not for each enterprise.
+        for i in (reuse_rate(e),
                   substitution_rate(e, t.substitution_denominator),
                   intake_per_unit_product(e, t.quota_year),
                   water_per_10k_yuan(e),
-                  leakage_rate(e, t.leakage_rate),
+                  leakage_rate(e),
                   balance_closure(e)):
             out[f"{i.name}[{e.name}]"] = i.as_dict()
     return out

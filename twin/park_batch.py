@@ -102,23 +102,31 @@ def allocate_batch(p: ParkArrays, demand_factor: np.ndarray, reclaimed_out: np.n
 
 
 def headline_indicators(p: ParkArrays, a: BatchAllocation, leaks_fresh_m3d: np.ndarray,
-                        leaks_reclaimed_m3d: np.ndarray, substitution_denominator: str) -> dict[str, np.ndarray]:
+                        leaks_reclaimed_m3d: np.ndarray, substitution_denominator: str,
+                        park_reclaimed_as: str = "unconventional") -> dict[str, np.ndarray]:
     """Reuse, substitution and leakage rates [S] as `twin.indicators` computes them (NaN where its
-    denominator is zero), and the park's fresh intake."""
+    denominator is zero), and the park's fresh intake; the park plant's reclaimed water counted as
+    `park_reclaimed_as` (twin.indicators.classified)."""
     intake_fresh = _fsum_rows(a.intake_fresh) + leaks_fresh_m3d
     intake_unconventional = _fsum_rows(a.intake_reclaimed) + leaks_reclaimed_m3d
     new_water = intake_fresh + intake_unconventional
     reused = np.full_like(new_water, math.fsum(p.reused_m3d))
     losses = _fsum_rows(a.losses) + leaks_fresh_m3d + leaks_reclaimed_m3d
+    if park_reclaimed_as == "reuse":
+        intake_unconventional = intake_unconventional - a.reclaimed_from_plant
+        reused = reused + a.reclaimed_from_plant
+    elif park_reclaimed_as != "unconventional":
+        raise ValueError(f"park_reclaimed_as: unknown {park_reclaimed_as!r}")
+    new_water_classified = intake_fresh + intake_unconventional
 
     def ratio(num, den):
         return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
 
     if substitution_denominator == "intake_plus_unconventional":
-        substitution = ratio(intake_unconventional, new_water)
+        substitution = ratio(intake_unconventional, new_water_classified)
     elif substitution_denominator == "intake":
         substitution = ratio(intake_unconventional, intake_fresh)
     else:
         raise ValueError(f"substitution denominator: unknown {substitution_denominator!r}")
-    return {"reuse_rate": ratio(reused, new_water + reused), "substitution_rate": substitution,
+    return {"reuse_rate": ratio(reused, new_water_classified + reused), "substitution_rate": substitution,
             "leakage_rate": ratio(losses, new_water), "fresh_intake_m3d": intake_fresh}

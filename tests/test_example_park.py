@@ -83,3 +83,31 @@ def test_generator_is_deterministic(tmp_path):
     generate(tmp_path)
     for name in FILES:
         assert (tmp_path / name).read_bytes() == (FOLDER / name).read_bytes(), name
+
+
+def test_example_indicators_are_plausible(park):
+    """The regenerated park against the references of docs/example-park.md: every quota sector within
+    -15 %..+10 % of its Hunan benchmark, the two sectors without a quota shown as such, water per 10,000
+    yuan of a heavy-industry park (Hunan 2022 all-industry average 33.85), reuse near the plan's 94 %."""
+    from parktwin.twin.coupled import run_park
+    from parktwin.twin.periodic import Periodicity
+    result = run_park(park, periodicity=Periodicity())
+    ind = result.indicators
+    no_quota = {e.name for e in park.enterprises if not e.has_quota}
+    assert no_quota == {"electronic_chemicals", "food_plant"}
+    for e in park.enterprises:
+        d = ind[f"intake_per_unit_product[{e.name}]"]
+        if e.name in no_quota:
+            assert d["target"] is None and d["quota_source"].startswith("none")
+        else:
+            assert 0.85 <= d["value"] / d["target"] <= 1.10, (e.name, d["value"], d["target"])
+    w = ind["water_per_10k_yuan"]
+    assert 33.85 < w["value"] < 150.0
+    assert w["baseline_year"] == 2020 and w["target"] == pytest.approx(w["baseline"] * 0.84)
+    for key in ("reuse_rate", "substitution_rate"):
+        values = (ind[key]["value"], ind[key]["other_classification"]["value"])
+        assert values[0] != values[1]
+    assert 0.90 <= ind["reuse_rate"]["value"] <= 0.98
+    assert 0.3 <= ind["discharge_to_city"]["discharge_rate"] <= 0.6
+    chlor = park.enterprise("chlor_alkali")
+    assert "100 % NaOH" in chlor.product

@@ -1,6 +1,6 @@
 """Generate the bundled example park `twin/example_park/` (synthetic; see docs/example-park.md).
 
-    python -m twin.example_generator twin/example_park
+    python -m parktwin.twin.example_generator twin/example_park
 
 Everything comes from one seeded numpy generator, so the same seed writes byte-identical files:
 
@@ -13,8 +13,10 @@ Everything comes from one seeded numpy generator, so the same seed writes byte-i
   - reclaimed.inp  reclaimed water from the park plant (reservoir = its product pump station);
   - discharge.inp  pressurised wastewater mains to the park treatment plant (reservoir = sink), with
                    a pressure-sustaining valve at the plant inlet keeping the mains full;
-* park.toml: eleven enterprises with outputs close to the Hunan sector benchmarks, the plants, the
-  city links and the targets, in the schema of `twin.park.load_park`.
+* park.toml: eleven enterprises with outputs on the quota basis and close to the Hunan sector
+  benchmarks (two sectors without a provincial quota, shown as such), value added from prices and
+  value-added shares (docs/example-park.md), the plants, the city links and the targets, in the
+  schema of `twin.park.load_park`.
 
 Enterprise junctions carry base demand 0 (the park twin sets their demands); other junctions carry a
 small background demand (minor users, public greening, small dischargers) so that each file also
@@ -39,49 +41,68 @@ LAYERS = {
     "discharge": ("D", (0.0, 5.0), 0.35),
 }
 
-# name, sector, product, annual output (product unit), value added (10k yuan), needs by grade m³/d,
-# recycling m³/d, consumption fraction, discharge fraction, shift hours.
-# Outputs are chosen so that intake sits 4-14 % below the sector's 2020 Hunan benchmark, except the
-# electronic-chemicals plant (about 13 % above it: ultra-pure water is costly in intake).
+# name, sector, product, annual output (product unit), value added (10k yuan/yr), needs by grade m³/d,
+# recycling m³/d, consumption fraction, discharge fraction, shift hours, has a provincial quota.
+# Outputs are on the quota's own basis (caustic soda as 100 % NaOH, beer in kL, fabric per 100 m) and are
+# chosen so that fresh intake per unit sits 3-11 % below the sector's 2020 Hunan benchmark, except
+# dyeing_west (about 7 % above: an older printing line). Value added is output times value added per
+# unit, VA_PER_UNIT_YUAN below; docs/example-park.md gives the price and value-added share behind each.
+VA_PER_UNIT_YUAN = {
+    "steelworks": 1000.0,            # crude steel, EAF mini-mill: rebar ~3,300 yuan/t ex VAT in 2020 x ~30 %
+    "chlor_alkali": 800.0,           # t of 100 % NaOH with its chlorine: ~1,700 yuan/t NaOH in 2020
+    "acid_works": 150.0,             # t of acid; smelter/pyrite acid sold for 100-300 yuan/t in 2020
+    "ammonia_plant": 625.0,          # t NH3; ~2,500 yuan/t x 25 %
+    "soda_ash_works": 350.0,         # t soda ash; ~1,400 yuan/t x 25 %
+    "electronic_chemicals": 2500.0,  # t of electronic-grade acid (high-purity product)
+    "dyeing_east": 60.0,             # 100 m of fabric: processing fee ~1.5 yuan/m x 40 %
+    "dyeing_west": 60.0,
+    "paper_mill": 1300.0,            # t of uncoated printing paper; ~5,500 yuan/t x ~24 %
+    "brewery": 1400.0,               # kL of beer; ~4,000 yuan/kL ex works x 35 %
+    "food_plant": 2000.0,            # t of condiments and preserved vegetables
+}
 ENTERPRISES = (
-    ("steelworks", "crude_steel", "crude steel (t)", 300_000, 96_000,
+    ("steelworks", "crude_steel", "crude steel, EAF (t)", 110_000,
      dict(process=700, boiler=180, domestic=60, cooling_makeup=1350, washing=150, greening=40),
-     dict(cooling_circulation_m3d=95_000, cascade_use_m3d=1_200), 0.45, 0.50, 24),
-    ("chlor_alkali", "caustic_soda", "caustic soda 32% basis (t)", 150_000, 62_000,
+     dict(cooling_circulation_m3d=95_000, cascade_use_m3d=1_200), 0.45, 0.50, 24, True),
+    ("chlor_alkali", "caustic_soda", "caustic soda, 100 % NaOH basis (t)", 90_000,
      dict(process=1250, boiler=320, domestic=40, cooling_makeup=900, washing=110, greening=20),
-     dict(cooling_circulation_m3d=48_000, cascade_use_m3d=600), 0.35, 0.60, 24),
-    ("acid_works", "sulphuric_acid", "sulphuric acid (t)", 200_000, 21_000,
+     dict(cooling_circulation_m3d=48_000, cascade_use_m3d=600), 0.35, 0.60, 24, True),
+    ("acid_works", "sulphuric_acid", "sulphuric acid from pyrite, 100 % basis (t)", 100_000,
      dict(process=650, boiler=420, domestic=30, cooling_makeup=950, washing=60, greening=20),
-     dict(cooling_circulation_m3d=40_000, cascade_use_m3d=300), 0.55, 0.40, 24),
-    ("ammonia_plant", "synthetic_ammonia", "synthetic ammonia (t)", 80_000, 28_000,
+     dict(cooling_circulation_m3d=40_000, cascade_use_m3d=300), 0.55, 0.40, 24, True),
+    ("ammonia_plant", "synthetic_ammonia", "synthetic ammonia, bituminous coal (t)", 40_000,
      dict(process=700, boiler=450, domestic=35, cooling_makeup=1200, washing=60, greening=25),
-     dict(cooling_circulation_m3d=60_000, cascade_use_m3d=400), 0.50, 0.45, 24),
-    ("soda_ash_works", "soda_ash", "soda ash (t)", 100_000, 15_000,
+     dict(cooling_circulation_m3d=60_000, cascade_use_m3d=400), 0.50, 0.45, 24, True),
+    ("soda_ash_works", "soda_ash", "soda ash, combined process (t)", 60_000,
      dict(process=520, boiler=200, domestic=25, cooling_makeup=450, washing=60, greening=15),
-     dict(cooling_circulation_m3d=22_000, cascade_use_m3d=200), 0.40, 0.55, 24),
-    # Electronics has no row in the Hunan table; this plant makes electronic-grade wet chemicals
-    # (ultra-pure sulphuric acid), the closest quota sector (see docs/example-park.md).
-    ("electronic_chemicals", "sulphuric_acid", "electronic-grade sulphuric acid (t)", 30_000, 24_000,
+     dict(cooling_circulation_m3d=22_000, cascade_use_m3d=200), 0.40, 0.55, 24, True),
+    # Electronic wet chemicals have no row in the Hunan table: shown without a quota, not filed under
+    # industrial (pyrite) sulphuric acid.
+    ("electronic_chemicals", "electronic_chemicals", "electronic-grade sulphuric acid (t)", 30_000,
      dict(process=220, boiler=40, domestic=30, cooling_makeup=60, washing=40, greening=10),
-     dict(cooling_circulation_m3d=3_000, cascade_use_m3d=150), 0.20, 0.75, 24),
-    ("dyeing_east", "dyed_fabric", "woven dyed fabric (100 m)", 600_000, 18_000,
+     dict(cooling_circulation_m3d=3_000, cascade_use_m3d=150), 0.20, 0.75, 24, False),
+    ("dyeing_east", "dyed_fabric", "woven dyed fabric (100 m)", 480_000,
      dict(process=1650, boiler=260, domestic=80, cooling_makeup=60, washing=380, greening=20),
-     dict(cooling_circulation_m3d=2_500, cascade_use_m3d=900), 0.12, 0.85, 24),
-    ("dyeing_west", "dyed_fabric", "woven printed fabric (100 m)", 300_000, 9_500,
+     dict(cooling_circulation_m3d=2_500, cascade_use_m3d=900), 0.12, 0.85, 24, True),
+    ("dyeing_west", "dyed_fabric", "woven printed fabric (100 m)", 215_000,
      dict(process=820, boiler=140, domestic=50, cooling_makeup=30, washing=190, greening=10),
-     dict(cooling_circulation_m3d=1_200, cascade_use_m3d=400), 0.12, 0.85, 16),
-    ("paper_mill", "uncoated_printing_paper", "uncoated printing paper (t)", 60_000, 14_000,
+     dict(cooling_circulation_m3d=1_200, cascade_use_m3d=400), 0.12, 0.85, 16, True),
+    ("paper_mill", "uncoated_printing_paper", "uncoated printing paper (t)", 52_000,
      dict(process=2050, boiler=220, domestic=40, cooling_makeup=150, washing=250, greening=20),
-     dict(cooling_circulation_m3d=6_000, cascade_use_m3d=2_500), 0.15, 0.82, 24),
-    ("brewery", "beer", "beer (kL)", 100_000, 16_000,
+     dict(cooling_circulation_m3d=6_000, cascade_use_m3d=2_500), 0.15, 0.82, 24, True),
+    ("brewery", "beer", "beer (kL)", 77_000,
      dict(process=720, boiler=90, domestic=45, cooling_makeup=140, washing=170, greening=15),
-     dict(cooling_circulation_m3d=4_000, cascade_use_m3d=300), 0.18, 0.78, 16),
-    # Food processing has no row either; this plant bottles finished baijiu and makes condiments,
-    # mapped to the food-and-beverage row baijiu_finished.
-    ("food_plant", "baijiu_finished", "finished baijiu (kL)", 20_000, 11_000,
+     dict(cooling_circulation_m3d=4_000, cascade_use_m3d=300), 0.18, 0.78, 16, True),
+    # Food processing (condiments, preserved vegetables) has no row either; not filed under baijiu.
+    ("food_plant", "food_processing", "condiments and preserved vegetables (t)", 20_000,
      dict(process=200, boiler=40, domestic=40, cooling_makeup=30, washing=60, greening=10),
-     dict(cooling_circulation_m3d=800, cascade_use_m3d=100), 0.15, 0.80, 8),
+     dict(cooling_circulation_m3d=800, cascade_use_m3d=100), 0.15, 0.80, 8, False),
 )
+# The park's own water per 10,000 yuan in its baseline year (synthetic history: the park used this share
+# more water per yuan in 2020 than now), the year and price basis, and the plan's relative target.
+INTENSITY_2020_FACTOR = 1.0 / 0.88
+INTENSITY_PRICE_BASIS = "constant 2020 prices"
+PARK_RECLAIMED_AS = "unconventional"
 
 
 def _terrain(rng: np.random.Generator):
@@ -306,16 +327,23 @@ def _toml_value(v):
 
 
 def _park_toml(site: _Site) -> str:
-    out = ["# Synthetic example park, generated by `python -m twin.example_generator twin/example_park`.",
+    out = ["# Synthetic example park, generated by `python -m parktwin.twin.example_generator twin/example_park`.",
            "# Do not edit by hand: change twin/example_generator.py and regenerate.", "",
            "[park]", 'name = "Xiangjiang Example Industrial Park (synthetic)"', ""]
     total_discharge = 0.0
     total_reclaimable = 0.0
-    for (name, sector, product, output, va, needs, recyc, cons, disch, shift), rc in zip(ENTERPRISES,
-                                                                                      site.enterprise_cells):
+    total_fresh = 0.0
+    total_va = 0.0
+    for (name, sector, product, output, needs, recyc, cons, disch, shift, quota), rc in zip(ENTERPRISES,
+                                                                                          site.enterprise_cells):
         total_discharge += disch * sum(needs.values())
         total_reclaimable += sum(needs[g] for g in ("cooling_makeup", "washing", "greening"))
-        out += [f"[enterprises.{name}]", f"sector = {_toml_value(sector)}", f"product = {_toml_value(product)}",
+        total_fresh += sum(needs[g] for g in ("process", "boiler", "domestic"))
+        va = int(round(output * VA_PER_UNIT_YUAN[name] / 1e4))
+        total_va += va
+        out += [f"[enterprises.{name}]", f"sector = {_toml_value(sector)}"]
+        out += [] if quota else ["no_provincial_quota = true"]
+        out += [f"product = {_toml_value(product)}",
                 f"annual_output = {output}", f"value_added_10k_yuan = {va}",
                 f"consumption_fraction = {cons}", f"discharge_fraction = {disch}", f"shift_hours = {shift}",
                 f"[enterprises.{name}.needs_m3d]"]
@@ -333,7 +361,13 @@ def _park_toml(site: _Site) -> str:
             "[city]", f"fresh_head_m = {round(site.max_ground + 35.0, 2)}", 'fresh_reservoir = "MUNICIPAL"',
             "fresh_capacity_m3d = 30000",
             "reclaimed_offer_m3d = 3000", "wastewater_capacity_m3d = 5000", "reclaimed_to_city_m3d = 500", "",
-            "[targets]", "reuse_rate_fraction = 0.94", "substitution_rate_fraction = 0.10", ""]
+            "[targets]", "reuse_rate_fraction = 0.94", "substitution_rate_fraction = 0.10",
+            f"park_reclaimed_as = {_toml_value(PARK_RECLAIMED_AS)}",
+            "[targets.water_per_10k_yuan]",
+            # Fresh-only needs: the reclaimable needs are all served by reclaimed water in the base case.
+            f"baseline_m3_per_10k_yuan = {round(total_fresh * 365 / total_va * INTENSITY_2020_FACTOR, 1)}",
+            "baseline_year = 2020", f"price_basis = {_toml_value(INTENSITY_PRICE_BASIS)}",
+            "reduction_fraction = 0.16", ""]
     return "\n".join(out)
 
 
@@ -341,13 +375,14 @@ README = """# Example park (synthetic)
 
 This folder is **generated**; do not edit it by hand. It was made with
 
-    python -m twin.example_generator twin/example_park
+    python -m parktwin.twin.example_generator twin/example_park
 
 (seed {seed}) by `twin/example_generator.py`; see `docs/example-park.md`.
 
 The park, its enterprises, the terrain and the three networks are **synthetic**: plausible
 numbers for a medium Hunan industrial park (chemicals, steel, dyeing, paper, beer and food,
-electronic chemicals), not a survey of a real one.
+electronic chemicals), not a survey of a real one; the sources of its outputs and value added are in
+docs/example-park.md.
 
 | file | contents |
 |---|---|
@@ -381,7 +416,7 @@ def generate(folder, seed: int = 2024) -> dict[str, Path]:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (1, 2):
-        print("usage: python -m twin.example_generator FOLDER [SEED]", file=sys.stderr)
+        print("usage: python -m parktwin.twin.example_generator FOLDER [SEED]", file=sys.stderr)
         return 2
     paths = generate(argv[0], int(argv[1]) if len(argv) == 2 else 2024)
     for p in paths.values():

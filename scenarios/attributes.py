@@ -95,6 +95,13 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "m / m3/s / 1", None,
               "valve setting in SI: m of pressure (PRV, PSV, PBV), m3/s (FCV), loss coefficient (TCV), "
               "percent open (PCV)", "valve_setting"),
+    Attribute("leak_favad_area_m2", ElementKind.PIPE, ValueKind.NON_NEGATIVE_FLOAT, "m2 per 100 m of pipe", None,
+              "EPANET 2.3 pipe leakage (FAVAD, [LEAKAGE] C1): leak area along the pipe, EN_LEAK_AREA in m2 "
+              "rather than mm2; leaks from the pipe's junction ends", "leak_favad_area_m2"),
+    Attribute("leak_favad_expansion", ElementKind.PIPE, ValueKind.NON_NEGATIVE_FLOAT,
+              "m2 per m of head per 100 m of pipe", None,
+              "EPANET 2.3 pipe leakage (FAVAD, [LEAKAGE] C2): growth of the leak area with pressure head, "
+              "EN_LEAK_EXPAN in m2 rather than mm2", "leak_favad_expansion"),
 )
 
 BY_NAME: dict[str, Attribute] = {a.name: a for a in ATTRIBUTES}

@@ -67,7 +67,7 @@ class Guard:
         if self.key is not None and scope["path"] not in OPEN_PATHS and not self._authorised(headers):
             return await _send_json(send, 401, {"detail": "missing or wrong API key (X-API-Key header)",
                                                 "field": "X-API-Key"}, ((b"www-authenticate", b"ApiKey"),))
-        upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
+        upload = scope["method"] == "POST" and (scope["path"] in UPLOAD_PATHS or scope["path"].endswith("/readings"))
         limit = self.settings.max_upload_bytes if upload else self.settings.max_request_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     from parktwin.api.server.jobs import JobManager
     from parktwin.api.server.registry import Registry
     from parktwin.api.server.routes_jobs import router as jobs_router
+    from parktwin.api.server.routes_meters import router as meters_router
     from parktwin.api.server.routes_parks import router as parks_router
     from parktwin.scenarios.store import parktwin_version
 
@@ -136,6 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_handlers(app)
     app.include_router(parks_router)
     app.include_router(jobs_router)
+    app.include_router(meters_router)
     app.add_middleware(Guard, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],

@@ -156,8 +156,11 @@ class EpanetProject:
     Indices passed to methods are 0-based (EPANET's index minus one).
     """
 
-    def __init__(self, inp_path, accuracy: float | None = 1e-5):
+    def __init__(self, inp_path, accuracy: float | None = 1e-5, si_units: bool = True):
+        """si_units=False keeps the file's units: EPANET's wall reactions read their coefficients in the
+        file's length unit, which switching a US file to CMS would silently change."""
         self.path = str(inp_path)
+        self._si_units = si_units
         self._lib = load_library()
         self._ph = c_void_p()
         self._tmpdir = None
@@ -190,9 +193,10 @@ class EpanetProject:
         units = c_int()
         self._check(lib.EN_getflowunits(ph, byref(units)), "EN_getflowunits")
         self.file_flow_units = FLOW_UNITS[units.value]
-        self._check(lib.EN_setflowunits(ph, EN_CMS), "EN_setflowunits")
-        # setflowunits keeps the file's pressure units (PSI for a US file): force metres.
-        self._check(lib.EN_setoption(ph, EN_PRESS_UNITS, EN_METERS), "EN_setoption(PRESS_UNITS)")
+        if self._si_units:
+            self._check(lib.EN_setflowunits(ph, EN_CMS), "EN_setflowunits")
+            # setflowunits keeps the file's pressure units (PSI for a US file): force metres.
+            self._check(lib.EN_setoption(ph, EN_PRESS_UNITS, EN_METERS), "EN_setoption(PRESS_UNITS)")
         if accuracy is not None:
             self.set_option(EN_ACCURACY, accuracy)
         self.n_nodes = self._count(EN_NODECOUNT)

@@ -2,7 +2,9 @@
 EN_nextH, EN_nextQ in one pass, the fastest way a user drives it), sampled at the report times.
 
 Values are EPANET's reporting units: node EN_QUALITY and link EN_LINKQUAL (chemical: the file's mass
-unit per litre; age: hours; trace: percent), in EPANET's node and link order.
+unit per litre; age: hours; trace: percent), in EPANET's node and link order. The project must keep the
+file's units (EpanetProject(..., si_units=False)): EPANET reads wall coefficients in the unit system's
+length unit, so switching a US file to CMS changes its wall reactions.
 """
 from __future__ import annotations
 
@@ -13,13 +15,17 @@ import numpy as np
 from parktwin.hydraulics.oracle import EN_FLOW, EN_INITFLOW, EN_JUNCTION, EpanetProject
 
 EN_QUALITY, EN_LINKQUAL = 12, 14
-Q_STAGNANT_M3S = 0.005 * 6.30901964e-05   # EPANET's 0.005 gpm: slower water has no flow direction
+Q_STAGNANT_CFS = 0.005 / 448.831   # EPANET's 0.005 gpm: slower water has no flow direction
 
 
 def run_quality(project: EpanetProject, max_time_s: int | None = None) -> dict:
-    """time_s (T,), node_quality [T, N], link_quality [T, L], flow_m3s [T, L] at every report time up to
+    """time_s (T,), node_quality [T, N], link_quality [T, L], flow_cfs [T, L] at every report time up to
     max_time_s."""
+    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS
+    if project._si_units:
+        raise ValueError("run_quality needs the file's own units: open the project with si_units=False")
     lib, ph = project._lib, project._ph
+    per_cfs = EPANET_FLOW_PER_CFS[project.file_flow_units]
     end = project.duration_s if max_time_s is None else min(project.duration_s, int(max_time_s))
     start, step = project.report_start_s, max(project.report_step_s, 1)
     times, nodes, links, flows = [], [], [], []
@@ -37,7 +43,7 @@ def run_quality(project: EpanetProject, max_time_s: int | None = None) -> dict:
                 times.append(now)
                 nodes.append(project.get_node_values(EN_QUALITY))
                 links.append(project.get_link_values(EN_LINKQUAL))
-                flows.append(project.get_link_values(EN_FLOW))
+                flows.append(project.get_link_values(EN_FLOW) / per_cfs)
             project._check(lib.EN_nextH(ph, byref(dt)), "EN_nextH")
             project._check(lib.EN_nextQ(ph, byref(c_long())), "EN_nextQ")
             if dt.value <= 0 or now + dt.value > end:
@@ -46,19 +52,19 @@ def run_quality(project: EpanetProject, max_time_s: int | None = None) -> dict:
         lib.EN_closeQ(ph)
         project.close_hydraulics()
     return {"time_s": np.array(times, np.int64), "node_quality": np.array(nodes), "link_quality": np.array(links),
-            "flow_m3s": np.array(flows)}
+            "flow_cfs": np.array(flows)}
 
 
-def supplied(node_types: np.ndarray, link_nodes: np.ndarray, flow_m3s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def supplied(node_types: np.ndarray, link_nodes: np.ndarray, flow_cfs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and links supplied from a source at one time: reached from a tank or reservoir along links
     whose water moves (|q| >= EPANET's stagnation threshold), downstream only. Elsewhere water stands
     still and its quality follows round-off flows (EPANET's own answer there changes with ACCURACY)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import breadth_first_order
     n = len(node_types)
-    moving = np.abs(flow_m3s) >= Q_STAGNANT_M3S
-    up = np.where(flow_m3s >= 0, link_nodes[:, 0], link_nodes[:, 1])
-    down = np.where(flow_m3s >= 0, link_nodes[:, 1], link_nodes[:, 0])
+    moving = np.abs(flow_cfs) >= Q_STAGNANT_CFS
+    up = np.where(flow_cfs >= 0, link_nodes[:, 0], link_nodes[:, 1])
+    down = np.where(flow_cfs >= 0, link_nodes[:, 1], link_nodes[:, 0])
     root = n   # a virtual node feeding every tank and reservoir
     sources = np.flatnonzero(node_types != EN_JUNCTION)
     rows = np.concatenate([up[moving], np.full(len(sources), root)])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from parktwin.hydraulics.extended import report_times
-from parktwin.hydraulics.quality_model import QualityModel
+from parktwin.hydraulics.quality_model import KIND_CHEM, QualityModel
 
 _NEED_SLACK = 1      # free segments kept beyond one per link and tank
 
@@ -65,7 +65,7 @@ class QualityEngine:
             pipes = net.link_kind[None, :] <= 1
             given = ~np.isnan(bulk_coeff_per_day) & pipes
             self.kb = np.where(given, np.nan_to_num(bulk_coeff_per_day) / 86400.0, self.kb)
-        if self.kb.any() and not model.reactive:
+        if model.kind == KIND_CHEM and self.kb.any():
             self.ip[2] = 1     # a perturbed coefficient makes a chemical reactive (setreactflag())
         # Scenario state
         self.node_qual = np.zeros((batch, n))
@@ -184,3 +184,20 @@ def _adjacency(net, epanet_link_order: np.ndarray):
     links = np.array([k for x in lists for k, _ in x], np.int64)
     nodes = np.array([m for x in lists for _, m in x], np.int64)
     return ptr, links, nodes
+
+
+def run_with_quality(net, options=None, inputs=None, duration_s: int | None = None, model: QualityModel | None = None,
+                     **engine_args):
+    """An extended-period run of `net` with its quality model: (ResultSet, QualityEngine)."""
+    from parktwin.hydraulics.extended import run_extended
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.quality_model import read_quality_model
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    solver = HydraulicSolver(net, options or SolverOptions())
+    model = model or read_quality_model(net.source_path, net)
+    if model is None:
+        raise ValueError(f"{net.source_path or net.name}: the network's QUALITY option is NONE")
+    inputs = inputs or BatchInputs.base(1)
+    duration_s = net.time.duration_s if duration_s is None else int(duration_s)
+    engine = QualityEngine(solver, model, inputs.batch_size, duration_s, **engine_args)
+    return run_extended(solver, inputs, duration_s, quality=engine), engine

@@ -104,6 +104,24 @@ def test_unserved_demand_is_the_residual(tmp_path):
     assert_allclose(b.residual_m3d, -unserved, rtol=1e-4)
     assert b.closure > CLOSURE_TOLERANCE
     assert {c.name for c in b.causes if c.in_residual} == {"unserved_demand[supply]"}
+    # The report names the cause and says the balance does not close.
+    from parktwin.twin.report import write_report
+    text = write_report(tmp_path / "report.md", result).read_text()
+    assert "unserved_demand[supply]" in text and "**beyond** 0.1 %" in text
+
+
+def test_report_of_the_example(tmp_path):
+    from parktwin.twin.report import write_report
+    result = run_park(load_park(EXAMPLE), periodicity=Periodicity())
+    text = write_report(tmp_path / "report.md", result).read_text()
+    assert "## Boundary balance" in text and "within 0.1 %" in text and "the tanks repeat" in text
+    reuse = result.indicators["reuse_rate"]
+    # Both classifications of the park plant's water are in the report, with the margin to the target.
+    alt = reuse["other_classification"]
+    assert f"{100 * reuse['value']:.1f} %" in text and f"{100 * alt['value']:.1f} %" in text
+    assert "if counted as reuse" in text and "margin" in text
+    assert "no provincial quota (electronic_chemicals)" in text
+    assert "Water per 10,000 yuan:" in text and "2020" in text
 
 
 def test_a_draining_tank_is_storage_change_not_closure_error():

@@ -16,6 +16,7 @@ import numpy as np
 
 BALANCE_COLUMNS = ("intake", "reclaimed_in", "reused", "consumption", "discharge", "losses")
 PARK_INDICATORS = ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "leakage_rate", "discharge_to_city",
+                   "boundary_closure",
                    "network_leakage_rate[supply]", "network_leakage_rate[reclaimed]",
                    "low_pressure_junctions[supply]", "low_pressure_junctions[reclaimed]",
                    "unserved_demand[supply]", "unserved_demand[reclaimed]")
@@ -85,23 +86,74 @@ def indicator_rows(indicators: dict, keys=PARK_INDICATORS):
     return rows
 
 
+def _gap(d: dict, key: str) -> str:
+    """Where the value stands against the target: the margin, in the indicator's unit (+ = better)."""
+    v, t = d.get("value"), d.get("target")
+    if v is None or t is None:
+        return "-"
+    margin = (t - v) if _is_max(key) else (v - t)
+    if d.get("unit") == "fraction":
+        return f"{100.0 * margin:+.2f} pt"
+    return f"{margin:+,.2f}"
+
+
+def standing_rows(indicators: dict) -> list[tuple]:
+    """The park-level targets: value, target, margin (+ = met with room), and the other classification."""
+    rows = []
+    for key in ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "boundary_closure"):
+        d = indicators.get(key)
+        if d is None:
+            continue
+        unit = d.get("unit", "")
+        alt = d.get("other_classification")
+        other = (f"{_num(alt['value'], unit)} ({_status(alt['met'])}) if counted as {alt['park_reclaimed_as']}"
+                 if alt else "-")
+        rows.append((key, _num(d["value"], unit), _num(d.get("target"), unit), _gap(d, key), _status(d.get("met")),
+                     other))
+    return rows
+
+
 def _is_max(key: str) -> bool:
     return key.split("[")[0] in ("water_per_10k_yuan", "leakage_rate", "discharge_to_city",
-                                 "intake_per_unit_product", "balance_closure", "network_leakage_rate",
+                                 "intake_per_unit_product", "balance_closure", "boundary_closure",
+                                 "network_leakage_rate",
                                  "low_pressure_junctions", "unserved_demand")
 
 
 def indicators_section(result) -> list[str]:
     lines = ["## Indicators against their targets", ""]
     lines += _table(("indicator", "value", "unit", "target", "sense", "status"), indicator_rows(result.indicators))
+    ind = result.indicators
+    reuse = ind.get("reuse_rate", {})
+    if "park_reclaimed_as" in reuse:
+        lines += [f"Where the park stands (park level; the park plant's reclaimed water counted as "
+                  f"**{reuse['park_reclaimed_as']}**, park.toml `targets.park_reclaimed_as`; the margin is "
+                  "positive where the target is met):", ""]
+        lines += _table(("target", "value", "target value", "margin", "status", "other classification"),
+                        standing_rows(ind))
+    w = ind.get("water_per_10k_yuan", {})
+    if w.get("baseline") is not None:
+        change = w.get("change_vs_baseline")
+        lines += [f"Water per 10,000 yuan: {_num(w['baseline'])} m³ in {w['baseline_year']} ({w['price_basis']}); "
+                  f"target -{100 * w['reduction_target']:.0f} % = {_num(w['target'])}; now "
+                  f"{_num(w['value'])} ({'-' if change is None else f'{100 * change:+.1f} %'} against "
+                  f"{w['baseline_year']}).", ""]
+    d = ind.get("discharge_to_city", {})
+    if d.get("discharge_rate") is not None:
+        lines += [f"Discharge rate at the park boundary: {_num(d['discharge_rate'], 'fraction')} "
+                  f"({d['discharge_rate_formula']}). Leakage figures are real losses (physical leaks); "
+                  "apparent losses are not modelled.", ""]
     ents = [k for k in result.indicators if k.startswith("intake_per_unit_product[")]
     if ents:
         lines += ["Fresh intake per unit of product, against the sector quota:", ""]
         rows = []
         for k in ents:
             d = result.indicators[k]
+            status = _status(d.get("met"))
+            if d.get("target") is None and str(d.get("quota_source", "")).startswith("none"):
+                status = f"no provincial quota ({d.get('sector')})"
             rows.append((k[len("intake_per_unit_product["):-1], _num(d["value"]), d.get("unit", ""),
-                         _num(d.get("target")), _status(d.get("met"))))
+                         _num(d.get("target")), status))
         lines += _table(("enterprise", "intake / product", "unit", "quota", "status"), rows)
     return lines
 
@@ -115,10 +167,13 @@ def balance_section(result) -> list[str]:
     for name, d in b["plants"].items():
         rows.append((f"plant: {name}", *(_num(d.get(c, 0.0)) for c in BALANCE_COLUMNS)))
     park = b.get("park", {})
-    rows.append(("**park**", *(f"**{_num(park.get(c, 0.0))}**" for c in BALANCE_COLUMNS)))
+    rows.append(("**enterprises + network leaks**", *(f"**{_num(park.get(c, 0.0))}**" for c in BALANCE_COLUMNS)))
     lines += _table(("enterprise / plant", "intake (fresh; plants: inflow)", "reclaimed in", "reused", "consumption", "discharge",
                      "losses"), rows)
     if park:
+        lines += ["The last row sums the enterprises' books: the park plant's reclaimed water is in it twice (as "
+                  "reclaimed in and, before treatment, as discharge), a loop inside the fence that the boundary "
+                  "balance counts once.", ""]
         lines += [f"Network leaks: fresh {_num(park.get('network_losses_fresh'))} m³/d, reclaimed "
                   f"{_num(park.get('network_losses_reclaimed'))} m³/d; discharge to the city "
                   f"{_num(park.get('discharge_to_city'))} m³/d; reclaimed water from the park plant "
@@ -141,6 +196,44 @@ def balance_section(result) -> list[str]:
         lines += _table(("network", "kind", "where", "value"), [
             (v["network"], v["kind"], v.get("enterprise", "-"),
              _num(v.get("pressure_m", v.get("value_m3d")))) for v in violations])
+    return lines
+
+
+BOUNDARY_ROWS = (("in", "fresh_m3d", "fresh water from the city (supply network's sources)"),
+                 ("in", "city_reclaimed_m3d", "reclaimed water from the city"),
+                 ("out", "consumption_m3d", "consumed and lost inside the enterprises (books)"),
+                 ("out", "discharge_to_city_m3d", "discharge to the city (outfall less what the park plants keep)"),
+                 ("out", "reclaimed_export_m3d", "reclaimed water exported to the city"),
+                 ("out", "network_leaks_m3d", "leaks of the three networks (real losses)"),
+                 ("out", "plant_losses_m3d", "plant losses (books)"))
+
+
+def boundary_section(result) -> list[str]:
+    """The balance at the park's fence from the hydraulic results, its residual and the named causes."""
+    b = result.boundary
+    if b is None:
+        return []
+    d = b.as_dict()
+    days = result.days or {}
+    lines = ["## Boundary balance (m³/d, from the hydraulic results)", ""]
+    if days.get("reported_day"):
+        state = ("the tanks repeat their levels" if days["periodic"] else
+                 "**the tanks do not repeat their levels**: the storage change is part of this day")
+        lines += [f"Day {days['reported_day']} of a {days['days_run']}-day run; {state} "
+                  f"(tolerance {days['tolerance_m']:g} m).", ""]
+    rows = [(side, label, _num(d[side][key])) for side, key, label in BOUNDARY_ROWS]
+    rows += [("", "storage change of the tanks", _num(b.storage_change_m3d)),
+             ("", "**residual** = in - out - storage", f"**{b.residual_m3d:+,.1f}**"),
+             ("", "closure = abs(residual) / in", "-" if b.closure is None else
+              f"{100 * b.closure:.3f} % ({'within' if b.closes else '**beyond**'} 0.1 %)")]
+    lines += _table(("", "part", "m³/d"), rows)
+    if b.causes:
+        lines += ["Where the books and the hydraulics differ:", ""]
+        lines += _table(("cause", "m³/d", "in the residual", "what it is"),
+                        [(c.name, f"{c.m3d:+,.1f}", "yes" if c.in_residual else "no (a part above)", c.detail)
+                         for c in b.causes])
+    else:
+        lines += ["Books and hydraulics agree: no cause above round-off.", ""]
     return lines
 
 
@@ -230,6 +323,7 @@ def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None
     lines = [f"# {result.park_name}: water report", "", f"Mode: {mode}. Volumes in m³/d.", ""]
     lines += list(notes) + ([""] if notes else [])
     lines += indicators_section(result)
+    lines += boundary_section(result)
     lines += balance_section(result)
     for title, changed, description in whatifs:
         lines += whatif_section(title, result, changed, description)

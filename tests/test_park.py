@@ -151,6 +151,19 @@ def test_valid_park_loads(tmp_path):
      "park.toml: city.fresh_reservoir: '2' is not a reservoir of supply.inp (its reservoirs: 9)"),
     ("fresh_head_m = 45.0", 'fresh_head_m = 45.0\nfresh_reservoir = 9',
      "park.toml: city.fresh_reservoir: expected a non-empty string, got 9"),
+    ('sector = "crude_steel"', 'sector = "crude_steel"\nno_provincial_quota = true',
+     "park.toml: enterprises.steelworks.no_provincial_quota: sector 'crude_steel' has a provincial quota"),
+    ('sector = "crude_steel"', 'sector = "foundry"\nno_provincial_quota = "yes"',
+     "park.toml: enterprises.steelworks.no_provincial_quota: expected true or false, got 'yes'"),
+    ("substitution_rate_fraction = 0.3", 'substitution_rate_fraction = 0.3\npark_reclaimed_as = "recycled"',
+     "park.toml: targets.park_reclaimed_as: expected one of unconventional, reuse, got 'recycled'"),
+    ("substitution_rate_fraction = 0.3",
+     "substitution_rate_fraction = 0.3\n[targets.water_per_10k_yuan]\nbaseline_m3_per_10k_yuan = 0",
+     "park.toml: targets.water_per_10k_yuan.baseline_m3_per_10k_yuan: must be > 0, got 0"),
+    ("substitution_rate_fraction = 0.3",
+     "substitution_rate_fraction = 0.3\n[targets.water_per_10k_yuan]\nbaseline_m3_per_10k_yuan = 30\n"
+     "baseline_year = 2020.5",
+     "park.toml: targets.water_per_10k_yuan.baseline_year: expected a year, got 2020.5"),
 ])
 def test_bad_park_file_gets_one_clear_error(tmp_path, old, new, expected):
     assert VALID.count(old) == 1, old
@@ -179,3 +192,21 @@ def test_park_error_is_a_value_error_with_parts(tmp_path):
     err = info.value
     assert isinstance(err, ParkError)
     assert (err.file, err.key) == ("park.toml", "plants.reclaimed.capacity_m3d")
+
+
+def test_sector_without_quota_classification_and_intensity_baseline(tmp_path):
+    toml = (VALID.replace('sector = "crude_steel"', 'sector = "foundry"\nno_provincial_quota = true')
+            .replace("crude_steel = 3.5\n", "")
+            .replace("substitution_rate_fraction = 0.3", 'substitution_rate_fraction = 0.3\npark_reclaimed_as = "reuse"\n'
+                     '[targets.water_per_10k_yuan]\nbaseline_m3_per_10k_yuan = 30.5\nbaseline_year = 2021\n'
+                     'price_basis = "current prices"\nreduction_fraction = 0.1'))
+    park = load_park(_write_park(tmp_path / "park", toml))
+    steel = park.enterprise("steelworks")
+    assert steel.sector == "foundry" and steel.has_quota is False
+    assert park.enterprise("brewery").has_quota is True
+    t = park.targets
+    assert t.park_reclaimed_as == "reuse"
+    assert (t.intensity_baseline_m3_per_10k_yuan, t.intensity_baseline_year, t.intensity_price_basis,
+            t.intensity_reduction_fraction) == (30.5, 2021, "current prices", 0.1)
+    defaults = load_park(_write_park(tmp_path / "valid")).targets
+    assert defaults.park_reclaimed_as == "unconventional" and defaults.intensity_baseline_m3_per_10k_yuan is None

@@ -42,7 +42,7 @@ NET1_VARIANTS = {
     "net1-nodiffusivity": {"REACTIONS": "Order Wall 1\nGlobal Wall -1\nGlobal Bulk -0.5", "options": {"Diffusivity": "0"}},
     "net1-order2": {"REACTIONS": "Order Bulk 2\nOrder Tank 0\nGlobal Bulk -0.4\nGlobal Wall 0\nTANK 2 -0.05"},
     "net1-limit": {"REACTIONS": "Order Bulk 1.5\nGlobal Bulk 0.3\nLimiting Potential 2.0\nGlobal Wall 0"},
-    "net1-negorder": {"REACTIONS": "Order Bulk -1\nGlobal Bulk -0.5\nLimiting Potential 1.0\nGlobal Wall 0"},
+    "net1-negorder": {"REACTIONS": "Order Bulk -1\nGlobal Bulk -0.5\nLimiting Potential 3.0\nGlobal Wall 0"},
     "net1-roughness": {"REACTIONS": "Global Bulk -0.3\nRoughness Correlation -50\nWALL 12 -0.2"},
     "net1-mass": {"SOURCES": "9 MASS 120 1\n22 MASS 30"},
     "net1-setpoint": {"SOURCES": "12 SETPOINT 0.8\n9 CONCEN 1.2 1"},
@@ -63,9 +63,9 @@ def write_variant(name: str, folder: Path) -> Path:
             for key, value in body.items():
                 text = _option(text, "OPTIONS", key, value)
         elif section == "REACTIONS":
-            # Net1 has two [REACTIONS] sections (per-element rows, then globals): both are replaced.
-            text = _replace_section(text, "REACTIONS", body)
-            text = _replace_section(text, "REACTIONS", "")
+            # Net1 has two [REACTIONS] sections (per-element rows, then globals): one replaces both.
+            text = re.sub(r"^\[REACTIONS\][^\[]*", "", text, flags=re.M | re.I)
+            text = text.replace("[MIXING]", f"[REACTIONS]\n{body}\n\n[MIXING]", 1)
         else:
             text = _replace_section(text, section, body)
     path = folder / f"{name}.inp"

@@ -32,6 +32,20 @@ def psv_tcv_network(folder: Path) -> Path:
     return path
 
 
+def dead_end_prv_network(folder: Path) -> Path:
+    """NET1 with a PRV whose upstream node is a dead end, and DAMPLIMIT set: an active PRV leaves that
+    node without a diagonal term, so the factorisation fails and EPANET's badvalve() opens the PRV."""
+    text = (TESTS / "network_one" / "NET1.inp").read_text()
+    text = re.sub(r"(\[JUNCTIONS\][^\n]*\n[^\n]*\n)", lambda m: m.group(1) + " 99  700  0\n", text, count=1)
+    text = re.sub(r"(\[VALVES\][^\n]*\n[^\n]*\n)", lambda m: m.group(1) + " V99  99  12  12  PRV  40  0\n", text,
+                  count=1)
+    text, count = re.subn(r"(?m)^ DAMPLIMIT .*$", " DAMPLIMIT  0.05", text)
+    assert count == 1
+    path = folder / "NET1-dead-end-prv.inp"
+    path.write_text(text)
+    return path
+
+
 def pda_network(folder: Path) -> Path:
     """NET1 with pressure-driven demands: a feature the device kernels do not carry."""
     text = (TESTS / "network_one" / "NET1.inp").read_text()

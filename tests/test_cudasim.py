@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudasim_compare import QUANTITIES, TESTS, arrays, libm_powers, pda_network, psv_tcv_network, solve
+from cudasim_compare import (QUANTITIES, TESTS, arrays, dead_end_prv_network, libm_powers, pda_network,
+                             psv_tcv_network, solve)
 
 pytestmark = [pytest.mark.cudasim,
               pytest.mark.skipif(not TESTS.exists(), reason="../shared/networks is not beside the repository")]
@@ -41,6 +42,7 @@ CASES = [
     ("simpson-prv-fcv", TESTS / "small" / "simpson_test.inp", 4, 23, 0, "exact"),
     ("2tanks-24h", TESTS / "tanks" / "2Tanks.inp", 3, 29, 24 * 3600, "exact"),
     ("psv-tcv", "psv-tcv", 6, 31, 0, "exact"),
+    ("badvalve-damplimit", "dead-end-prv", 4, 43, 0, "exact"),
     ("pda-falls-back", "pda", 3, 37, 0, "rtol"),
 ]
 
@@ -49,7 +51,8 @@ CASES = [
 def simulated(tmp_path_factory):
     """Every case solved once with --backend cupy under the simulator: {id: arrays}."""
     folder = tmp_path_factory.mktemp("cudasim")
-    made = {"psv-tcv": psv_tcv_network(folder), "pda": pda_network(folder)}
+    made = {"psv-tcv": psv_tcv_network(folder), "pda": pda_network(folder),
+            "dead-end-prv": dead_end_prv_network(folder)}
     cases = [dict(id=i, path=str(made.get(str(p), p)), n=n, seed=s, duration_s=d) for i, p, n, s, d, _ in CASES]
     (folder / "cases.json").write_text(json.dumps(cases))
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONWARNINGS="ignore::DeprecationWarning")

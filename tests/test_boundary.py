@@ -64,6 +64,9 @@ def test_cli_run_writes_the_boundary_balance_and_it_closes(cli_run):
     assert_allclose(b["out"]["discharge_to_city_m3d"] + plants["reclaimed_to_park_m3d"]
                     + b["out"]["reclaimed_export_m3d"] + b["out"]["plant_losses_m3d"], plants["outfall_m3d"])
     assert "boundary:" in stdout and "tanks repeat" in stdout
+    # Plant losses: the park's 0.5 % of what the wastewater plant treated, as the books have them.
+    assert_allclose(b["out"]["plant_losses_m3d"], 0.005 * plants["treated_m3d"])
+    assert_allclose(b["out"]["plant_losses_m3d"], balance["plants"]["wastewater"]["losses"], rtol=1e-6)
 
 
 def test_changing_the_supply_network_alone_moves_the_intake(tmp_path):

@@ -14,7 +14,8 @@ Conventions (each is a modelling choice, kept in one place):
 * Reclaimable needs are served with reclaimed water **in proportion** to each enterprise's reclaimable
   need when supply is short; the shortfall falls back to fresh water. Fresh-only grades are always fresh.
 * Wastewater plant: treats up to its capacity; the overflow goes to the city plant (what exceeds the
-  city's room is reported as ``overflow_unhandled_m3d``). Treatment losses are neglected.
+  city's room is reported as ``overflow_unhandled_m3d``). It loses ``losses_fraction`` of what it treats
+  (sludge water, evaporation); the rest is effluent, part of it the reclaimed plant's feed.
 """
 from __future__ import annotations
 
@@ -115,13 +116,14 @@ def allocate(park: Park, sewer_losses_m3d: float = 0.0) -> Allocation:
     ww = park.wastewater_plant
     ww_inflow = max(discharges - sewer_losses_m3d, 0.0)
     treated = min(ww_inflow, ww.capacity_m3d)
+    plant_losses = ww.losses_fraction * treated
     overflow = ww_inflow - treated
     overflow_city = min(overflow, park.city.wastewater_capacity_m3d)
 
     rp, city = park.reclaimed_plant, park.city
     recovery = rp.recovery_fraction
     reclaimable = math.fsum(e.needs.reclaimable_m3d for e in ents)
-    max_feed = min(rp.capacity_m3d, treated)
+    max_feed = min(rp.capacity_m3d, treated - plant_losses)
     max_product = max_feed * recovery
     to_city = min(city.reclaimed_to_city_m3d, max_product)
     from_plant = min(max_product - to_city, reclaimable)
@@ -135,10 +137,11 @@ def allocate(park: Park, sewer_losses_m3d: float = 0.0) -> Allocation:
     flows = tuple(split_enterprise(e.name, e.needs.fresh_only_m3d, e.needs.reclaimable_m3d, share,
                                    e.recycling.total_m3d, e.consumption_fraction, e.discharge_fraction)
                   for e in ents)
-    effluent_to_city = treated - feed
+    effluent_to_city = treated - plant_losses - feed
     ww_plant = PlantFlows("wastewater", ww_inflow, {
         "reclaimed_plant_feed": feed, "effluent_to_city": effluent_to_city,
-        "overflow_to_city_plant": overflow_city, "overflow_unhandled": overflow - overflow_city})
+        "overflow_to_city_plant": overflow_city, "overflow_unhandled": overflow - overflow_city},
+        losses=plant_losses)
     rec_plant = PlantFlows("reclaimed", feed, {
         "reclaimed_to_park": from_plant, "reclaimed_to_city": to_city, "brine_to_city": brine})
     fresh_total = math.fsum(f.intake_fresh for f in flows)

@@ -13,7 +13,7 @@ solved networks where a meter would stand, and only what no meter sees comes fro
                                 park plants keep: reclaimed product to the park and the export, plant losses;
        ``reclaimed_export_m3d`` the park plant's committed export, as far as the outfall feeds it;
        ``network_leaks_m3d``    every network's leaks from the solver, sewer exfiltration included;
-       ``plant_losses_m3d``     books: the plants' own losses;
+       ``plant_losses_m3d``     the wastewater plant's losses_fraction (park.toml) of what it treated;
 * ``storage_change_m3d``        every tank's volume at the end of the day less at its start.
 
 residual = Σin − Σout − storage_change and closure = |residual| / Σin. Written out, the residual is the
@@ -111,14 +111,15 @@ def plant_stage(park: Park, outfall_m3d: float, reclaimed_draw_m3d: float) -> di
     ww, rp = park.wastewater_plant, park.reclaimed_plant
     inflow = max(outfall_m3d, 0.0)
     treated = min(inflow, ww.capacity_m3d)
+    losses = ww.losses_fraction * treated
     recovery = rp.recovery_fraction
-    max_product = min(rp.capacity_m3d, treated) * recovery
+    max_product = min(rp.capacity_m3d, treated - losses) * recovery
     export = min(park.city.reclaimed_to_city_m3d, max_product)
     to_park = min(max_product - export, max(reclaimed_draw_m3d, 0.0))
     feed = (to_park + export) / recovery
     return {"outfall_m3d": outfall_m3d, "treated_m3d": treated, "overflow_m3d": inflow - treated,
             "reclaimed_feed_m3d": feed, "reclaimed_to_park_m3d": to_park, "reclaimed_export_m3d": export,
-            "brine_m3d": feed - to_park - export, "losses_m3d": 0.0}
+            "brine_m3d": feed - to_park - export, "losses_m3d": losses}
 
 
 def boundary_balance(park: Park, books, service: dict) -> BoundaryBalance:
@@ -130,7 +131,7 @@ def boundary_balance(park: Park, books, service: dict) -> BoundaryBalance:
     plants = plant_stage(park, outfall, r.source_outflow_m3d)
     city_reclaimed = r.source_outflow_m3d - plants["reclaimed_to_park_m3d"]
     consumption = math.fsum(f.consumption + f.losses for f in books.enterprises)
-    plant_losses = plants["losses_m3d"] + books.wastewater_plant.losses + books.reclaimed_plant.losses
+    plant_losses = plants["losses_m3d"]
     discharge = outfall - plants["reclaimed_to_park_m3d"] - plants["reclaimed_export_m3d"] - plant_losses
     leaks = math.fsum(x.leaks_m3d for x in service.values())
     storage = math.fsum(x.storage_change_m3d for x in service.values())

@@ -354,7 +354,8 @@ def _park_toml(site: _Site) -> str:
         out.append("")
     ww_cap = int(round(total_discharge * 1.4, -3))
     rec_cap = int(round(total_reclaimable * 1.3, -3))
-    out += ["[plants.wastewater]", f"capacity_m3d = {ww_cap}", "",
+    # Sludge water and evaporation: about 0.5 % of the flow treated (assumption, docs/example-park.md).
+    out += ["[plants.wastewater]", f"capacity_m3d = {ww_cap}", "losses_fraction = 0.005", "",
             "[plants.reclaimed]", f"capacity_m3d = {rec_cap}",
             "[[plants.reclaimed.units]]", 'name = "UF"', "recovery_fraction = 0.92",
             "[[plants.reclaimed.units]]", 'name = "RO"', "recovery_fraction = 0.75", "",
@@ -368,6 +369,27 @@ def _park_toml(site: _Site) -> str:
             f"baseline_m3_per_10k_yuan = {round(total_fresh * 365 / total_va * INTENSITY_2020_FACTOR, 1)}",
             "baseline_year = 2020", f"price_basis = {_toml_value(INTENSITY_PRICE_BASIS)}",
             "reduction_fraction = 0.16", ""]
+    return "\n".join(out)
+
+
+def _meters_toml(site: _Site) -> str:
+    """[meters]: the intakes, the outfall, the supply tank's level and every enterprise's three connections
+    (twin/park_meters.py); what `parktwin meters` and `parktwin park reconcile` read."""
+    out = ["# Meters (twin/park_meters.py): readings in a ledger attach to the model through these.",
+           '[meters.intake_1]', 'network = "supply"', 'element = "S-INTAKE-1"', 'quantity = "flow_m3s"', 'role = "intake"',
+           '[meters.intake_2]', 'network = "supply"', 'element = "S-INTAKE-2"', 'quantity = "flow_m3s"', 'role = "intake"',
+           '[meters.reclaimed_in]', 'network = "reclaimed"', 'element = "R-OUTLET"', 'quantity = "flow_m3s"',
+           'role = "intake"',
+           '[meters.outfall]', 'network = "discharge"', 'element = "D-FEED"', 'quantity = "flow_m3s"', 'role = "outfall"',
+           '[meters.tank_level]', 'network = "supply"', 'element = "TANK"', 'quantity = "level_m"', ""]
+    for (name, *_rest), rc in zip(ENTERPRISES, site.enterprise_cells):
+        for layer in LAYERS:
+            out += [f"[meters.{name}_{layer}]", f'network = "{layer}"', f'element = "{_jid(layer, rc)}"',
+                    'quantity = "flow_m3s"', 'role = "enterprise"', f'enterprise = "{name}"']
+            if layer == "supply":
+                out += [f"[meters.{name}_pressure]", 'network = "supply"', f'element = "{_jid(layer, rc)}"',
+                        'quantity = "pressure_m"', 'role = "network"', f'enterprise = "{name}"']
+        out.append("")
     return "\n".join(out)
 
 
@@ -406,7 +428,7 @@ def generate(folder, seed: int = 2024) -> dict[str, Path]:
         paths[layer] = folder / f"{layer}.inp"
         _write_inp(wn, paths[layer])
     paths["park"] = folder / "park.toml"
-    paths["park"].write_text(_park_toml(site))
+    paths["park"].write_text(_park_toml(site) + _meters_toml(site))
     paths["readme"] = folder / "README.md"
     paths["readme"].write_text(README.format(seed=seed, n_ent=len(ENTERPRISES), n_s=counts["supply"],
                                              n_r=counts["reclaimed"], n_d=counts["discharge"]))

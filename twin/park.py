@@ -255,7 +255,8 @@ def load_park(folder: str | Path) -> Park:
 
     plants_t = root.table("plants")
     ww_t = plants_t.table("wastewater")
-    wastewater = WastewaterPlant(capacity_m3d=ww_t.number("capacity_m3d"))
+    wastewater = WastewaterPlant(capacity_m3d=ww_t.number("capacity_m3d"),
+                                 losses_fraction=ww_t.number("losses_fraction", 0.0, lo=0.0, hi=0.5))
     ww_t.done()
     reclaimed = _reclaimed_plant(plants_t.table("reclaimed"))
     plants_t.done()

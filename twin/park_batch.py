@@ -27,6 +27,7 @@ class ParkArrays:
     consumption_fraction: np.ndarray
     discharge_fraction: np.ndarray
     wastewater_capacity_m3d: float
+    wastewater_losses_fraction: float
     reclaimed_capacity_m3d: float
     recovery_fraction: float
     reclaimed_to_city_m3d: float
@@ -45,6 +46,7 @@ class ParkArrays:
             consumption_fraction=np.array([e.consumption_fraction for e in ents]),
             discharge_fraction=np.array([e.discharge_fraction for e in ents]),
             wastewater_capacity_m3d=park.wastewater_plant.capacity_m3d,
+            wastewater_losses_fraction=park.wastewater_plant.losses_fraction,
             reclaimed_capacity_m3d=park.reclaimed_plant.capacity_m3d,
             recovery_fraction=park.reclaimed_plant.recovery_fraction,
             reclaimed_to_city_m3d=park.city.reclaimed_to_city_m3d,
@@ -85,9 +87,10 @@ def allocate_batch(p: ParkArrays, demand_factor: np.ndarray, reclaimed_out: np.n
     discharges = _fsum_rows(p.discharge_fraction[None, :] * intake)
     ww_inflow = np.maximum(discharges - sewer_losses_m3d, 0.0)
     treated = np.minimum(ww_inflow, p.wastewater_capacity_m3d)
+    plant_losses = p.wastewater_losses_fraction * treated
     capacity = np.where(reclaimed_out, 0.0, p.reclaimed_capacity_m3d)
     reclaimable = _fsum_rows(reclaimable_e)
-    max_product = np.minimum(capacity, treated) * p.recovery_fraction
+    max_product = np.minimum(capacity, treated - plant_losses) * p.recovery_fraction
     to_city = np.minimum(p.reclaimed_to_city_m3d, max_product)
     from_plant = np.minimum(max_product - to_city, reclaimable)
     from_city = np.minimum(p.reclaimed_offer_m3d * offer_factor, reclaimable - from_plant)

@@ -104,6 +104,7 @@ class ReclaimedPlant:
 @dataclass(frozen=True)
 class WastewaterPlant:
     capacity_m3d: float
+    losses_fraction: float = 0.0      # of what it treats: water leaving with sludge and by evaporation
 
 
 @dataclass(frozen=True)

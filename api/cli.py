@@ -178,6 +178,8 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
        store: Store = typer.Option(Store.full, "--store", help="full: every result; summary: statistics"),
        service_pressure_m: float = typer.Option(None, "--service-pressure-m",
                                                 help="summary: pressure below which service fails"),
+       quality_limit: float = typer.Option(None, "--quality-limit",
+                                           help="summary: water quality above which a node fails (quality units)"),
        duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
        backend: Backend = typer.Option(Backend.auto, "--backend"),
        chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
@@ -223,6 +225,8 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
         from parktwin.scenarios.montecarlo import summary_options_for
         from parktwin.scenarios.runner import report_times_s
         summary_options = summary_options_for(net, len(report_times_s(net, duration)), service_pressure_m)
+        if quality_limit is not None:
+            summary_options = dataclasses.replace(summary_options, quality_limit=quality_limit)
     summary = _with_progress(study.scenarios, out, lambda update: run_monte_carlo(
         net, study, out, store=store.value, options=options, duration_s=duration, executor=executor,
         resume=resume, progress=update, float_dtype=np.float32 if precision == Precision.single else np.float64,

@@ -29,6 +29,8 @@ class BatchInputs:
     reservoir_head_m: np.ndarray | None = None     # [B, R] (nan = keep)
     pump_speed: np.ndarray | None = None           # [B, P] (nan = keep)
     valve_setting: np.ndarray | None = None        # [B, L] SI (nan = keep)
+    source_quality: np.ndarray | None = None       # [B, N] quality source strength as the file gives it (nan = keep)
+    bulk_coeff: np.ndarray | None = None           # [B, L] pipe bulk reaction coefficient, 1/day (nan = keep)
     leak_favad_area_m2: np.ndarray | None = None   # [B, L] pipe leak area, m² per 100 m (nan = keep)
     leak_favad_expansion: np.ndarray | None = None # [B, L] its growth, m² per m of head per 100 m (nan = keep)
 
@@ -79,6 +81,8 @@ class BatchInputs:
             "reservoir_head_m": lambda: np.full((b, len(net.reservoir_node)), np.nan),
             "pump_speed": lambda: np.full((b, len(net.pump_link)), np.nan),
             "valve_setting": lambda: np.full((b, nl), np.nan),
+            "source_quality": lambda: np.full((b, net.n_nodes), np.nan),
+            "bulk_coeff": lambda: np.full((b, nl), np.nan),
             "leak_favad_area_m2": lambda: np.full((b, nl), np.nan),
             "leak_favad_expansion": lambda: np.full((b, nl), np.nan),
         }

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from parktwin.hydraulics.extended import report_times
-from parktwin.hydraulics.quality_model import KIND_CHEM, QualityModel
+from parktwin.hydraulics.quality_model import KIND_CHEM, SOURCE_TYPES, QualityModel
 
 _NEED_SLACK = 1      # free segments kept beyond one per link and tank
 
@@ -55,11 +55,15 @@ class QualityEngine:
         self.tank_vmax = np.ascontiguousarray(sn.tank_vmax_ft3, float)
         self.adj_ptr, self.adj_link, self.adj_node = _adjacency(net, model.epanet_link_order)
         self.order = np.ascontiguousarray(model.epanet_node_order, np.int64)
-        self.src_type = np.ascontiguousarray(model.source_type, np.int64)
+        self.src_type = np.repeat(np.asarray(model.source_type, np.int64)[None, :], batch, axis=0)   # [B, N]
         strength = np.broadcast_to(model.source_strength, (batch, n)).copy()
         if source_strength is not None:
-            strength = np.where(np.isnan(source_strength), strength, source_strength)
-        self.src_base = np.stack([model.source_internal(row) for row in strength])    # [B, N]
+            given = ~np.isnan(source_strength)
+            strength = np.where(given, source_strength, strength)
+            # EN_setnodevalue(EN_SOURCEQUAL) on a node without a source makes it a CONCEN source
+            self.src_type = np.where(given & (self.src_type < 0), SOURCE_TYPES.index("CONCEN"), self.src_type)
+        mass = self.src_type == SOURCE_TYPES.index("MASS")
+        self.src_base = np.where(mass, strength / 60.0, strength / model.ucf_quality)      # [B, N] sourcequal()
         self.kb = np.repeat(model.link_kb[None, :], batch, axis=0)           # [B, L] 1/s
         if bulk_coeff_per_day is not None:
             pipes = net.link_kind[None, :] <= 1
@@ -201,3 +205,31 @@ def run_with_quality(net, options=None, inputs=None, duration_s: int | None = No
     duration_s = net.time.duration_s if duration_s is None else int(duration_s)
     engine = QualityEngine(solver, model, inputs.batch_size, duration_s, **engine_args)
     return run_extended(solver, inputs, duration_s, quality=engine), engine
+
+
+def quality_model(net) -> QualityModel | None:
+    """The network's quality model (read once per NetworkArrays instance from its .inp), None without one."""
+    cached = net.__dict__.get("_quality_model", False)
+    if cached is False:
+        from parktwin.hydraulics.quality_model import read_quality_model
+        cached = read_quality_model(net.source_path, net) if net.source_path else None
+        object.__setattr__(net, "_quality_model", cached)
+    return cached
+
+
+def solve_with_quality(solver, inputs, duration_s: int):
+    """solver.run(inputs, duration_s), with node and link quality when the network has a quality model and
+    the run has a duration (a snapshot has no quality: EPANET reports its initial values)."""
+    from dataclasses import replace
+
+    from parktwin.hydraulics.extended import run_extended
+    model = quality_model(solver.net) if duration_s and duration_s > 0 else None
+    if model is None:
+        if inputs.source_quality is not None or inputs.bulk_coeff is not None:
+            raise ValueError(f"{solver.net.name}: source_quality and bulk_coeff need an extended-period run of a "
+                             "network whose QUALITY option is not NONE")
+        return solver.run(inputs, duration_s)
+    engine = QualityEngine(solver, model, inputs.batch_size, int(duration_s), source_strength=inputs.source_quality,
+                           bulk_coeff_per_day=inputs.bulk_coeff, dtype=solver.options.result_dtype)
+    res = run_extended(solver, inputs, int(duration_s), quality=engine)
+    return replace(res, node_quality=engine.node_quality, link_quality=engine.link_quality)

@@ -71,11 +71,6 @@ class QualityModel:
             return False
         return bool((self.link_kb != 0).any() or (self.link_kw != 0).any() or (self.tank_kb != 0).any())
 
-    def source_internal(self, strength: np.ndarray) -> np.ndarray:
-        """sourcequal()'s base strength in internal units: mass/s for MASS, concentration otherwise."""
-        mass = self.source_type == SOURCE_TYPES.index("MASS")
-        return np.where(mass, strength / 60.0, strength / self.ucf_quality)
-
 
 def read_quality_model(path: str | Path, net: NetworkArrays) -> QualityModel | None:
     """The quality model of an .inp file as EPANET 2.3 reads it, or None when QUALITY is NONE."""

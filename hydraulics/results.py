@@ -20,6 +20,10 @@ class ResultSet:
     converged: np.ndarray         # [B, T] bool
     iterations: np.ndarray        # [B, T] int
     failure: np.ndarray           # [B] str: "" or why the scenario failed
+    # Water quality at the report times in EPANET's reporting units (chemical: the file's mass unit per
+    # litre; age: hours; trace: percent); None when the network has no quality model or for a snapshot.
+    node_quality: np.ndarray | None = None   # [B, T, N]
+    link_quality: np.ndarray | None = None   # [B, T, L] EPANET's LINKQUAL (volume-weighted mean)
 
     @property
     def batch_size(self) -> int:
@@ -34,7 +38,9 @@ class ResultSet:
         sl = slice(start, stop)
         return ResultSet(self.node_ids, self.link_ids, self.time_s, self.head_m[sl], self.pressure_m[sl],
                          self.demand_m3s[sl], self.leak_m3s[sl], self.flow_m3s[sl], self.status[sl],
-                         self.converged[sl], self.iterations[sl], self.failure[sl])
+                         self.converged[sl], self.iterations[sl], self.failure[sl],
+                         None if self.node_quality is None else self.node_quality[sl],
+                         None if self.link_quality is None else self.link_quality[sl])
 
     @staticmethod
     def allocate(node_ids, link_ids, time_s, batch: int, dtype="float64", prefill: bool = True,

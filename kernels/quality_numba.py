@@ -504,10 +504,10 @@ def _transport(b, j, dt, ip, fp, flow, status, demand, vol_now, src_type, src_no
             if n == ip[P_TRACE_NODE]:
                 node_qual[b, n] = 100.0
                 out_c = 100.0
-        elif kind == KIND_CHEM and src_type[n] >= 0 and src_now[n, j] != 0.0 and volout / dt > Q_STAGNANT:
+        elif kind == KIND_CHEM and src_type[b, n] >= 0 and src_now[n, j] != 0.0 and volout / dt > Q_STAGNANT:
             # findsourcequal(): src_now is the strength in this period (mass/s for MASS sources)
             c = src_now[n, j]
-            st = src_type[n]
+            st = src_type[b, n]
             if st == CONCEN:
                 if nk == JUNCTION:
                     c = -c * demand[n, j] * dt / volout if demand[n, j] < 0.0 else 0.0

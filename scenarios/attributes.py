@@ -31,6 +31,7 @@ class ElementKind(str, Enum):
     RESERVOIR = "reservoir"
     PUMP = "pump"
     VALVE = "valve"          # PRV, PSV, PBV, FCV, TCV, PCV (a GPV's setting is a curve, not a number)
+    NODE = "node"            # any node: junction, tank or reservoir
 
     @property
     def noun(self) -> str:
@@ -44,7 +45,7 @@ class ElementKind(str, Enum):
     @property
     def is_node(self) -> bool:
         return self in (ElementKind.JUNCTION, ElementKind.JUNCTION_OR_ALL, ElementKind.TANK,
-                        ElementKind.RESERVOIR)
+                        ElementKind.RESERVOIR, ElementKind.NODE)
 
 
 class ValueKind(str, Enum):
@@ -102,6 +103,14 @@ ATTRIBUTES: tuple[Attribute, ...] = (
               "m2 per m of head per 100 m of pipe", None,
               "EPANET 2.3 pipe leakage (FAVAD, [LEAKAGE] C2): growth of the leak area with pressure head, "
               "EN_LEAK_EXPAN in m2 rather than mm2", "leak_favad_expansion"),
+    Attribute("source_quality", ElementKind.NODE, ValueKind.NON_NEGATIVE_FLOAT,
+              "the network's quality units (MASS sources: mass/min)", None,
+              "strength of the node's water-quality source (a node without one gets a CONCEN source, as "
+              "EN_setnodevalue(EN_SOURCEQUAL) does); extended runs of networks with a QUALITY option",
+              "source_quality"),
+    Attribute("bulk_coeff", ElementKind.PIPE, ValueKind.FLOAT, "1/day", None,
+              "bulk reaction coefficient of the pipe, as in [REACTIONS] (negative: decay); extended runs of "
+              "networks with a chemical QUALITY option", "bulk_coeff"),
 )
 
 BY_NAME: dict[str, Attribute] = {a.name: a for a in ATTRIBUTES}
@@ -130,6 +139,8 @@ def element_columns(net: NetworkArrays, kind: ElementKind) -> dict[str, int]:
     links = net.link_ids
     if kind in (ElementKind.JUNCTION, ElementKind.JUNCTION_OR_ALL):
         return {nid: i for i, nid in enumerate(net.node_ids[: net.n_junctions])}
+    if kind is ElementKind.NODE:
+        return {nid: i for i, nid in enumerate(net.node_ids)}
     if kind is ElementKind.TANK:
         return {net.node_ids[n]: t for t, n in enumerate(net.tank_node.tolist())}
     if kind is ElementKind.RESERVOIR:

@@ -352,6 +352,17 @@ def _check_resolved(table, net, column, numeric, rows_of, first) -> None:
     for r in demand[~np.isin(column[demand], net.demand_node)][:1]:
         first.offer(r, f"junction {str(table.element[r])!r} has no demand in {net.name} for "
                        f"base_demand_m3s to replace")
+    quality_rows = np.concatenate([rows_of.get("source_quality", none), rows_of.get("bulk_coeff", none)])
+    if len(quality_rows):
+        from parktwin.hydraulics.quality import quality_model
+        from parktwin.hydraulics.quality_model import KIND_CHEM
+        model = quality_model(net)
+        r = int(quality_rows.min())
+        if model is None:
+            first.offer(r, f"{table.attribute[r]} needs a network with a QUALITY option; {net.name} has none")
+        elif model.kind != KIND_CHEM and len(rows_of.get("bulk_coeff", none)):
+            first.offer(int(rows_of["bulk_coeff"].min()), f"bulk_coeff needs a chemical QUALITY option; "
+                                                         f"{net.name} computes {model.kind_name}")
     tank = rows_of.get("tank_level_m", none)
     low, high = net.tank_min_level_m[column[tank]], net.tank_max_level_m[column[tank]]
     outside = (numeric[tank] < low - _TANK_LEVEL_TOL_M) | (numeric[tank] > high + _TANK_LEVEL_TOL_M)

@@ -75,9 +75,17 @@ def run_attrs(solver: HydraulicSolver, options: SolverOptions, duration_s: int, 
     """Root attributes describing how the file was made (backend, device, the solver options)."""
     attrs = {"backend": solver.backend.name, "device": device_name(solver.backend.name),
              "duration_s": int(duration_s or 0), "seed": seed}
+    attrs.update(quality_attrs(solver.net, duration_s))
     for field in dataclasses.fields(options):
         attrs[f"solver_{field.name}"] = getattr(options, field.name)
     return attrs
+
+
+def quality_attrs(net: NetworkArrays, duration_s: int) -> dict:
+    """quality_kind (chemical, age, trace) and quality_units when the run records water quality."""
+    from parktwin.hydraulics.quality import quality_model
+    model = quality_model(net) if duration_s and duration_s > 0 else None
+    return {} if model is None else {"quality_kind": model.kind_name, "quality_units": model.units}
 
 
 def _failed_results(net: NetworkArrays, time_s: np.ndarray, reason: str) -> ResultSet:
@@ -90,16 +98,27 @@ def _concat(parts: list[ResultSet]) -> ResultSet:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    stack = {f.name: np.concatenate([getattr(p, f.name) for p in parts], axis=0)
-             for f in dataclasses.fields(ResultSet) if f.name not in ("node_ids", "link_ids", "time_s")}
+    stack = {}
+    for f in dataclasses.fields(ResultSet):
+        if f.name in ("node_ids", "link_ids", "time_s"):
+            continue
+        values = [getattr(p, f.name) for p in parts]
+        if all(v is None for v in values):
+            stack[f.name] = None
+            continue
+        # A scenario that failed outright has no quality arrays: NaN, like its other results.
+        like = next(v for v in values if v is not None)
+        stack[f.name] = np.concatenate([np.full((p.batch_size,) + like.shape[1:], np.nan, like.dtype) if v is None
+                                        else v for p, v in zip(parts, values)], axis=0)
     return ResultSet(node_ids=first.node_ids, link_ids=first.link_ids, time_s=first.time_s, **stack)
 
 
 def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, duration_s: int,
                 time_s: np.ndarray) -> ResultSet:
     """Solve `rows` together; if the batch raises, bisect so one bad scenario costs only itself."""
+    from parktwin.hydraulics.quality import solve_with_quality
     try:
-        return solver.run(inputs.subset(rows), duration_s)
+        return solve_with_quality(solver, inputs.subset(rows), duration_s)
     # Any error is recorded as that scenario's failure reason: DESIGN says one bad scenario never fails
     # a batch. KeyboardInterrupt and SystemExit are not Exceptions and still stop the run.
     except Exception as error:  # noqa: BLE001

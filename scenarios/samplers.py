@@ -66,6 +66,7 @@ class Selection:
     tanks: np.ndarray                # positions in net.tank_node
     reservoirs: np.ndarray           # positions in net.reservoir_node
     pipes: np.ndarray                # link indices whose roughness varies
+    source_nodes: np.ndarray         # node indices whose quality source strength varies
     dimensions: tuple[tuple[str, int], ...]   # unit-sample columns per input, in column order
     rows_per_scenario: int           # upper bound: pump outages count as if every pump failed
 
@@ -115,7 +116,7 @@ def select(spec: ScenarioSpec, net: NetworkArrays) -> Selection:
     Sobol's dimension limit, and lays out the unit-sample columns."""
     none = np.zeros(0, np.int64)
     sel = dict(leak_junctions=none, leak_weight=np.zeros(0), demand_junctions=none, break_links=none,
-               break_weight=np.zeros(0), pumps=none, tanks=none, reservoirs=none, pipes=none)
+               break_weight=np.zeros(0), pumps=none, tanks=none, reservoirs=none, pipes=none, source_nodes=none)
     leaks, demand, breaks = spec.leaks, spec.demand, spec.breaks
     if leaks is not None:
         cols = _resolve("leaks.junctions", leaks.junctions, ElementKind.JUNCTION, net)
@@ -140,6 +141,8 @@ def select(spec: ScenarioSpec, net: NetworkArrays) -> Selection:
         if section is not None:
             sel[key] = _resolve(f"{name}.{key}", getattr(section, key), kind, net)
             _check(len(sel[key]) > 0, name, f"{net.name} has no {kind.value}s")
+    if spec.source_quality is not None:
+        sel["source_nodes"] = _resolve("source_quality.nodes", spec.source_quality.nodes, ElementKind.NODE, net)
     if spec.roughness is not None:
         sel["pipes"] = _resolve("roughness", None, ElementKind.PIPE, net)
         _check(len(sel["pipes"]) > 0, "roughness", f"{net.name} has no pipes")
@@ -151,14 +154,14 @@ def select(spec: ScenarioSpec, net: NetworkArrays) -> Selection:
                   ("demand", int(demand is not None and demand.is_random)),
                   ("breaks", breaks.count if breaks is not None else 0),
                   ("pump_outages", len(sel["pumps"])), ("tank_levels", len(sel["tanks"])),
-                  ("reservoir_heads", len(sel["reservoirs"])),
+                  ("reservoir_heads", len(sel["reservoirs"])), ("source_quality", len(sel["source_nodes"])),
                   ("demand.junction_sd", len(sel["demand_junctions"])), ("roughness", len(sel["pipes"])))
     dimensions = tuple((name, n) for name, n in dimensions if n > 0)
     per_scenario = {"leaks": n_leaks * (1 + int(leaks is not None and leaks.cd is not None)),
                     "demand": int(demand is not None), "demand.junction_sd": len(sel["demand_junctions"]),
                     "roughness": len(sel["pipes"]), "breaks": breaks.count if breaks is not None else 0,
                     "pump_outages": len(sel["pumps"]), "tank_levels": len(sel["tanks"]),
-                    "reservoir_heads": len(sel["reservoirs"])}
+                    "reservoir_heads": len(sel["reservoirs"]), "source_quality": len(sel["source_nodes"])}
     _check_size(spec, per_scenario, sum(n for _, n in dimensions))
     return Selection(**sel, dimensions=dimensions, rows_per_scenario=sum(per_scenario.values()))
 
@@ -296,6 +299,10 @@ def expand(spec: ScenarioSpec, net: NetworkArrays, start: int = 0, stop: int | N
         base = net.reservoir_head_m[sel.reservoirs]
         head = base + spec.reservoir_heads.delta_m * (2.0 * column["reservoir_heads"] - 1.0)
         blocks.append(_Block("reservoir_head_m", node_ids[net.reservoir_node[sel.reservoirs]], _text(head)))
+    if spec.source_quality is not None:
+        sq = spec.source_quality
+        blocks.append(_Block("source_quality", node_ids[sel.source_nodes],
+                             _text(sq.min + (sq.max - sq.min) * column["source_quality"])))
     if spec.roughness is not None:
         scale = 1.0 + spec.roughness.fraction * (2.0 * column["roughness"] - 1.0)
         blocks.append(_Block("roughness", link_ids[sel.pipes], _text(net.roughness[sel.pipes] * scale)))

@@ -245,8 +245,25 @@ class ReservoirHeadSpec:
         _set(self, "reservoirs", _ids("reservoir_heads.reservoirs", self.reservoirs))
 
 
+@dataclass(frozen=True)
+class SourceQualitySpec:
+    """Water-quality source strengths, uniform in [min, max] at each listed node (attribute source_quality,
+    in the network's quality units; MASS sources in mass/min)."""
+    nodes: tuple[str, ...]
+    min: float
+    max: float
+
+    def __post_init__(self):
+        _set(self, "nodes", _ids("source_quality.nodes", self.nodes))
+        _check(bool(self.nodes), "source_quality.nodes", "name at least one node")
+        _set(self, "min", _float("source_quality.min", self.min, ">=0"))
+        _set(self, "max", _float("source_quality.max", self.max, ">=0"))
+        _check(self.max >= self.min, "source_quality.max", "must not be below min")
+
+
 _SECTIONS = {"leaks": LeakSpec, "demand": DemandSpec, "roughness": RoughnessSpec, "breaks": BreakSpec,
-             "pump_outages": PumpOutageSpec, "tank_levels": TankLevelSpec, "reservoir_heads": ReservoirHeadSpec}
+             "pump_outages": PumpOutageSpec, "tank_levels": TankLevelSpec, "reservoir_heads": ReservoirHeadSpec,
+             "source_quality": SourceQualitySpec}
 
 
 @dataclass(frozen=True)
@@ -261,6 +278,7 @@ class ScenarioSpec:
     pump_outages: PumpOutageSpec | None = None
     tank_levels: TankLevelSpec | None = None
     reservoir_heads: ReservoirHeadSpec | None = None
+    source_quality: SourceQualitySpec | None = None
 
     def __post_init__(self):
         _set(self, "scenarios", _int("scenarios", self.scenarios, 1))

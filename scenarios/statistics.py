@@ -52,6 +52,11 @@ class SummaryOptions:
     pressure_bin_m: float = 0.05
     pressure_resolution_m: float = 1e-6
     flow_resolution_m3s: float = 1e-9
+    # node water quality (runs that record it; scenarios.quality_statistics), in the run's quality units
+    quality_limit: float | None = None      # quality_above_limit_prob: the share of scenarios above it
+    quality_hist_high: float = 100.0        # histogram from 0 to here (quantiles above it are clipped to max)
+    quality_bin: float = 0.05
+    quality_resolution: float = 1e-6
 
     def __post_init__(self):
         q = tuple(float(v) for v in np.atleast_1d(np.asarray(self.quantiles, dtype=float)))
@@ -61,11 +66,15 @@ class SummaryOptions:
         for name in ("service_pressure_m", "pressure_hist_low_m", "pressure_hist_high_m"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"SummaryOptions.{name} must be finite")
-        for name in ("pressure_bin_m", "pressure_resolution_m", "flow_resolution_m3s"):
+        if self.quality_limit is not None and not math.isfinite(self.quality_limit):
+            raise ValueError("SummaryOptions.quality_limit must be finite or None")
+        for name in ("pressure_bin_m", "pressure_resolution_m", "flow_resolution_m3s", "quality_hist_high",
+                     "quality_bin", "quality_resolution"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"SummaryOptions.{name} must be positive, got {value}")
-            if name != "pressure_bin_m":   # the fixed-point scale (units per SI unit) must be an integer
+            if name.endswith("resolution_m3s") or name.endswith("resolution_m") or name == "quality_resolution":
+                # the fixed-point scale (units per unit) must be an integer
                 _integral(1.0 / value, f"SummaryOptions.{name} must be 1/integer (1e-6, 1e-3, ...), got {value}")
         if self.pressure_hist_high_m <= self.pressure_hist_low_m:
             raise ValueError("SummaryOptions.pressure_hist_high_m must exceed pressure_hist_low_m")
@@ -105,6 +114,12 @@ class SummaryOptions:
         values["quantiles"] = tuple(values["quantiles"])
         return SummaryOptions(**values)
 
+    def quality_bins(self) -> int:
+        _integral(self.quality_bin / self.quality_resolution,
+                  f"SummaryOptions.quality_bin must be a multiple of quality_resolution ({self.quality_resolution})")
+        return _integral(self.quality_hist_high / self.quality_bin,
+                         "SummaryOptions.quality_bin must divide quality_hist_high")
+
 
 def _quantise(x: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """(int64 units, row ok) for x [k, E]: a row is ok when every value is finite and within MAX_UNITS."""
@@ -132,7 +147,7 @@ class SummaryAccumulator:
     """
 
     def __init__(self, n_times: int, n_nodes: int, n_links: int, options: SummaryOptions = SummaryOptions(),
-                 *, n_junctions: int | None = None):
+                 *, n_junctions: int | None = None, quality: bool = False):
         if not isinstance(options, SummaryOptions):
             raise TypeError("options must be a SummaryOptions")
         t, n, l = int(n_times), int(n_nodes), int(n_links)
@@ -158,6 +173,11 @@ class SummaryAccumulator:
         # so to_arrays can trim to a length that depends only on the set (not on the growth history).
         self._bits = np.zeros(0, np.uint8)
         self._top = -1
+        self.quality = None
+        if quality:
+            from parktwin.scenarios.quality_statistics import QualityAccumulator
+            options.quality_bins()
+            self.quality = QualityAccumulator(t, n, options)
 
     # ------------------------------------------------------------------ counted scenarios
     def _grow(self, top: int) -> None:
@@ -229,6 +249,8 @@ class SummaryAccumulator:
             sel = local[ok[:, k]]
             if len(sel):
                 self._add_time(k, sel, results, required_demand_m3s)
+        if self.quality is not None and results.node_quality is not None:
+            self.quality.add(results.node_quality[local], ok)
         return fresh
 
     def _add_time(self, k: int, sel: np.ndarray, res: ResultSet, required) -> None:
@@ -311,6 +333,10 @@ class SummaryAccumulator:
             np.minimum(s[name], os_[name], out=s[name])
         for name in _MAXS:
             np.maximum(s[name], os_[name], out=s[name])
+        if (self.quality is None) != (other.quality is None):
+            raise ValueError("cannot merge an accumulator with quality statistics and one without")
+        if self.quality is not None:
+            self.quality.merge(other.quality)
         return self
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -319,6 +345,8 @@ class SummaryAccumulator:
         out["counted"] = self._bits[: self._top // 8 + 1].copy() if self._top >= 0 else np.zeros(0, np.uint8)
         out["dims"] = np.asarray(self.dims, np.int64)
         out["options_json"] = np.frombuffer(self.options.to_json().encode(), np.uint8).copy()
+        if self.quality is not None:
+            out.update(self.quality.to_arrays())
         return out
 
     @staticmethod
@@ -326,7 +354,10 @@ class SummaryAccumulator:
         """Rebuild from `to_arrays()` output (a longer zero-padded `counted` bitmap is accepted)."""
         options = SummaryOptions.from_json(np.asarray(arrays["options_json"], np.uint8).tobytes().decode())
         t, n, l, nj = (int(v) for v in np.asarray(arrays["dims"]))
-        acc = SummaryAccumulator(t, n, l, options, n_junctions=nj)
+        from parktwin.scenarios.quality_statistics import QualityAccumulator
+        acc = SummaryAccumulator(t, n, l, options, n_junctions=nj, quality=QualityAccumulator.present(arrays))
+        if acc.quality is not None:
+            acc.quality.load(arrays)
         for name, current in acc._s.items():
             value = np.asarray(arrays[name])
             if value.shape != current.shape or value.dtype != current.dtype:
@@ -379,6 +410,8 @@ class SummaryAccumulator:
         hist = s["pressure_hist"] if o.quantiles else np.zeros((t, n, 1), np.uint32)
         out["pressure_hist_underflow"], out["pressure_hist_overflow"] = (hist[..., j].astype(np.int64) for j in (0, -1))
         out.update({name: np.array(s[name]) for name in _COUNTS[:7]})
+        if self.quality is not None:
+            out.update(self.quality.finalize())
         return out
 
     def _quantiles(self) -> np.ndarray:
@@ -409,4 +442,5 @@ class SummaryAccumulator:
 
     def nbytes(self) -> int:
         """Memory held by the state, bitmap included."""
-        return sum(v.nbytes for v in self._s.values()) + self._bits.nbytes
+        return sum(v.nbytes for v in self._s.values()) + self._bits.nbytes + \
+            (self.quality.nbytes() if self.quality is not None else 0)

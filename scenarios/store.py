@@ -46,6 +46,12 @@ _FIELDS = {
     "solver/converged": ("converged", None, "bool"),
     "solver/iterations": ("iterations", None, "int32"),
 }
+# Water quality, present only in files whose root attribute quality_kind is set (a network whose QUALITY
+# option is not NONE, run for a duration); units in the root attribute quality_units.
+_QUALITY_FIELDS = {
+    "node/quality": ("node_quality", "node", "float"),
+    "link/quality": ("link_quality", "link", "float"),
+}
 _UNITS = {"node/head": "m", "node/pressure": "m", "node/demand": "m3/s", "node/leak": "m3/s",
           "link/flow": "m3/s", "link/status": "0 closed, 1 open, 2 active; -1 not written",
           "solver/iterations": "-1 not written"}
@@ -174,7 +180,8 @@ class ResultStore:
         write_network(f, net, ids, time_s)
 
         comp = {"compression": compression} if compression else {}
-        for name, (_, axis, kind) in _FIELDS.items():
+        fields = dict(_FIELDS, **(_QUALITY_FIELDS if attrs.get("quality_kind") else {}))
+        for name, (_, axis, kind) in fields.items():
             width = {"node": n, "link": l, None: None}[axis]
             shape = (b, t) if width is None else (b, t, width)
             chunks = (rows_per_chunk, max(t, 1)) + (() if width is None else (max(width, 1),))
@@ -185,6 +192,8 @@ class ResultStore:
                                   fillvalue=fill, **(comp if b and t else {}))
             if name in _UNITS:
                 ds.attrs["unit"] = _UNITS[name]
+            elif name in _QUALITY_FIELDS:
+                ds.attrs["unit"] = str(attrs.get("quality_units", ""))
         f.create_dataset("scenario/done", shape=(b,), dtype=np.bool_, fillvalue=False)
         f.create_dataset("scenario/failure", data=np.array([""] * b, dtype=object), dtype=STRING_DTYPE)
         if perturbations is not None:
@@ -256,9 +265,12 @@ class ResultStore:
             order = None
         runs = _runs(idx)
         f = self.file
-        for name, (attr, _, _) in _FIELDS.items():
+        for name, (attr, _, _) in _stored_fields(f).items():
             ds = f[name]
             data = getattr(results, attr)
+            if data is None:
+                # a scenario that failed before any step (the solver raised) has no quality: NaN, as its heads
+                data = np.full((results.batch_size,) + ds.shape[1:], np.nan)
             if order is not None:
                 data = data[order]
             data = np.asarray(data, dtype=ds.dtype)
@@ -295,6 +307,11 @@ class ResultStore:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(complete=exc_type is None)
+
+
+def _stored_fields(f: h5py.File) -> dict:
+    """The result datasets this file holds: always _FIELDS, the quality ones where it records quality."""
+    return dict(_FIELDS, **{k: v for k, v in _QUALITY_FIELDS.items() if k in f})
 
 
 # ---------------------------------------------------------------------- reading
@@ -351,7 +368,7 @@ def read_results(path, scenarios=None) -> tuple[ResultSet, dict]:
         else:
             take = lambda ds: _read_rows(ds, rows)  # noqa: E731
         values = {}
-        for name, (attr, _, kind) in _FIELDS.items():
+        for name, (attr, _, kind) in _stored_fields(f).items():
             data = take(f[name])
             values[attr] = data.astype(np.float64) if kind == "float" else data
         values["iterations"] = values["iterations"].astype(np.int64)

@@ -113,7 +113,8 @@ class SummaryStore:
         if len(set(ids)) != len(ids):
             raise ValueError("scenario ids must be unique")
         time_s = np.asarray(time_s, dtype=np.int64)
-        acc = SummaryAccumulator(len(time_s), net.n_nodes, net.n_links, options, n_junctions=net.n_junctions)
+        acc = SummaryAccumulator(len(time_s), net.n_nodes, net.n_links, options, n_junctions=net.n_junctions,
+                                 quality=bool(attrs.get("quality_kind")))
         path = Path(path)
         f = h5py.File(path, "w", rdcc_nbytes=CHUNK_CACHE_BYTES)
         _write_ids(f, net, ids, time_s, perturbations)
@@ -238,7 +239,9 @@ class SummaryStore:
                 if name in g:
                     g[name][...] = value
                 else:
-                    g.create_dataset(name, data=value).attrs["unit"] = _unit(name)
+                    unit = str(self.file.attrs.get("quality_units", "")) if name.startswith("quality_") and \
+                        "prob" not in name else _unit(name)
+                    g.create_dataset(name, data=value).attrs["unit"] = unit
             is_done = bool(complete and self.acc.n_scenarios == self.n_scenarios)
             if is_done:
                 self.file.attrs["completed_utc"] = _utc_now()

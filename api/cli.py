@@ -365,7 +365,7 @@ cli_render.register(app)     # parktwin render: the command lives in api/cli_ren
 
 from parktwin.api import cli_meters  # noqa: E402
 
-cli_meters.register(app)     # parktwin meters ...: the ledger commands live in api/cli_meters.py
+cli_meters.register(app, park_app)   # parktwin meters ..., park reconcile: in api/cli_meters.py
 
 
 @app.command()

@@ -144,5 +144,38 @@ def check_proof_cmd(proof: Path = typer.Argument(..., help="proof JSON from `pro
     typer.echo(f"proof holds: {proved}")
 
 
-def register(app: typer.Typer) -> None:
+def reconcile_cmd(park_dir: Path = typer.Argument(..., help="park folder with [meters] in park.toml"),
+                  ledger: Path = typer.Option(..., "--ledger", help="the meter ledger"),
+                  start: str = typer.Option(..., "--from", help="start, ISO 8601 with offset: the model's midnight"),
+                  end: str = typer.Option(..., "--to", help="end, ISO 8601 with offset; whole days after --from"),
+                  out: Path = typer.Option(Path("reconcile-output"), "--out",
+                                           help="folder for reconcile.json, reconcile.md and the PNG plots"),
+                  public_key: Path = typer.Option(None, "--public-key",
+                                                  help="the ledger's public key (default LEDGER.pub): the ledger is "
+                                                       "verified first, tampered data refused")):
+    """The twin against its meters over a period: measured against modelled per meter, the boundary balance
+    from the meters against the books, the unexplained volume (non-revenue water) per network."""
+    from parktwin.twin.ledger_keys import load_public_key
+    from parktwin.twin.meter_readings import parse_time_us
+    from parktwin.twin.park import load_park
+    from parktwin.twin.reconcile import reconcile
+    from parktwin.twin.report_reconcile import reconcile_section
+    from parktwin.viz.meter_plots import reconcile_pictures
+    key = load_public_key(public_key or default_public_key(ledger))
+    rec = reconcile(load_park(park_dir), ledger, parse_time_us(start), parse_time_us(end), key)
+    out.mkdir(parents=True, exist_ok=True)
+    pictures = reconcile_pictures(rec, out)
+    (out / "reconcile.json").write_text(json.dumps(rec, indent=1) + "\n")
+    lines = [f"# {rec['park']}: reconciliation", ""] + reconcile_section(rec, [(c, p.name) for c, p in pictures])
+    (out / "reconcile.md").write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    for name, n in rec["networks"].items():
+        share = n.get("unexplained_fraction_of_intake")
+        extra = "" if share is None else f" ({100 * share:.2f} % of intake)"
+        shown = "n/a (no meter)" if n["unexplained_m3"] is None else f"{n['unexplained_m3']:,.1f} m³{extra}"
+        typer.echo(f"{name}: unexplained {shown}")
+    typer.echo(f"written: {out / 'reconcile.json'}, {out / 'reconcile.md'}, {len(pictures)} plots")
+
+
+def register(app: typer.Typer, park_app: typer.Typer) -> None:
     app.add_typer(meters_app, name="meters")
+    park_app.command("reconcile")(reconcile_cmd)

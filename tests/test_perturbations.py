@@ -68,7 +68,7 @@ def _write_csv(path: Path, text: str) -> Path:
 # ---------------------------------------------------------------------- the attribute table
 def test_attributes_are_declared_once_and_fill_batch_inputs():
     names = [a.name for a in ATTRIBUTES]
-    assert len(names) == len(set(names)) == 12
+    assert len(names) == len(set(names)) == 14
     fields = set(BatchInputs.__dataclass_fields__)
     assert all(a.inputs_field in fields for a in ATTRIBUTES)
     assert BY_NAME["demand_multiplier"].element is ElementKind.JUNCTION_OR_ALL

@@ -184,12 +184,9 @@ def test_a_bad_file_is_refused_whole_and_nothing_half_written_survives(tmp_path,
 def test_ingest_with_park_refuses_undeclared_meters(tmp_path):
     park = tmp_path / "park"
     shutil.copytree(EXAMPLE_PARK, park)
-    with (park / "park.toml").open("a") as fh:
-        fh.write('\n[meters.intake_1]\nnetwork = "supply"\nelement = "S-INTAKE-1"\nquantity = "flow_m3s"\n'
-                 'role = "intake"\n\n[meters.p_s0407]\nnetwork = "supply"\nelement = "S0407"\nquantity = "pressure_m"\n')
-    csv = tmp_path / "r.csv"
+    csv = tmp_path / "r.csv"          # intake_1 and steelworks_pressure are meters of the example park
     csv.write_text("meter,time,quantity,value\nintake_1,2026-03-01T00:00:00Z,flow_m3s,0.21\n"
-                   "p_s0407,2026-03-01T00:00:00Z,pressure_m,31.2\nP9,2026-03-01T00:00:00Z,pressure_m,30\n")
+                   "steelworks_pressure,2026-03-01T00:00:00Z,pressure_m,31.2\nP9,2026-03-01T00:00:00Z,pressure_m,30\n")
     done = cli("meters", "ingest", tmp_path / "l.db", csv, "--park", park)
     assert done.returncode == 2 and "line 4: meter 'P9' is not declared in park.toml" in done.stderr
     csv.write_text("\n".join(csv.read_text().splitlines()[:3]) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -93,3 +93,33 @@ def verify_ledger(park_id: str, request: Request):
     return {"ok": report.ok, "readings": report.readings, "checkpoints": report.checkpoints,
             "signed_size": report.signed_size, "problems": list(report.problems),
             "public_key_pem": public_pem(public_key).decode()}
+
+
+@router.get("/parks/{park_id}/reconcile", tags=["meters"], responses=error_responses(401, 404, 422))
+def reconcile_park(park_id: str, request: Request,
+                   start: str = Query(..., alias="from", description="ISO 8601 with offset: the model's midnight"),
+                   end: str = Query(..., alias="to", description="ISO 8601 with offset, whole days after `from`")) -> dict:
+    """The twin against its meters over whole days (as `parktwin park reconcile`): per meter measured
+    against modelled, the metered boundary against the books, the unexplained volume per network. The
+    ledger is verified first; tampered data is refused (422)."""
+    from parktwin.twin.ledger_keys import load_or_create_private_key
+    from parktwin.twin.meter_readings import parse_time_us
+    from parktwin.twin.reconcile import reconcile
+    ledger, key_path = ledger_paths(request, park_id)
+    if not ledger.is_file() or not key_path.is_file():
+        raise ApiError(404, f"park {park_id!r} has no readings yet (POST /parks/{park_id}/readings)", "park_id")
+    times = {}
+    for field, text in (("from", start), ("to", end)):
+        try:
+            times[field] = parse_time_us(text)
+        except ValueError as exc:
+            raise ApiError(422, str(exc), field) from None
+    park = request.app.state.registry.park(park_id)
+    try:
+        rec = reconcile(park, ledger, times["from"], times["to"], load_or_create_private_key(key_path)[0].public_key())
+    except ValueError as exc:          # a partial day, no readings, a tampered ledger
+        raise ApiError(422, str(exc), "from") from None
+    for meter in rec["meters"]:
+        meter.pop("series")            # the time series stay in the CLI's reconcile.json
+    rec["ledger"].pop("path")          # never a server path
+    return rec

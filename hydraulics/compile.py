@@ -64,6 +64,9 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     """Compile a WNTR model into arrays. `extras` carries what WNTR's reader drops (inp_reader)."""
     opts = wn.options.hydraulic
     topts = wn.options.time
+    # IDs with blanks reach WNTR as stand-ins (inp_reader); the compiled network names them as the file does
+    originals = dict(getattr(extras, "aliases", ()) or ())
+    rename = lambda ident: originals.get(ident, ident)  # noqa: E731
     flow_units = str(opts.inpfile_units or "GPM").upper()
     m3s_per_cfs = wntr_flow_unit_factor(flow_units) * EPANET_FLOW_PER_CFS[flow_units]
 
@@ -72,7 +75,7 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     pat_values = [np.asarray(wn.get_pattern(p).multipliers, dtype=float) for p in pattern_names]
     pat_values = [v if v.size else np.ones(1) for v in pat_values]
     patterns = Patterns(
-        ids=tuple(pattern_names),
+        ids=tuple(map(rename, pattern_names)),
         offset=np.concatenate([[0], np.cumsum([len(v) for v in pat_values])]).astype(np.int64),
         multipliers=np.concatenate(pat_values) if pat_values else np.zeros(0),
     )
@@ -82,7 +85,7 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     curve_ids = {c: i for i, c in enumerate(curve_names)}
     curve_pts = [np.asarray(wn.get_curve(c).points, dtype=float).reshape(-1, 2) for c in curve_names]
     curves = Curves(
-        ids=tuple(curve_names),
+        ids=tuple(map(rename, curve_names)),
         offset=np.concatenate([[0], np.cumsum([len(p) for p in curve_pts])]).astype(np.int64),
         x=np.concatenate([p[:, 0] for p in curve_pts]) if curve_pts else np.zeros(0),
         y=np.concatenate([p[:, 1] for p in curve_pts]) if curve_pts else np.zeros(0),
@@ -215,7 +218,8 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     if source_path:
         from parktwin.hydraulics.controls import compile_controls_from_file
         controls, rules = compile_controls_from_file(
-            source_path, node_index, {l: i for i, l in enumerate(link_ids)}, kind, node_kind,
+            source_path, {rename(n): i for n, i in node_index.items()},
+            {rename(lk): i for i, lk in enumerate(link_ids)}, kind, node_kind,
             elevation, flow_units, float(opts.specific_gravity))
 
     source_path = str(source_path)
@@ -224,7 +228,7 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     as_f = lambda v: np.asarray(v, dtype=float)  # noqa: E731
     return NetworkArrays(
         name=name or (Path(source_path).stem if source_path else wn.name or "network"),
-        node_ids=node_ids, link_ids=link_ids, n_junctions=len(junctions),
+        node_ids=tuple(map(rename, node_ids)), link_ids=tuple(map(rename, link_ids)), n_junctions=len(junctions),
         node_kind=node_kind, elevation_m=elevation, xy_m=xy,
         demand_node=as_int(d_node), demand_base_m3s=as_f(d_base), demand_pattern=as_int(d_pat),
         emitter_coeff=emitter,

@@ -37,13 +37,15 @@ class Normalised:
     workarounds: tuple = ()
     implicit_pattern_junctions: frozenset = frozenset()
     pcv: tuple = ()                          # (id, percent open, 'ACTIVE'/'OPEN'/'CLOSED', curve id or None)
+    aliases: tuple = ()                      # (stand-in, original ID) for IDs with blanks (quoted in the file)
 
 
 def normalise(text: str, line_numbers: list[int] | None = None) -> Normalised:
     """EPANET-accepted .inp text -> text WNTR 1.5 reads with EPANET's meaning.
 
     ``line_numbers``: the file line of each line of ``text`` when they differ (see epanet_lines)."""
-    lines = split_sections(text, line_numbers)
+    aliases: dict[str, str] = {}
+    lines = split_sections(text, line_numbers, aliases)
     net = _Net()
     _collect(net, lines)
     out = _Out()
@@ -59,4 +61,5 @@ def normalise(text: str, line_numbers: list[int] | None = None) -> Normalised:
         tolerances=dict(net.tol), leakage=leakage, dropped=tuple(net.dropped),
         workarounds=tuple(net.notes), implicit_pattern_junctions=frozenset(implicit),
         pcv=tuple((link, float(net.setting[link]), net.status.get(link, 'ACTIVE'), curve)
-                  for link, curve in net.pcv.items()))
+                  for link, curve in net.pcv.items()),
+        aliases=tuple((alias, original) for original, alias in aliases.items()))

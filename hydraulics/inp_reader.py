@@ -55,6 +55,8 @@ class InpExtras:
     # PCVs, which WNTR reads as TCVs: (id, percent open, initial status word, Kv-ratio curve id or None)
     pcv: tuple = ()
     encoding: str = 'utf-8'
+    # IDs with blanks inside (quoted in the file): (the stand-in WNTR's model uses, the file's ID)
+    aliases: tuple = ()
 
 
 def read_inp(path) -> wntr.network.WaterNetworkModel:
@@ -76,12 +78,14 @@ def read_inp_with_extras(path) -> tuple[wntr.network.WaterNetworkModel, InpExtra
     tol = norm.tolerances
     notes = norm.workarounds + (('non-UTF-8 bytes decoded as Latin-1',)
                                 if encoding != 'utf-8' else ()) + (
-        ('NUL bytes: each line read up to its first NUL, as EPANET does',) if nul else ())
+        ('NUL bytes: each line read up to its first NUL, as EPANET does',) if nul else ()) + (
+        ('IDs with blanks given to WNTR with stand-ins, named as in the file in the compiled network',)
+        if norm.aliases else ())
     extras = InpExtras(flow_units=norm.flow_units, pressure_units=norm.pressure_units,
                        emitter_backflow=norm.emitter_backflow, leakage=norm.leakage,
                        unbalanced=norm.unbalanced, htol=tol.get('HTOL'), qtol=tol.get('QTOL'),
                        rqtol=tol.get('RQTOL'), dropped=norm.dropped, workarounds=notes,
-                       encoding=encoding, pcv=norm.pcv)
+                       encoding=encoding, pcv=norm.pcv, aliases=norm.aliases)
     return wn, extras
 
 

@@ -190,15 +190,23 @@ def decode_inp(data: bytes) -> tuple[str, str]:
         return data.decode('latin-1'), 'latin-1'
 
 
-def split_sections(text: str, line_numbers: list[int] | None = None) -> list[tuple[str, Line]]:
+BLANK_STAND_IN = '\u2423'          # '␣': WNTR splits its lines at blanks, EPANET allows quoted IDs with them
+
+
+def split_sections(text: str, line_numbers: list[int] | None = None,
+                   aliases: dict[str, str] | None = None) -> list[tuple[str, Line]]:
     """Assign every data line to its section the way EPANET's readdata() does.
 
-    ``line_numbers`` gives the file line of each line of ``text`` (see ``epanet_lines``)."""
-    out, sect = [], None
+    ``line_numbers`` gives the file line of each line of ``text`` (see ``epanet_lines``).  A token with
+    blanks inside (a quoted ID) becomes one without, the same everywhere it appears; ``aliases``, if
+    given, receives original -> stand-in."""
     rows = text.split('\n')
     numbers = line_numbers if line_numbers is not None else range(1, len(rows) + 1)
-    for no, raw in zip(numbers, rows):
-        toks, comment = tokenise(raw + '\n')   # fgets() keeps the newline
+    lines = [(no, raw, *tokenise(raw + '\n')) for no, raw in zip(numbers, rows)]   # fgets() keeps the newline
+    names = {} if aliases is None else aliases
+    taken = {tok for _, _, toks, _ in lines for tok in toks}
+    out, sect = [], None
+    for no, raw, toks, comment in lines:
         if not toks:
             continue
         if toks[0].startswith('['):
@@ -210,8 +218,23 @@ def split_sections(text: str, line_numbers: list[int] | None = None) -> list[tup
                 break
             continue
         if sect is not None:
+            toks = [_stand_in(tok, names, taken) for tok in toks]
             out.append((sect, Line(no, toks, comment, raw.rstrip('\r'))))
     return out
+
+
+def _stand_in(tok: str, names: dict[str, str], taken: set[str]) -> str:
+    if not any(ch.isspace() for ch in tok):
+        return tok
+    if tok not in names:
+        alias = base = ''.join(BLANK_STAND_IN if ch.isspace() else ch for ch in tok)
+        n = 1
+        while alias in taken:
+            n += 1
+            alias = '%s~%d' % (base, n)
+        taken.add(alias)
+        names[tok] = alias
+    return names[tok]
 
 
 def _atoi(tok: str) -> int:

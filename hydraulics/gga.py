@@ -60,6 +60,8 @@ class GradientSolver:
 
     def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
         # the fused and device kernels do not carry pipe leakage: those states take the reference path
+        if self.fused is not None and active is None and state.favad_cfa is not None:
+            _reference_path_note(self.backend, "pipe leakage ([LEAKAGE], leak_favad_*)")
         if self.fused is not None and active is None and state.favad_cfa is None:
             return self.fused.solve(state, self._rescue)
         s = self.settings
@@ -171,6 +173,14 @@ class GradientSolver:
                     rescued[i] = True
                 break
         return rescued
+
+
+def _reference_path_note(backend, feature: str) -> None:
+    """On the cupy backend a feature the device kernels lack is named, as device_solver() does."""
+    if getattr(backend, "name", "") == "cupy":
+        import warnings
+        warnings.warn(f"cupy backend: {feature} is not in the device kernels yet; solved by the reference path "
+                      "on the host", RuntimeWarning, stacklevel=3)
 
 
 def _take(state, cols):

@@ -30,6 +30,9 @@ _KERNEL_FIELDS = {"head", "flow", "status", "setting", "emitter_flow", "leak_flo
 class DeviceOptions:
     threads_per_block: int = 128   # scenarios per CUDA block
     sync_every: int = 4            # launches between reads of the lane states
+    # Scenarios on the device at once; None: as many as fit in `memory_fraction` of its free memory.
+    max_batch: int | None = None
+    memory_fraction: float = 0.8
 
 
 def simulated() -> bool:
@@ -125,6 +128,50 @@ class DeviceGradientSolver:
             self._work = (batch, tuple(xp.empty(s) for s in shapes))
         return self._work[1]
 
+    # The state the kernel reads, in its argument order; the ones it writes come back after the solve.
+    _STATE_IN = ("flow", "head", "status", "setting", "resistance", "emitter_flow", "leak_flow", "leak_ke",
+                 "demand_flow", "node_outflow")
+    _STATE_OUT = ("flow", "head", "status", "emitter_flow", "leak_flow", "node_outflow")
+
+    def bytes_per_scenario(self) -> int:
+        """Device memory one scenario takes: its state, its lane counters and its [slot] work arrays."""
+        sn = self.sn
+        nj, n_links, n_nodes = sn.n_junctions, sn.n_links, sn.n_nodes
+        work = 2 * n_links + 3 * nj + max(self.n_edges, 1) + n_nodes + self.nslots
+        state = 4 * n_links + 2 * n_nodes + 4 * nj       # flow, setting, resistance, (status) ...
+        return 8 * (work + state) + 8 * 5
+
+    def max_batch(self) -> int:
+        """Scenarios solved on the device at once (a larger batch is solved in slices of this size)."""
+        if self.options.max_batch is not None:
+            return max(1, int(self.options.max_batch))
+        if self.simulated:
+            return 1 << 62
+        pool = self.xp.get_default_memory_pool()
+        free_bytes = self.xp.cuda.runtime.memGetInfo()[0] + pool.free_bytes()
+        return max(1, int(free_bytes * self.options.memory_fraction) // self.bytes_per_scenario())
+
+    def launch_arguments(self, st, accuracy: float | None = None, cols: slice = slice(None)):
+        """(arguments of kernels.iterate, the state on the device, the lane arrays) for the scenarios
+        `cols` of the batch `st`."""
+        xp = self.xp
+        dev = {name: self._put(np.ascontiguousarray(_columns(getattr(st, name), cols))) for name in self._STATE_IN}
+        batch = dev["flow"].shape[1]
+        lanes = dict(lane_state=xp.zeros(batch, np.int8), iters=xp.ones(batch, np.int64),
+                     next_check=xp.full(batch, self.settings.check_frequency, np.int64),
+                     relax=xp.ones(batch), relerr=xp.zeros(batch), converged=xp.zeros(batch, np.int8),
+                     failed=xp.zeros(batch, np.int8))
+        ctrl = self.ctrl
+        if accuracy is not None:
+            ctrl = ctrl.copy()
+            ctrl[self.kernels.C_ACCURACY] = float(accuracy)
+        n = self.net
+        args = (self.sn.n_junctions, ctrl, n["link_i"], n["link_f"], n["elev"], n["ke"], n["pump_i"], n["pump_f"],
+                n["tank_of"], n["tank_f"], n["cx"], n["cy"], n["c_off"], n["ctl"], n["status_links"],
+                n["prv_psv"], n["valve_rows"], *self.plan,
+                *dev.values(), *lanes.values(), *self._work_arrays(batch))
+        return args, dev, lanes
+
     def solve(self, st, bad_valve=None, accuracy: float | None = None):
         """One time step for every scenario of `st` (host arrays, updated in place). `bad_valve` is not
         used: the kernel does EPANET's badvalve() rescue itself. `accuracy` overrides the settings'."""
@@ -132,26 +179,25 @@ class DeviceGradientSolver:
         problem = unsupported_state(st)
         if problem is not None:
             raise NotImplementedError(f"cupy backend: {problem} is not in the device kernels")
-        xp, batch, nj = self.xp, st.batch_size, self.sn.n_junctions
-        names = ("flow", "head", "status", "setting", "resistance", "emitter_flow", "leak_flow", "leak_ke",
-                 "demand_flow", "node_outflow")
-        dev = {name: self._put(np.ascontiguousarray(getattr(st, name))) for name in names}
-        lanes = dict(lane_state=xp.zeros(batch, np.int8), iters=xp.ones(batch, np.int64),
-                     next_check=xp.full(batch, self.settings.check_frequency, np.int64),
-                     relax=xp.ones(batch), relerr=xp.zeros(batch), converged=xp.zeros(batch, np.int8),
-                     failed=xp.zeros(batch, np.int8))
+        if st.batch_size == 0:
+            empty = np.zeros(0)
+            return StepOutcome(converged=empty.astype(bool), iterations=empty.astype(np.int64), relative_error=empty,
+                               failed=empty.astype(bool))
+        step = self.max_batch()
+        parts = [self._solve_columns(st, slice(start, start + step), accuracy)
+                 for start in range(0, st.batch_size, step)]
+        host = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        failed = host["failed"].astype(bool)
+        return StepOutcome(converged=host["converged"].astype(bool) & ~failed,
+                           iterations=np.minimum(host["iters"], self.max_total),
+                           relative_error=host["relerr"], failed=failed)
+
+    def _solve_columns(self, st, cols: slice, accuracy) -> dict:
+        """Solve the scenarios `cols` on the device; returns their lane arrays on the host."""
+        args, dev, lanes = self.launch_arguments(st, accuracy, cols)
+        batch = dev["flow"].shape[1]
         tpb = max(1, min(self.options.threads_per_block, batch))
-        blocks = -(-batch // tpb)
-        kernel = self.kernels.iterate[blocks, tpb]
-        n = self.net
-        ctrl = self.ctrl
-        if accuracy is not None:
-            ctrl = ctrl.copy()
-            ctrl[self.kernels.C_ACCURACY] = float(accuracy)
-        args = (nj, ctrl, n["link_i"], n["link_f"], n["elev"], n["ke"], n["pump_i"], n["pump_f"],
-                n["tank_of"], n["tank_f"], n["cx"], n["cy"], n["c_off"], n["ctl"], n["status_links"],
-                n["prv_psv"], n["valve_rows"], *self.plan,
-                *(dev[name] for name in names), *lanes.values(), *self._work_arrays(batch))
+        kernel = self.kernels.iterate[-(-batch // tpb), tpb]
         # Every launch advances each running scenario by one iteration (or one badvalve retry); a bound
         # on launches keeps a kernel fault from looping forever.
         limit = (self.max_total + 2) * (len(self.sn.kind) + 2) + 8
@@ -164,19 +210,19 @@ class DeviceGradientSolver:
                 break
             if launches > limit:
                 raise RuntimeError(f"device solver: scenarios still running after {launches} launches")
-        if not self.simulated:
-            for name in ("flow", "head", "status", "emitter_flow", "leak_flow", "node_outflow"):
-                getattr(st, name)[...] = xp.asnumpy(dev[name])
-        else:
-            for name in ("flow", "head", "status", "emitter_flow", "leak_flow", "node_outflow"):
-                target = getattr(st, name)
-                if target is not dev[name]:
-                    target[...] = dev[name]
-        host = {name: (np.asarray(a) if self.simulated else xp.asnumpy(a)) for name, a in lanes.items()}
-        failed = host["failed"].astype(bool)
-        return StepOutcome(converged=host["converged"].astype(bool) & ~failed,
-                           iterations=np.minimum(host["iters"], self.max_total),
-                           relative_error=host["relerr"], failed=failed)
+        for name in self._STATE_OUT:
+            target = getattr(st, name)
+            if target is not dev[name]:
+                target[:, cols] = self._get(dev[name])
+        return {name: self._get(a) for name, a in lanes.items()}
+
+    def _get(self, device_array) -> np.ndarray:
+        return np.asarray(device_array) if self.simulated else self.xp.asnumpy(device_array)
+
+
+def _columns(array: np.ndarray, cols: slice) -> np.ndarray:
+    """The scenario columns of a state array; [L, 1] arrays (shared by every scenario) stay whole."""
+    return array if array.shape[1] == 1 or cols == slice(None) else array[:, cols]
 
 
 def _rows(columns, length: int, dtype) -> np.ndarray:

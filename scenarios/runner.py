@@ -56,6 +56,9 @@ def report_times_s(net: NetworkArrays, duration_s: int) -> np.ndarray:
 
 
 def device_name(backend_name: str) -> str:
+    from parktwin.kernels.registry import cuda_simulated
+    if backend_name == "cupy" and cuda_simulated():
+        return f"numba CUDA simulator on {device_name('numpy')}"
     if backend_name == "cupy":
         import cupy  # only reached when the cupy backend was chosen, so cupy is importable
         props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)

@@ -46,6 +46,20 @@ def dead_end_prv_network(folder: Path) -> Path:
     return path
 
 
+def pump_network(folder: Path, kind: str) -> Path:
+    """NET1-3 (tank controls on the pump) with pump 9 on a 4-point curve (EPANET's CUSTOM, piecewise
+    linear) or a constant-power pump (POWER 50 hp)."""
+    text = (TESTS / "network_one" / "NET1-3.inp").read_text()
+    if kind == "custom":
+        text, n = re.subn(r"(?m)^ 1 +\t1500 +\t250 *$", " 1  0  320\n 1  1000  290\n 1  1500  250\n 1  2500  120", text)
+    else:
+        text, n = re.subn(r"(?m)^ 9 +\t9 +\t10 +\tHEAD 1\tSPEED 1\t;$", " 9  9  10  POWER 50", text)
+    assert n == 1, kind
+    path = folder / f"NET1-3-{kind}-pump.inp"
+    path.write_text(text)
+    return path
+
+
 def pda_network(folder: Path) -> Path:
     """NET1 with pressure-driven demands: a feature the device kernels do not carry."""
     text = (TESTS / "network_one" / "NET1.inp").read_text()
@@ -77,11 +91,17 @@ def scenarios(net, n: int, seed: int):
     return BatchInputs(batch_size=n, valve_setting=setting, **fields)
 
 
-def solve(path, backend: str, n: int, seed: int, duration_s: int):
+def solve(path, backend: str, n: int, seed: int, duration_s: int, max_trials: int | None = None,
+          device_batch: int | None = None):
+    """The results of `n` mixed scenarios; `device_batch`: scenarios on the (simulated) device at once."""
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     net = load_network(path)
-    solver = HydraulicSolver(net, SolverOptions(backend=backend))
+    solver = HydraulicSolver(net, SolverOptions(backend=backend, max_trials=max_trials))
+    if device_batch is not None:
+        from parktwin.hydraulics.device import DeviceGradientSolver, DeviceOptions
+        assert isinstance(solver.gga.fused, DeviceGradientSolver)
+        solver.gga.fused.options = DeviceOptions(max_batch=device_batch)
     return solver.run(scenarios(net, n, seed), duration_s)
 
 
@@ -124,7 +144,8 @@ def main(cases_json: str, out_dir: str) -> None:
     for case in json.loads(Path(cases_json).read_text()):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            res = solve(case["path"], "cupy", case["n"], case["seed"], case["duration_s"])
+            res = solve(case["path"], "cupy", case["n"], case["seed"], case["duration_s"], case["max_trials"],
+                        case["device_batch"])
         said = [str(w.message) for w in caught if "cupy backend" in str(w.message)]
         np.savez(Path(out_dir) / f"{case['id']}.npz", warnings=np.array("\n".join(said)), **arrays(res))
 

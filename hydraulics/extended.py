@@ -214,10 +214,10 @@ def _subset_outcome(outcome, sel):
 
 
 def _take(state, cols):
-    from parktwin.hydraulics.gga import _take as take
+    from parktwin.hydraulics.gga import take_columns as take
     return take(state, cols)
 
 
 def _put(state, sub, cols):
-    from parktwin.hydraulics.gga import _put as put
+    from parktwin.hydraulics.gga import put_columns as put
     put(state, sub, cols)

@@ -107,15 +107,16 @@ class FusedGradientSolver:
             if n != 1.0:
                 q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
-    def solve(self, st, bad_valve):
+    def solve(self, st, bad_valve, accuracy: float | None = None):
         from parktwin.hydraulics.gga import StepOutcome
         s = self.settings
+        ctrl = self.ctrl if accuracy is None else (float(accuracy), *self.ctrl[1:])
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
         lanes = _Lanes(st.batch_size, s.check_frequency)
         lanes.state[lanes.iters > max_total] = 1
         # The kernel visits only running scenarios: no compaction of the state is needed.
         while (lanes.state == 0).any():
-            self._run_kernel(st, lanes)
+            self._run_kernel(st, lanes, ctrl)
             hit = np.flatnonzero((lanes.bad >= 0) & (lanes.state == 0))
             if len(hit):
                 rescued = bad_valve(st, hit, lanes.bad[hit])
@@ -126,7 +127,7 @@ class FusedGradientSolver:
         return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=np.minimum(lanes.iters, max_total),
                            relative_error=lanes.relerr, failed=lanes.failed)
 
-    def _run_kernel(self, st, lanes):
+    def _run_kernel(self, st, lanes, ctrl):
         import numba
         batch = st.batch_size
         if lanes.leaks is None or lanes.leaks[0] is not st.leak_ke:
@@ -143,7 +144,7 @@ class FusedGradientSolver:
         self._powers(st, q_pow, speed_pow, live_cols)
         n_workers = max(1, min(-(-len(live_cols) // BLOCK), numba.get_num_threads()))
         self.kernel(self.sn.n_junctions, self.net_i, self.net_f, *self.curves, self.plan_i, self.nslots,
-                    self.ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
+                    ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
                     np.ascontiguousarray(st.resistance), st.emitter_flow, st.leak_flow, st.leak_ke,
                     st.demand_flow, st.node_outflow, lanes.state, lanes.iters, lanes.next_check, lanes.relax,
                     lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols)

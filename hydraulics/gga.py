@@ -7,7 +7,7 @@ valve, as EPANET's badvalve() does) is flagged, never raised.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,13 +58,14 @@ class GradientSolver:
             from parktwin.hydraulics.device import device_solver
             self.fused = device_solver(sn, self.assembler, settings, junction_controls)
 
-    def solve(self, state, active: np.ndarray | None = None) -> StepOutcome:
+    def solve(self, state, active: np.ndarray | None = None, accuracy: float | None = None) -> StepOutcome:
+        """hydsolve() for the batch; `accuracy` overrides the settings' for this call (warm starts)."""
         # the fused and device kernels do not carry pipe leakage: those states take the reference path
         if self.fused is not None and active is None and state.favad_cfa is not None:
             _reference_path_note(self.backend, "pipe leakage ([LEAKAGE], leak_favad_*)")
         if self.fused is not None and active is None and state.favad_cfa is None:
-            return self.fused.solve(state, self._rescue)
-        s = self.settings
+            return self.fused.solve(state, self._rescue, accuracy)
+        s = self.settings if accuracy is None else replace(self.settings, accuracy=accuracy)
         batch = state.batch_size
         iters = np.ones(batch, np.int64)
         next_check = np.full(batch, s.check_frequency, np.int64)
@@ -74,7 +75,7 @@ class GradientSolver:
         failed = np.zeros(batch, bool)
         max_trials = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
         cols = np.arange(batch) if active is None else np.flatnonzero(active)
-        sub = _take(state, cols) if len(cols) != batch else state
+        sub = take_columns(state, cols) if len(cols) != batch else state
         # Finished scenarios stay in the working set, frozen (relaxation 0, no status checks), until
         # half of it is finished: compacting at every iteration would copy more than it saves.
         frozen = np.zeros(len(cols), bool)
@@ -90,21 +91,21 @@ class GradientSolver:
                 # A rescued scenario is retried without counting an iteration (EPANET's badvalve).
                 live = ~frozen & ~bad
             if live.any():
-                frozen |= self._iterate(sub, cols, live, x, pdata, iters, next_check, relax, relerr, converged)
+                frozen |= self._iterate(s, sub, cols, live, x, pdata, iters, next_check, relax, relerr, converged)
             frozen |= iters[cols] > max_trials
             if frozen.all() or frozen.sum() * 2 >= len(cols):
                 if sub is not state:
-                    _put(state, sub, cols)
+                    put_columns(state, sub, cols)
                 keep = np.flatnonzero(~frozen)
                 cols = cols[keep]
-                sub = _take(state, cols)
+                sub = take_columns(state, cols)
                 frozen = np.zeros(len(cols), bool)
         return StepOutcome(converged=converged & ~failed, iterations=np.minimum(iters, max_trials),
                            relative_error=relerr, failed=failed)
 
-    def _iterate(self, sub, cols, live, x, pdata, iters, next_check, relax, relerr, converged) -> np.ndarray:
+    def _iterate(self, s: GgaSettings, sub, cols, live, x, pdata, iters, next_check, relax, relerr,
+                 converged) -> np.ndarray:
         """One iteration for the live columns after a linear solve; returns the columns that finished."""
-        s = self.settings
         nj = self.sn.n_junctions
         lc = np.flatnonzero(live)
         if len(lc) == len(cols):
@@ -121,7 +122,7 @@ class GradientSolver:
             valve_changed = valve_status(self.sn, sub, only=damp)
         else:
             valve_changed = valve_status(self.sn, sub, only=live)
-        conv = self._has_converged(sub, err, pdata) & live
+        conv = self._has_converged(s, sub, err, pdata) & live
         it = iters[cols]
         stop = conv & (it > s.max_trials)
         check = conv & ~stop
@@ -140,8 +141,7 @@ class GradientSolver:
         iters[cols[live & ~stop]] += 1
         return stop
 
-    def _has_converged(self, sub, relerr, pdata) -> np.ndarray:
-        s = self.settings
+    def _has_converged(self, s: GgaSettings, sub, relerr, pdata) -> np.ndarray:
         conv = relerr <= s.accuracy
         if s.head_error_limit_ft > 0.0 and conv.any():
             conv &= self.assembler.max_head_error(sub) <= s.head_error_limit_ft
@@ -183,7 +183,8 @@ def _reference_path_note(backend, feature: str) -> None:
                       "on the host", RuntimeWarning, stacklevel=3)
 
 
-def _take(state, cols):
+def take_columns(state, cols):
+    """A state holding copies of the columns `cols` (per-scenario arrays; shared [X, 1] arrays kept)."""
     from dataclasses import fields, replace
     values = {}
     for f in fields(state):
@@ -192,7 +193,7 @@ def _take(state, cols):
     return replace(state, **values)
 
 
-def _put(state, sub, cols):
+def put_columns(state, sub, cols):
     from dataclasses import fields
     for f in fields(state):
         dst = getattr(state, f.name)

@@ -16,6 +16,7 @@ import math
 
 from numba import cuda
 
+from parktwin.kernels.ldl_xp import PIVOT_ROUNDOFF
 from parktwin.kernels.cuda_laws import emitter_law, link_law, pump_status, tank_block, valve_law
 from parktwin.kernels.gga_laws import (ACTIVE, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                        QTOL, TEMPCLOSED, XFCV, XHEAD, XPRESSURE)
@@ -169,9 +170,13 @@ def _factor_solve(b, nj, perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, o
         values[edge_slot[e], b] += aij[e, b]
     first = nj
     for j in range(nj):
+        floor = values[j, b] * PIVOT_ROUNDOFF
         for op in range(op_ptr[j], op_ptr[j + 1]):
             values[op_target[op], b] -= values[op_a[op], b] * values[op_b[op], b] * values[op_pivot[op], b]
         d = values[j, b]
+        if abs(d) <= floor:
+            d = floor
+            values[j, b] = d
         if not (d > 0.0) or d == math.inf:
             if first == nj:
                 first = j

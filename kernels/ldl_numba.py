@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .ldl_xp import PIVOT_ROUNDOFF
 from .symbolic import SymbolicPlan
 
 # 64 float64 scenarios = 512 bytes per slot: long enough SIMD runs, and for an
@@ -52,11 +53,16 @@ def _load_block(perm, edge_slot, diag, offdiag, rhs, s0, values, work):
 
 @njit(cache=True, fastmath=False, inline="always")
 def _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, first):
-    """Left-looking LDL^T in place; first[lane] = first bad pivot position (n if none)."""
+    """Left-looking LDL^T in place; first[lane] = first bad pivot position (n if none); pivots within
+    PIVOT_ROUNDOFF of their diagonal are cancellation residues and taken as that fraction (ldl_xp)."""
     n = op_ptr.shape[0] - 1
     width = values.shape[1]
     first[:] = n
+    floor = np.empty(width)
     for j in range(n):
+        diag = values[j]
+        for lane in range(width):
+            floor[lane] = diag[lane] * PIVOT_ROUNDOFF
         for op in range(op_ptr[j], op_ptr[j + 1]):
             target = values[op_target[op]]
             source_a = values[op_a[op]]
@@ -67,6 +73,9 @@ def _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, firs
         pivot = values[j]
         for lane in range(width):
             d = pivot[lane]
+            if abs(d) <= floor[lane]:
+                d = floor[lane]
+                pivot[lane] = d
             if not (d > 0.0) or d == np.inf:
                 if first[lane] == n:
                     first[lane] = j

@@ -17,6 +17,14 @@ import numpy as np
 from .symbolic import SymbolicPlan
 from .xp import array_namespace, scatter_add
 
+# A pivot within this fraction of its column's diagonal is a cancellation residue, not information. It
+# arises where a zone hangs on closed links only (EPANET gives them 1e-8 conductance so that the matrix
+# stays regular): the exact pivot is ~1e-8 while the terms that cancel are ~1e7, so round-off decides its
+# sign, and with EPANET's own ordering its Cholesky may pass where ours would stop (C-Town, P951 closed).
+# Such pivots are taken as this fraction of the diagonal, positive, whatever their sign; a pivot that is
+# negative beyond it still fails as EPANET's error 110.
+PIVOT_ROUNDOFF = 1e-12
+
 # Bound on the size of the per-chunk product temporaries (elements, i.e. x8 bytes).
 _MAX_CHUNK_ELEMENTS = 1 << 22
 
@@ -57,9 +65,10 @@ def _chunks(start: int, stop: int, batch: int):
 def factorize(plan: SymbolicPlan, diag, offdiag):
     """Return (values [nslots, B], first_bad_position [B]) with L and D in place.
 
-    first_bad_position is the permuted index of the first non-positive or
-    non-finite pivot (n where none).  Bad pivots are replaced by 1 so that the
-    scenario keeps running on finite numbers without touching the others.
+    first_bad_position is the permuted index of the first pivot that is negative
+    (beyond PIVOT_ROUNDOFF of its diagonal) or non-finite (n where none).  Bad
+    pivots are replaced by 1 so that the scenario keeps running on finite numbers
+    without touching the others.
     """
     xp = array_namespace(diag, offdiag)
     idx = _plan_arrays(plan, xp)
@@ -68,6 +77,7 @@ def factorize(plan: SymbolicPlan, diag, offdiag):
     values[:n] = xp.take(xp.asarray(diag, dtype=xp.float64), idx.perm, axis=0)
     if plan.m:
         scatter_add(xp, values, idx.edge_slot, xp.asarray(offdiag, dtype=xp.float64))
+    floor = values[:n] * PIVOT_ROUNDOFF
     first_bad = xp.full(batch, n, dtype=xp.int64)
     level_ptr, op_ptr, col_ptr = plan.level_ptr.tolist(), plan.op_ptr.tolist(), plan.col_ptr.tolist()
     for level in range(plan.n_levels):
@@ -76,6 +86,8 @@ def factorize(plan: SymbolicPlan, diag, offdiag):
             update = values[idx.op_a[o0:o1]] * values[idx.op_b[o0:o1]] * values[idx.op_pivot[o0:o1]]
             scatter_add(xp, values, idx.op_target[o0:o1], -update)
         pivots = values[c0:c1]
+        residue = xp.abs(pivots) <= floor[c0:c1]
+        pivots = xp.where(residue, floor[c0:c1], pivots)
         bad = xp.logical_not(xp.isfinite(pivots)) | (pivots <= 0)
         positions = xp.arange(c0, c1, dtype=xp.int64)[:, None]
         first_bad = xp.minimum(first_bad, xp.where(bad, positions, n).min(axis=0))

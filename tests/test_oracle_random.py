@@ -1,0 +1,64 @@
+"""The randomized oracle: fresh mixed scenarios on every shared network, through `parktwin run` with its
+defaults (warm start, chunking, float32 files), against EPANET 2.3 scenario by scenario.
+
+Each run draws a new seed, printed in pytest's header and in every failure; `PARKTWIN_ORACLE_SEED=N`
+replays a run. Every network gets a snapshot batch on every run; the 24 h batches go to a few networks
+per run, chosen by the seed, so every network with a duration is covered within a few runs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oracle_compare import all_networks, network_id
+from oracle_random_compare import compare_network
+from oracle_seed import ORACLE_SEED, replay_hint
+
+pytestmark = pytest.mark.skipif(not all_networks(), reason="../shared/networks is not beside the repository")
+
+SNAPSHOT_SCENARIOS = 6
+DAY_SCENARIOS = 2
+DAY_NETWORKS_PER_RUN = 5
+DAY_S = 24 * 3600
+
+
+def _rng(path, duration_s: int) -> np.random.Generator:
+    # Independent of the test order and of the other networks: the seed and the network's name alone.
+    key = [ORACLE_SEED, duration_s, *network_id(path).encode()]
+    return np.random.default_rng(key)
+
+
+def _with_duration() -> list:
+    from parktwin.hydraulics.oracle import EpanetProject
+    out = []
+    for path in all_networks():
+        with EpanetProject(path) as ep:
+            if ep.duration_s > 0:
+                out.append(path)
+    return out
+
+
+def _day_networks() -> list:
+    networks = _with_duration() if all_networks() else []
+    if not networks:
+        return []
+    picked = np.random.default_rng([ORACLE_SEED, 1]).choice(len(networks), min(DAY_NETWORKS_PER_RUN, len(networks)),
+                                                            replace=False)
+    return [networks[i] for i in sorted(picked)]
+
+
+def _check(path, duration_s: int, n: int, tmp_path) -> None:
+    outcome = compare_network(path, _rng(path, duration_s), n, duration_s, tmp_path)
+    assert not outcome.problems, (
+        f"{network_id(path)}: {len(outcome.problems)} of {outcome.n_compared} random scenarios differ from EPANET "
+        f"({replay_hint(network_id(path))})\n" + "\n".join(outcome.problems))
+
+
+@pytest.mark.parametrize("path", all_networks(), ids=network_id)
+def test_random_scenarios_match_epanet_snapshot(path, tmp_path):
+    _check(path, 0, SNAPSHOT_SCENARIOS, tmp_path)
+
+
+@pytest.mark.parametrize("path", _day_networks(), ids=network_id)
+def test_random_scenarios_match_epanet_over_a_day(path, tmp_path):
+    _check(path, DAY_S, DAY_SCENARIOS, tmp_path)

@@ -98,3 +98,44 @@ def test_device_kernels_match_the_cpu_backend(simulated, case):
         assert expected in said and "reference path" in said, said
     else:
         assert said == "", f"{name}: the device kernels should carry this network, but: {said}"
+
+
+def _nvvm_missing() -> str | None:
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+        NVVM()
+    except Exception as error:  # noqa: BLE001 - any failure to load libNVVM means: cannot compile here
+        return f"libNVVM not found ({type(error).__name__}); install numba-cuda[cu13] to compile for a GPU"
+    return None
+
+
+def test_iteration_kernel_compiles_for_hopper(monkeypatch):
+    """The simulator runs Python, not CUDA: this compiles the very kernel to PTX for sm_90 (H100/H200)
+    with the driver's real argument types, so typing or lowering errors show without a GPU."""
+    import os
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        pytest.skip("the simulator is on in this process")
+    missing = _nvvm_missing()
+    if missing:
+        pytest.skip(missing)
+    import types
+
+    import numba
+    import numba.cuda.dispatcher as dispatcher
+    from numba import cuda
+
+    from parktwin.hydraulics import device
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    from parktwin.kernels import cuda_gga
+    solver = HydraulicSolver(load_network(TESTS / "network_one" / "NET1.inp"), SolverOptions(backend="numba"))
+    monkeypatch.setattr(device, "simulated", lambda: True)      # host arrays stand for the device's
+    driver = device.DeviceGradientSolver(solver.sn, solver.gga.assembler, solver.gga.settings)
+    state = solver._initial(BatchInputs.base(2))
+    args, _, _ = driver.launch_arguments(state)
+    # numba-cuda asks the current device for its compute capability when it types a device function.
+    monkeypatch.setattr(dispatcher, "get_current_device", lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    ptx, _ = cuda.compile_ptx(cuda_gga.iterate.py_func, tuple(numba.typeof(a) for a in args), cc=(9, 0))
+    assert ".visible .entry" in ptx and ".target sm_90" in ptx
+    assert "cvt.rn.f32.f64" not in ptx, "FP64 throughout: no value may be rounded to single precision"

@@ -178,6 +178,27 @@ def test_cli_whatif_leak_raises_leaks_and_intake_by_its_volume(tmp_path):
     assert ind["before"] == 0.0 and ind["after"] > 0.0 and ind["change"] == ind["after"]
 
 
+def test_a_sewer_leak_is_a_network_leak_and_a_park_loss():
+    """A leak on a discharge main: the outfall gets less, the boundary books it as a network leak (sewer
+    exfiltration), the closure holds, and the park's leakage rate counts it."""
+    from parktwin.twin.whatif import JunctionLeak
+    park = load_park(EXAMPLE)
+    base = run_park(park, periodicity=Periodicity(days=2))
+    leaky = run_park(apply(park, [JunctionLeak("discharge", "D0707", 5e-4)]), periodicity=Periodicity(days=2))
+    sewer = leaky.service["discharge"].leaks_m3d
+    assert sewer > 100.0
+    b0, b1 = boundary_of(base), boundary_of(leaky)
+    assert_allclose(b1.network_leaks_m3d - b0.network_leaks_m3d, sewer, rtol=1e-9)
+    # The plant treats that much less, and so loses its losses_fraction of it less.
+    kept = 1.0 - park.wastewater_plant.losses_fraction
+    assert_allclose(b0.discharge_to_city_m3d - b1.discharge_to_city_m3d, sewer * kept, rtol=1e-3)
+    assert b1.closure <= CLOSURE_TOLERANCE
+    assert any(c.name == "sewer_exfiltration" and not c.in_residual for c in b1.causes)
+    d0, d1 = base.park_balance, leaky.park_balance
+    assert_allclose(d1.losses - d0.losses, sewer, rtol=1e-9)
+    assert_allclose(leaky.balance["park"]["network_losses_sewer"], sewer)
+
+
 def test_cli_whatif_bad_operation_is_one_line_naming_the_file(tmp_path):
     ops = tmp_path / "ops.json"
     ops.write_text(json.dumps({"operations": [{"op": "leak", "network": "supply", "junction": "S0707",

@@ -44,7 +44,9 @@ def test_every_balance_closes(run_and_files):
     for key in ("intake", "reclaimed_in", "reused", "consumption", "discharge", "losses"):
         members = sum(e[key] for e in table["enterprises"].values())
         extra = {"intake": pk["network_losses_fresh"], "reclaimed_in": pk["network_losses_reclaimed"],
-                 "losses": pk["network_losses_fresh"] + pk["network_losses_reclaimed"]}.get(key, 0.0)
+                 "discharge": -pk["network_losses_sewer"],
+                 "losses": pk["network_losses_fresh"] + pk["network_losses_reclaimed"]
+                 + pk["network_losses_sewer"]}.get(key, 0.0)
         _closes(pk[key], members + extra)
     # The books close by construction, so the run reports no per-enterprise closure; the boundary is
     # the check (tests/test_boundary.py).

@@ -182,6 +182,14 @@ def test_park_reclaimed_water_classification_and_boundary_discharge_rate():
         ParkBalance((BEER,), unconventional_internal=1.0)
 
 
+def test_sewer_exfiltration_is_a_park_loss_not_discharge():
+    park = ParkBalance((STEEL, BEER), network_losses_fresh=100.0, network_losses_unconventional=20.0,
+                       network_losses_sewer=50.0, discharge_to_city=1150.0)
+    assert_allclose([park.losses, park.discharge], [VL + 50.0, 1000 + 560 - 50.0])
+    assert_allclose(leakage_rate(park).value, (VL + 50.0) / (VI + VU))
+    assert_allclose(park.new_water, park.consumption + park.discharge + park.losses)
+
+
 def test_water_per_10k_yuan_against_a_baseline():
     from parktwin.twin.indicators import IntensityBaseline
     base = IntensityBaseline(8.0, 2020, "constant 2020 prices", 0.16)

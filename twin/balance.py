@@ -163,7 +163,8 @@ def check_closure(alloc: Allocation, tolerance: float = CLOSURE_TOLERANCE) -> No
 
 
 def park_balance(park: Park, alloc: Allocation, network_losses_fresh: float = 0.0,
-                 network_losses_reclaimed: float = 0.0, days_per_year: float = 365.0) -> ParkBalance:
+                 network_losses_reclaimed: float = 0.0, days_per_year: float = 365.0,
+                 network_losses_sewer: float = 0.0) -> ParkBalance:
     """The indicators' ParkBalance: daily flows, daily product output and value added (annual / 365)."""
     ents = []
     for e, f in zip(park.enterprises, alloc.enterprises):
@@ -174,6 +175,7 @@ def park_balance(park: Park, alloc: Allocation, network_losses_fresh: float = 0.
             sector=e.sector if e.has_quota else None))
     return ParkBalance(enterprises=tuple(ents), network_losses_fresh=network_losses_fresh,
                        network_losses_unconventional=network_losses_reclaimed,
+                       network_losses_sewer=network_losses_sewer,
                        discharge_to_city=alloc.discharge_to_city, name=park.name,
                        unconventional_internal=alloc.reclaimed_from_plant)
 
@@ -201,6 +203,7 @@ def balance_table(alloc: Allocation, pb: ParkBalance) -> dict:
         "consumption": pb.consumption, "discharge": pb.discharge, "losses": pb.losses,
         "network_losses_fresh": pb.network_losses_fresh,
         "network_losses_reclaimed": pb.network_losses_unconventional,
+        "network_losses_sewer": pb.network_losses_sewer,
         "discharge_to_city": pb.discharge_to_city, "total_use": pb.new_water + pb.reused,
         "residual": pb.new_water - (pb.consumption + pb.discharge + pb.losses),
         "reclaimed_from_plant": alloc.reclaimed_from_plant, "reclaimed_from_city": alloc.reclaimed_from_city,

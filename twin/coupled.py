@@ -303,7 +303,8 @@ def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptio
     alloc = bal.allocate(park, sewer_losses_m3d=service["discharge"].leaks_m3d)
     bal.check_closure(alloc)
     pb = bal.park_balance(park, alloc, network_losses_fresh=service["supply"].leaks_m3d,
-                          network_losses_reclaimed=service["reclaimed"].leaks_m3d)
+                          network_losses_reclaimed=service["reclaimed"].leaks_m3d,
+                          network_losses_sewer=service["discharge"].leaks_m3d)
     indicators = _apply_sector_quotas(park, evaluate(pb, indicator_targets(park)))
     indicators.update(service_indicators(service, min_pressure_m))
     table = bal.balance_table(alloc, pb)

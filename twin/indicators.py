@@ -78,6 +78,9 @@ class ParkBalance:
     enterprises: tuple[EnterpriseBalance, ...]
     network_losses_fresh: float = 0.0          # leaks in the park's fresh-water network
     network_losses_unconventional: float = 0.0  # leaks in the reclaimed-water network
+    # Exfiltration from the discharge network: discharged by the enterprises, never reaching a plant, so
+    # at park level a loss and not discharge.
+    network_losses_sewer: float = 0.0
     discharge_to_city: float = 0.0             # park sewer / plant effluent sent to the city
     name: str = "park"
     # Of intake_unconventional: reclaimed water the park's own plant made from the park's wastewater.
@@ -91,8 +94,8 @@ class ParkBalance:
         for e in self.enterprises:
             if not isinstance(e, EnterpriseBalance):
                 raise ValueError(f"{owner}: field 'enterprises' must hold EnterpriseBalance, got {type(e).__name__}")
-        for f in ("network_losses_fresh", "network_losses_unconventional", "discharge_to_city",
-                  "unconventional_internal"):
+        for f in ("network_losses_fresh", "network_losses_unconventional", "network_losses_sewer",
+                  "discharge_to_city", "unconventional_internal"):
             _check_volume(owner, f, getattr(self, f))
         if self.unconventional_internal > self.intake_unconventional * (1 + 1e-12) + 1e-9:
             raise ValueError(f"{owner}: field 'unconventional_internal' ({self.unconventional_internal:g}) exceeds "
@@ -124,11 +127,12 @@ class ParkBalance:
 
     @property
     def discharge(self) -> float:
-        return self._sum("discharge")
+        return max(self._sum("discharge") - self.network_losses_sewer, 0.0)
 
     @property
     def losses(self) -> float:
-        return self._sum("losses") + self.network_losses_fresh + self.network_losses_unconventional
+        return (self._sum("losses") + self.network_losses_fresh + self.network_losses_unconventional
+                + self.network_losses_sewer)
 
     @property
     def new_water(self) -> float:
@@ -277,8 +281,8 @@ REAL_LOSSES = ("real losses: physical leaks and on-site losses; apparent losses 
 
 
 def leakage_rate(b, target: float | None = None) -> Indicator:
-    """Kl = Vl / (Vi + Vu) (GB/T 7119 用水综合漏失率); for a park Vl includes the leaks of its fresh and
-    reclaimed networks. Real losses only."""
+    """Kl = Vl / (Vi + Vu) (GB/T 7119 用水综合漏失率); for a park Vl includes the leaks of its fresh,
+    reclaimed and discharge networks. Real losses only."""
     return _ratio("leakage_rate", b.losses, b.new_water, RATE, "Kl = Vl / (Vi + Vu)", target, "max",
                   why_zero="no water drawn (Vi + Vu = 0)", label=REAL_LOSSES)
 

@@ -106,7 +106,8 @@ def allocate_batch(p: ParkArrays, demand_factor: np.ndarray, reclaimed_out: np.n
 
 def headline_indicators(p: ParkArrays, a: BatchAllocation, leaks_fresh_m3d: np.ndarray,
                         leaks_reclaimed_m3d: np.ndarray, substitution_denominator: str,
-                        park_reclaimed_as: str = "unconventional") -> dict[str, np.ndarray]:
+                        park_reclaimed_as: str = "unconventional", *,
+                        leaks_sewer_m3d: np.ndarray) -> dict[str, np.ndarray]:
     """Reuse, substitution and leakage rates [S] as `twin.indicators` computes them (NaN where its
     denominator is zero), and the park's fresh intake; the park plant's reclaimed water counted as
     `park_reclaimed_as` (twin.indicators.classified)."""
@@ -114,7 +115,7 @@ def headline_indicators(p: ParkArrays, a: BatchAllocation, leaks_fresh_m3d: np.n
     intake_unconventional = _fsum_rows(a.intake_reclaimed) + leaks_reclaimed_m3d
     new_water = intake_fresh + intake_unconventional
     reused = np.full_like(new_water, math.fsum(p.reused_m3d))
-    losses = _fsum_rows(a.losses) + leaks_fresh_m3d + leaks_reclaimed_m3d
+    losses = ((_fsum_rows(a.losses) + leaks_fresh_m3d + leaks_reclaimed_m3d) + leaks_sewer_m3d)
     if park_reclaimed_as == "reuse":
         intake_unconventional = intake_unconventional - a.reclaimed_from_plant
         reused = reused + a.reclaimed_from_plant

@@ -266,7 +266,8 @@ def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, 
     # The sewer's leaks reach no plant: the allocation again with them, as run_park does.
     alloc = allocate_batch(arrays, factor, outage, offer, sewer_losses_m3d=service["discharge"]["leaks_m3d"])
     ind = headline_indicators(arrays, alloc, service["supply"]["leaks_m3d"], service["reclaimed"]["leaks_m3d"],
-                              targets.substitution_denominator, targets.park_reclaimed_as)
+                              targets.substitution_denominator, targets.park_reclaimed_as,
+                              leaks_sewer_m3d=service["discharge"]["leaks_m3d"])
     out = {name: ind[name] for name in ("reuse_rate", "substitution_rate", "leakage_rate", "fresh_intake_m3d")}
     out["reclaimed_shortfall_m3d"] = alloc.reclaimed_shortfall
     for net_name in NETWORKS:

@@ -175,7 +175,8 @@ def balance_section(result) -> list[str]:
                   "reclaimed in and, before treatment, as discharge), a loop inside the fence that the boundary "
                   "balance counts once.", ""]
         lines += [f"Network leaks: fresh {_num(park.get('network_losses_fresh'))} m³/d, reclaimed "
-                  f"{_num(park.get('network_losses_reclaimed'))} m³/d; discharge to the city "
+                  f"{_num(park.get('network_losses_reclaimed'))} m³/d, sewer exfiltration "
+                  f"{_num(park.get('network_losses_sewer'))} m³/d; discharge to the city "
                   f"{_num(park.get('discharge_to_city'))} m³/d; reclaimed water from the park plant "
                   f"{_num(park.get('reclaimed_from_plant'))} m³/d, from the city "
                   f"{_num(park.get('reclaimed_from_city'))} m³/d.", ""]

@@ -2,14 +2,14 @@
 import subprocess
 import sys
 
-HEAVY = ("cupy", "ray", "pyvista", "fastapi")
+HEAVY = ("cupy", "ray", "pyvista", "fastapi", "numba.cuda", "numba_cuda")
 
 
 def test_lower_layers_import_light():
     code = (
         "import sys, parktwin.kernels, parktwin.kernels.registry, parktwin.kernels.symbolic, parktwin.kernels.ldl_xp, "
         "parktwin.hydraulics, parktwin.hydraulics.compile, parktwin.hydraulics.solver, parktwin.hydraulics.extended, "
-        "parktwin.hydraulics.oracle, parktwin.scenarios, parktwin.scenarios.perturbations, parktwin.scenarios.store, "
+        "parktwin.hydraulics.oracle, parktwin.hydraulics.device, parktwin.scenarios, parktwin.scenarios.perturbations, parktwin.scenarios.store, "
         "parktwin.scenarios.runner\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )

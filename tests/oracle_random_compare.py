@@ -19,10 +19,13 @@ class Outcome:
     n_compared: int
 
 
-def run_cli(path: Path, table: Path, out: Path, duration_s: int) -> None:
-    """`parktwin run NETWORK --scenarios TABLE --out OUT --accuracy 1e-5 [--duration D]`, in this process."""
+def run_cli(path: Path, table: Path | None, out: Path, duration_s: int, command: str = "run") -> None:
+    """`parktwin run NETWORK --scenarios TABLE` (or `parktwin solve NETWORK`) `--out OUT --accuracy 1e-5
+    [--duration D]` with every other default, in this process (the command's own code, without the start-up)."""
     from parktwin.api.cli import main
-    args = ["run", str(path), "--scenarios", str(table), "--out", str(out), "--accuracy", str(EPANET_ACCURACY)]
+    args = [command, str(path), "--out", str(out), "--accuracy", str(EPANET_ACCURACY)]
+    if table is not None:
+        args += ["--scenarios", str(table)]
     if duration_s:
         args += ["--duration", str(duration_s)]
     try:

@@ -16,12 +16,16 @@ pytestmark = pytest.mark.skipif(not all_networks(), reason="../shared/networks i
 DAY_S = 24 * 3600
 
 
-def _ours(path, duration_s):
+def _ours(path, duration_s, tmp_path):
+    """What a user gets: `parktwin solve NETWORK --accuracy 1e-5 [--duration D]` with every other default
+    (backend, warm start, float32 file), read back from the file."""
     from parktwin.hydraulics.compile import load_network
-    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    net = load_network(path)
-    solver = HydraulicSolver(net, SolverOptions(backend="numba", accuracy=EPANET_ACCURACY, warm_start=False))
-    return net, solver.run(duration_s=duration_s)
+    from parktwin.scenarios.store import read_results
+    from oracle_random_compare import run_cli
+    out = tmp_path / "solve.h5"
+    run_cli(path, None, out, duration_s, command="solve")
+    res, _ = read_results(out)
+    return load_network(path), res
 
 
 def _epanet(path, duration_s, accuracy):
@@ -34,8 +38,8 @@ def _epanet(path, duration_s, accuracy):
     return ref
 
 
-def _compare(path, duration_s):
-    net, res = _ours(path, duration_s)
+def _compare(path, duration_s, tmp_path):
+    net, res = _ours(path, duration_s, tmp_path)
     ref = _epanet(path, duration_s, EPANET_ACCURACY)
     ni = np.array([net.node_index(n) for n in ref["node_ids"]])
     li = np.array([net.link_index(k) for k in ref["link_ids"]])
@@ -51,7 +55,7 @@ def _compare(path, duration_s):
     unbalanced = np.atleast_1d(ref["warning"]) == 1
     ours_conv = res.converged[0, :n_times]
     assert ours_conv[~unbalanced].all(), f"not converged at t={res.time_s[:n_times][~ours_conv & ~unbalanced]}"
-    h, q = res.head_m[0][:n_times, ni], res.flow_m3s[0][:n_times, li]
+    h, q = res.head_m[0][:n_times, ni].astype(float), res.flow_m3s[0][:n_times, li].astype(float)
     rh, rq = np.atleast_2d(ref["head_m"]), np.atleast_2d(ref["flow_m3s"])
     mask = compared_nodes(ref["node_types"], ref["link_nodes"], ref["link_types"], np.atleast_2d(ref["status"]))
     mm = mismatch(h, q, rh, rq, mask)
@@ -72,8 +76,8 @@ def _compare(path, duration_s):
 
 
 @pytest.mark.parametrize("path", all_networks(), ids=network_id)
-def test_snapshot_matches_epanet(path):
-    _compare(path, 0)
+def test_snapshot_matches_epanet(path, tmp_path):
+    _compare(path, 0, tmp_path)
 
 
 def _with_duration():
@@ -87,8 +91,8 @@ def _with_duration():
 
 
 @pytest.mark.parametrize("path", _with_duration() if all_networks() else [], ids=network_id)
-def test_extended_period_matches_epanet(path):
+def test_extended_period_matches_epanet(path, tmp_path):
     from parktwin.hydraulics.oracle import EpanetProject
     with EpanetProject(path) as ep:
         duration = min(ep.duration_s, DAY_S)
-    _compare(path, duration)
+    _compare(path, duration, tmp_path)

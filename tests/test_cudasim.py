@@ -139,3 +139,62 @@ def test_iteration_kernel_compiles_for_hopper(monkeypatch):
     ptx, _ = cuda.compile_ptx(cuda_gga.iterate.py_func, tuple(numba.typeof(a) for a in args), cc=(9, 0))
     assert ".visible .entry" in ptx and ".target sm_90" in ptx
     assert "cvt.rn.f32.f64" not in ptx, "FP64 throughout: no value may be rounded to single precision"
+
+
+def _cli(*args, simulate: bool):
+    """`parktwin ARGS` as a user runs it, from the repository root; `simulate`: under the CUDA simulator."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore::DeprecationWarning")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    if simulate:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
+    done = subprocess.run([sys.executable, "-m", "parktwin.api.cli", *map(str, args)], cwd=HERE.parent, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
+def test_parktwin_run_with_backend_cupy_equals_numba(tmp_path):
+    """`parktwin run --backend cupy` under the simulator against `--backend numba`: the same file."""
+    import h5py
+    table = tmp_path / "leaks.csv"
+    table.write_text("scenario,element,attribute,value\n"
+                     "a,11,leak_area_m2,0.0004\nb,22,leak_area_m2,0.0002\nb,*,demand_multiplier,1.2\n"
+                     "c,12p,status,closed\nc,31,leak_area_m2,0.0001\nd,9,pump_speed,0.9\n")
+    net = TESTS / "network_one" / "NET1-3.inp"
+    files = {}
+    for backend, simulate in (("cupy", True), ("numba", False)):
+        files[backend] = tmp_path / f"{backend}.h5"
+        _cli("run", net, "--scenarios", table, "--out", files[backend], "--backend", backend, "--duration", 6 * 3600,
+             "--precision", "double", simulate=simulate)
+    with h5py.File(files["cupy"]) as device, h5py.File(files["numba"]) as cpu:
+        assert device.attrs["backend"] == "cupy" and "simulator" in device.attrs["device"]
+        for name in ("node/head", "node/pressure", "node/demand", "node/leak", "link/flow"):
+            scale = float(np.nanmax(np.abs(cpu[name][()])))
+            np.testing.assert_allclose(device[name][()], cpu[name][()], rtol=RTOL, atol=RTOL * scale, err_msg=name)
+        for name in ("link/status", "solver/converged", "solver/iterations"):
+            np.testing.assert_array_equal(device[name][()], cpu[name][()], err_msg=name)
+        assert device["solver/converged"][()].all()
+
+
+def test_parktwin_mc_summary_with_backend_cupy(tmp_path):
+    """`parktwin mc --store summary --backend cupy` (the simulator) counts the same statistics as numba."""
+    import h5py
+    net = TESTS / "network_one" / "NET1.inp"
+    outs = {}
+    # Different chunkings too: a scenario's answer does not depend on its chunk.
+    for backend, simulate, chunk in (("cupy", True, 5), ("numba", False, 12)):
+        outs[backend] = tmp_path / f"{backend}.h5"
+        _cli("mc", net, "--scenarios", 12, "--seed", 4, "--store", "summary", "--out", outs[backend],
+             "--backend", backend, "--chunk-size", chunk, simulate=simulate)
+    with h5py.File(outs["cupy"]) as device, h5py.File(outs["numba"]) as cpu:
+        assert device.attrs["backend"] == "cupy"
+        names = []
+        cpu.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert names
+        for name in names:
+            a, b = device[name][()], cpu[name][()]
+            if a.dtype.kind == "f":
+                scale = float(np.nanmax(np.abs(b), initial=0.0))
+                np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * scale, err_msg=name)
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=name)

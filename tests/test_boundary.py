@@ -155,6 +155,11 @@ def test_days_option(tmp_path):
     assert t[0] == 2 * 86400 and t[-1] == 3 * 86400
     with pytest.raises(ValueError, match="days"):
         Periodicity(days=0)
+    # Until periodic, but allowed one day only: the run says the tanks do not repeat.
+    capped = run_park(park, periodicity=Periodicity(max_days=1))
+    assert capped.days["mode"] == "until periodic" and capped.days["periodic"] is False
+    assert capped.days["tank_level_change_m"]["supply"] == pytest.approx(4.0, abs=0.1)
+    assert Periodicity().run_lengths() == (1, 2, 4, 8, 16)
 
 
 def test_cli_whatif_leak_raises_leaks_and_intake_by_its_volume(tmp_path):
@@ -213,3 +218,33 @@ def test_cli_whatif_bad_operation_is_one_line_naming_the_file(tmp_path):
                            str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "operations.0" in done.stderr and "NOPE" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_http_api_gives_the_boundary_balance_and_the_same_operations_as_the_cli(tmp_path):
+    """The API's balance carries the boundary; the API and `parktwin park whatif` take one operation
+    list and agree on the leak's effect."""
+    from test_api_whatif import ApiServer
+    ops = [{"op": "perturbation", "network": "supply", "element": "S0707", "attribute": "leak_area_m2",
+            "value": 1e-3}]
+    server = ApiServer(tmp_path / "data").start()
+    try:
+        with server.client() as client:
+            bal = client.get("/parks/example/balance").json()["balance"]
+            body = client.post("/parks/example/whatif", json={"operations": ops}).json()
+    finally:
+        server.stop()
+    b = bal["boundary"]
+    assert b["closure"] <= CLOSURE_TOLERANCE and b["closes"] is True
+    # The API runs one day (days=1): the example's tank fills, and that is storage, not a closure error.
+    assert b["storage_change_m3d"] > 500.0
+    after = body["balance"]["boundary"]
+    assert after["closure"] <= CLOSURE_TOLERANCE
+    file = tmp_path / "ops.json"
+    file.write_text(json.dumps({"operations": ops}))
+    done = subprocess.run([*ENV_CLI, "park", "whatif", str(EXAMPLE), "--ops", str(file), "--out",
+                           str(tmp_path / "out"), "--days", "1"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    cli = json.loads((tmp_path / "out" / "balance.json").read_text())["boundary"]
+    assert_allclose(cli["out"]["network_leaks_m3d"], after["out"]["network_leaks_m3d"], rtol=1e-9)
+    assert_allclose(cli["in"]["fresh_m3d"], after["in"]["fresh_m3d"], rtol=1e-9)

@@ -78,7 +78,7 @@ def test_a_job_from_submission_to_results(server, tmp_path):
      "leaks.area.sigma"),
     ({"leaks": {"count": 1, "junctions": ["NOPE"], "area": {"distribution": "fixed", "value_m2": 1e-4}}},
      "leaks.junctions"),
-    ({"target": {"park_id": "example"}}, "target"),
+    ({"target": {"park_id": "example"}}, "target.network"),
     ({"target": {"park_id": "p-000000000000", "network": "supply"}}, "target.park_id"),
     ({"target": {"network_id": "n-000000000000"}}, "target.network_id"),
 ])

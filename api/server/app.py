@@ -1,14 +1,16 @@
 """The FastAPI application: `create_app(settings)`.
 
 Request handling, outermost first: CORS (only when origins are configured; it answers preflights
-itself, which carry no key), then `Guard` (API key, body-size caps), then FastAPI's routing with the
-JSON error handlers of api.server.errors. On start-up the job table is recovered (running ->
-interrupted) and the example park's base case is run once, which also compiles the solver kernels, so
-the first what-if is as fast as any other.
+itself, which carry no key), then `Guard` (Host header, API key, body-size caps), then FastAPI's routing
+with the JSON error handlers of api.server.errors. On start-up the job table is recovered (running ->
+interrupted), the upload and picture workers are spawned (api.server.sandbox: uploads are read and
+pictures drawn there, never in this process), and the example park's base case is run once, which also
+compiles the solver kernels, so the first what-if is as fast as any other.
 """
 from __future__ import annotations
 
 import hmac
+import importlib
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -17,8 +19,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from parktwin.api.server.errors import install_handlers, register_root
-from parktwin.api.server.settings import Settings
+from parktwin.api.server.errors import ApiError, install_handlers, register_root
+from parktwin.api.server.sandbox import Sandbox, SandboxFailure
+from parktwin.api.server.settings import Settings, env_name, host_names
 
 log = logging.getLogger("parktwin.api")
 UPLOAD_PATHS = ("/parks", "/networks")
@@ -44,14 +47,26 @@ async def _send_json(send, status: int, body: dict, headers: tuple = ()) -> None
 
 
 class Guard:
-    """Pure ASGI middleware: the API key (X-API-Key or Authorization: Bearer) and the body-size caps.
+    """Pure ASGI middleware: the Host header, the API key (X-API-Key or Authorization: Bearer) and the
+    body-size caps.
 
-    Sizes are checked on Content-Length when given and on the bytes actually received otherwise
-    (chunked uploads), so a client cannot get past the cap by leaving the header out."""
+    The Host check stops DNS rebinding: a web page whose name an attacker points at 127.0.0.1 reaches a
+    loopback server, but its requests carry the attacker's name. Sizes are checked on Content-Length when
+    given and on the bytes actually received otherwise (chunked uploads), so a client cannot get past the
+    cap by leaving the header out."""
 
     def __init__(self, app, settings: Settings):
         self.app, self.settings = app, settings
         self.key = settings.api_key.encode() if settings.api_key else None
+        hosts = host_names(settings)
+        self.hosts = None if "*" in hosts else {h.lower().strip("[]") for h in hosts}
+
+    def _host_allowed(self, headers: dict) -> bool:
+        if self.hosts is None:
+            return True
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        name = host[1:host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        return name in self.hosts
 
     def _authorised(self, headers: dict) -> bool:
         supplied = headers.get(b"x-api-key")
@@ -64,6 +79,9 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
+        if not self._host_allowed(headers):
+            return await _send_json(send, 400, {"detail": "the Host header names a host this server does not "
+                                                          "serve (PARKTWIN_ALLOWED_HOSTS)", "field": "Host"})
         if self.key is not None and scope["path"] not in OPEN_PATHS and not self._authorised(headers):
             return await _send_json(send, 401, {"detail": "missing or wrong API key (X-API-Key header)",
                                                 "field": "X-API-Key"}, ((b"www-authenticate", b"ApiKey"),))
@@ -115,19 +133,32 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        uploads = Sandbox("upload-reader", settings.worker_memory_bytes, ("parktwin.api.server.uploads",
+                                                                          "parktwin.hydraulics.compile"))
+        pictures = Sandbox("renderer", settings.worker_memory_bytes, ("parktwin.api.server.uploads",))
+        app.state.pictures = pictures
         app.state.registry = Registry(settings.data_dir, example_park_dir(), settings.max_unzipped_bytes,
-                                      settings.max_zip_files, settings.max_cached_parks)
-        app.state.jobs = JobManager(settings.data_dir, settings.max_workers, settings.ray_address)
+                                      settings.max_zip_files, settings.max_cached_parks, settings.upload_limits,
+                                      untrusted_runner(uploads, settings), settings.lock_timeout_s)
+        app.state.jobs = JobManager(settings)
         app.state.jobs.start()
         try:
             # Warm-up: loads, compiles the kernels, caches the base case of both modes. Inside the try:
             # a failed start-up still stops the job workers it has started.
             for duration_s in (86400, 0):
                 app.state.registry.base_result("example", duration_s)
+            uploads.start()         # after the warm-up, so that its imports do not slow the start
+            # What a job submission imports: loaded now, not under the first request, where a C
+            # extension's import would hold the interpreter (and /health with it) for a second or more.
+            for module in ("parktwin.scenarios.spec", "parktwin.scenarios.samplers", "parktwin.scenarios.runner",
+                           "parktwin.api.server.sizing"):
+                importlib.import_module(module)
             log.info("ParkTwin API ready, data in %s", settings.data_dir)
             yield
         finally:
             app.state.jobs.stop()
+            uploads.stop()
+            pictures.stop()
 
     app = FastAPI(title="ParkTwin API", version=parktwin_version(), lifespan=lifespan,
                   description="What-if questions, Monte-Carlo studies and indicators of industrial park water "
@@ -142,26 +173,40 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"])
-    if settings.api_key:
-        _document_key(app)
+    from parktwin.api.server import openapi
+    openapi.install(app, keyed=bool(settings.api_key), open_paths=OPEN_PATHS)
     return app
 
 
-def _document_key(app: FastAPI) -> None:
-    """Declare the key in the OpenAPI document only when the server needs one, so that the document
-    always says what the server enforces."""
-    plain = app.openapi
+def untrusted_runner(sandbox: Sandbox, settings: Settings):
+    """Runs an api.server.uploads function on an upload in `sandbox`; its failures as client errors that
+    name the limit the upload ran into."""
+    def run(target: str, args: tuple):
+        try:
+            return sandbox.call(target, args, settings.parse_timeout_s, settings.lock_timeout_s)
+        except TimeoutError:
+            raise ApiError(503, "the upload reader is busy with other uploads; try again shortly") from None
+        except SandboxFailure as exc:
+            if exc.reason == "timeout":
+                raise ApiError(413, f"reading the upload took longer than this server's limit of "
+                                    f"{settings.parse_timeout_s} s ({env_name('parse_timeout_s')})", "file") from None
+            if exc.reason == "memory":
+                raise ApiError(413, f"reading the upload needs more memory than this server's limit of "
+                                    f"{settings.worker_memory_bytes} bytes ({env_name('worker_memory_bytes')})",
+                               "file") from None
+            raise ApiError(422, f"the upload could not be read: {exc}", "file") from None
+    return run
 
-    def openapi():
-        if app.openapi_schema is None:
-            schema = plain()
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "Bearer": {"type": "http", "scheme": "bearer"}}
-            for path, ops in schema.get("paths", {}).items():
-                for op in ops.values():
-                    if path not in OPEN_PATHS:
-                        op["security"] = [{"ApiKey": []}, {"Bearer": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-    app.openapi = openapi
+
+def render(app: FastAPI, target: str, args: tuple) -> bytes:
+    """A picture drawn in the picture worker (VTK never runs in the server process)."""
+    settings = app.state.settings
+    try:
+        return app.state.pictures.call(target, args, settings.render_timeout_s, settings.lock_timeout_s)
+    except TimeoutError:
+        raise ApiError(503, "the renderer is busy with other pictures; try again shortly") from None
+    except SandboxFailure as exc:
+        if exc.reason == "timeout":
+            raise ApiError(503, f"the picture took longer than this server's limit of {settings.render_timeout_s} s "
+                                f"({env_name('render_timeout_s')})") from None
+        raise ApiError(503, f"the picture could not be drawn: {exc}") from None

@@ -35,7 +35,8 @@ def error_responses(*codes: int) -> dict:
     text = {400: "bad request", 401: "missing or wrong API key", 404: "no such resource",
             409: "the resource is not in a state that allows this", 413: "request or upload too large",
             415: "unsupported media type", 422: "invalid input; `field` names it",
-            501: "not implemented yet"}
+            429: "too many jobs queued: try again later", 501: "not implemented yet",
+            503: "busy (a lock or worker not free within the server's wait), or too many connections"}
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}
 
 
@@ -67,16 +68,33 @@ def _body(detail: str, field: str | None) -> dict:
 
 def _loc_field(loc) -> str | None:
     # ("body", "operations", 0, "capacity_m3d") -> "operations.0.capacity_m3d"; a discriminated union
-    # adds its tag ("plant_capacity") as a step, which names the variant rather than a field: dropped.
-    from parktwin.api.server.models import OPERATION_TAGS
+    # adds its tag ("plant_capacity") as a step, a plain union the variant's class ("ParkTarget"): both
+    # name the variant rather than a field, and are dropped.
+    from parktwin.api.server.models import OPERATION_TAGS, UNION_VARIANTS
     parts, previous = [], None
     for p in loc:
         if p in ("body", "query", "path", "header") and previous is None:
             pass
-        elif not (isinstance(previous, int) and p in OPERATION_TAGS):
+        elif not ((isinstance(previous, int) and p in OPERATION_TAGS) or p in UNION_VARIANTS):
             parts.append(str(p))
         previous = p
     return ".".join(parts) or None
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path: Starlette's 405 names only the first route that
+    matched the path, and one path here has several routes (GET and POST /jobs)."""
+    from starlette.routing import Match
+
+    def leaves(routes):
+        for route in routes:
+            inner = getattr(getattr(route, "original_router", route), "routes", None)   # an included router
+            if inner is not None:
+                yield from leaves(inner)
+            elif getattr(route, "methods", None):
+                yield route
+    return sorted({m for route in leaves(request.app.routes) if route.matches(request.scope)[0] != Match.NONE
+                   for m in route.methods})
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -94,9 +112,12 @@ def install_handlers(app: FastAPI) -> None:
                             status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
         return JSONResponse(_body(str(exc.detail), getattr(exc, "field", None)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
 
     @app.exception_handler(NotImplementedError)
     async def _not_implemented(_request: Request, exc: NotImplementedError):

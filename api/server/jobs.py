@@ -4,8 +4,9 @@ States: queued -> running -> done | failed; cancel from queued/running/interrupt
 a job that was running when the server stopped is 'interrupted' at the next start, and resume (from
 interrupted, cancelled or failed) queues it again with run_monte_carlo(resume=True) on its file.
 
-One scheduler thread starts queued jobs while fewer than `max_workers` run and reaps finished workers;
-the workers write their own progress and result rows (api.server.worker). Each request opens its own
+One scheduler thread starts queued jobs while fewer than `max_workers` run, reaps finished workers and,
+once a minute, deletes jobs finished longer ago than the retention time (their rows and files); the
+workers write their own progress and result rows (api.server.worker). Each request opens its own
 short-lived SQLite connection: sqlite3 connections must not cross threads, and WAL lets readers and the
 workers' writers proceed together.
 """
@@ -17,7 +18,10 @@ import multiprocessing
 import os
 import re
 import secrets
+import shutil
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from parktwin.api.server.errors import ApiError
@@ -26,6 +30,7 @@ from parktwin.api.server.worker import connect, utc_now
 log = logging.getLogger("parktwin.api.jobs")
 JOB_RE = re.compile(r"^j-[0-9a-f]{12}$")
 POLL_S = 0.1
+WORKER_BASE_BYTES = 3 * 2 ** 30
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -43,16 +48,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_utc TEXT,
     error TEXT,
     summary_json TEXT,
-    resume INTEGER NOT NULL DEFAULT 0
+    resume INTEGER NOT NULL DEFAULT 0,
+    est_disk_bytes INTEGER NOT NULL DEFAULT 0
 )"""
+RETENTION_EVERY_S = 60.0
+UNFINISHED = ("queued", "running")
 
 
 class JobManager:
-    def __init__(self, data_dir: Path, max_workers: int, ray_address: str | None):
-        self.db_path = data_dir / "jobs.sqlite"
-        self.jobs_dir = data_dir / "jobs"
+    def __init__(self, settings):
+        self.settings = settings
+        self.db_path = settings.data_dir / "jobs.sqlite"
+        self.jobs_dir = settings.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.max_workers, self.ray_address = max_workers, ray_address
+        self.max_workers, self.ray_address = settings.max_workers, settings.ray_address
+        self._next_retention = 0.0
         self._ctx = multiprocessing.get_context("spawn")   # fork would copy the server's threads and locks
         self._running: dict[str, multiprocessing.process.BaseProcess] = {}
         self._lock = threading.Lock()
@@ -66,6 +76,9 @@ class JobManager:
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(_SCHEMA)
+            columns = {r["name"] for r in con.execute("PRAGMA table_info(jobs)")}
+            if "est_disk_bytes" not in columns:          # a job table from before job sizing
+                con.execute("ALTER TABLE jobs ADD COLUMN est_disk_bytes INTEGER NOT NULL DEFAULT 0")
             # Jobs that were running when the last server stopped: their workers died with it.
             n = con.execute("UPDATE jobs SET status='interrupted', error='the server stopped while it ran' "
                             "WHERE status='running'").rowcount
@@ -92,14 +105,14 @@ class JobManager:
 
     # ------------------------------------------------------------------ requests
     def submit(self, target: str, network_path: Path, spec_json: dict, store: str, duration_s: int,
-               scenarios: int) -> str:
+               scenarios: int, est_disk_bytes: int = 0) -> str:
         job_id = "j-" + secrets.token_hex(6)
         con = connect(self.db_path)
         try:
             con.execute("INSERT INTO jobs (id, status, target, network_path, spec_json, store, duration_s, scenarios,"
-                        " created_utc) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+                        " created_utc, est_disk_bytes) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                         (job_id, target, str(network_path), json.dumps(spec_json), store, int(duration_s),
-                         int(scenarios), utc_now()))
+                         int(scenarios), utc_now(), int(est_disk_bytes)))
         finally:
             con.close()
         self._wake.set()
@@ -124,6 +137,65 @@ class JobManager:
         finally:
             con.close()
         return [dict(r) for r in rows]
+
+    def unfinished(self) -> int:
+        """Jobs queued or running (the queue the server's cap bounds)."""
+        con = connect(self.db_path)
+        try:
+            return con.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()[0]
+        finally:
+            con.close()
+
+    def disk_in_use(self) -> int:
+        """Bytes of the job files kept, plus what unfinished jobs will still write: a queued job its
+        estimated file, a running one its estimate less what it has written so far."""
+        def size(job_id: str) -> int:
+            return sum(f.stat().st_size for f in (self.jobs_dir / job_id).glob("*") if f.is_file())
+        con = connect(self.db_path)
+        try:
+            unfinished = [dict(r) for r in con.execute("SELECT id, est_disk_bytes FROM jobs WHERE status IN "
+                                                       "('queued', 'running')")]
+        finally:
+            con.close()
+        on_disk = sum(size(d.name) for d in self.jobs_dir.iterdir() if d.is_dir())
+        return int(on_disk + sum(max(0, r["est_disk_bytes"] - size(r["id"])) for r in unfinished))
+
+    def delete(self, job_id: str) -> None:
+        """Forget a job: its worker is stopped (when it runs), its row and its files removed."""
+        job = self.get(job_id)
+        if job["status"] in ("queued", "running"):
+            self.cancel(job_id)
+        with self._lock:
+            proc = self._running.get(job_id)
+        if proc is not None:                     # finished or killed, but not reaped yet: let it exit first
+            proc.join(timeout=10)
+            if proc.is_alive():
+                raise ApiError(409, f"job {job_id}: its worker is still stopping; try again", "job_id")
+        con = connect(self.db_path)
+        try:
+            con.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        finally:
+            con.close()
+        shutil.rmtree(self.jobs_dir / job_id, ignore_errors=True)
+
+    def _expire(self) -> None:
+        """Delete jobs finished (or interrupted) longer ago than the retention time, at most once a minute."""
+        now = time.monotonic()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + RETENTION_EVERY_S
+        cutoff = (datetime.now(timezone.utc) - timedelta(seconds=self.settings.job_retention_s)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        con = connect(self.db_path)
+        try:
+            old = [r["id"] for r in con.execute(
+                "SELECT id FROM jobs WHERE (status IN ('done', 'failed', 'cancelled') AND finished_utc < ?) "
+                "OR (status='interrupted' AND created_utc < ?)", (cutoff, cutoff))]
+        finally:
+            con.close()
+        for job_id in old:
+            log.info("job %s: older than the retention time, deleted", job_id)
+            self.delete(job_id)
 
     def result_path(self, job_id: str) -> Path:
         return self.jobs_dir / job_id / "result.h5"
@@ -175,6 +247,7 @@ class JobManager:
             try:
                 self._reap()
                 self._start_queued()
+                self._expire()
             except Exception:  # noqa: BLE001  the scheduler must outlive one bad job; logged with traceback
                 log.exception("job scheduler")
             self._wake.wait(POLL_S)
@@ -190,6 +263,11 @@ class JobManager:
             # A worker that exits normally has written done/failed itself; this catches crashes.
             self._set(job_id, "running", status="failed", finished_utc=utc_now(),
                       error=f"the worker process ended unexpectedly (exit code {proc.exitcode})")
+
+    def _memory_limit(self) -> int | None:
+        """The job worker's address-space limit: the per-job memory cap plus what an interpreter with the
+        solver's libraries reserves before it allocates anything. None on a Ray cluster (work is remote)."""
+        return None if self.ray_address else self.settings.max_job_memory_bytes + WORKER_BASE_BYTES
 
     def _start_queued(self) -> None:
         with self._lock:
@@ -213,6 +291,6 @@ class JobManager:
                     continue           # cancelled in the meantime
                 proc = self._ctx.Process(target=run_job, name=f"parktwin-job-{job_id}", daemon=True,
                                          args=(str(self.db_path), job_id, str(self.result_path(job_id)),
-                                               os.getpid(), self.ray_address))
+                                               os.getpid(), self.ray_address, self._memory_limit()))
                 proc.start()
                 self._running[job_id] = proc

@@ -8,15 +8,19 @@ the model layers and comes back as 422 naming the field.
 """
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from parktwin.viz.quantities import PARK_QUANTITIES, RESULT_QUANTITIES, SUMMARY_QUANTITIES
 
 NetworkName = Literal["supply", "reclaimed", "discharge"]
 PlantName = Literal["wastewater", "reclaimed"]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Element lists of a study: not empty, no id twice (scenarios.spec refuses both).
+IdList = Annotated[list[Id], Field(min_length=1, json_schema_extra={"uniqueItems": True})]
 # The coupled park run is either a snapshot or a day (twin.coupled.DURATIONS_S): an enum, so that
 # clients see it in the schema. Monte-Carlo jobs take the same two.
 class RunDuration(IntEnum):
@@ -24,13 +28,28 @@ class RunDuration(IntEnum):
     day = 86400
 
 
-DurationS = Annotated[RunDuration, Field(description="86400 = the 24 h run (the default, as `parktwin park "
-                                                    "run`); 0 = a snapshot of daily means")]
+def _run_duration(value: int) -> int:
+    if value not in RunDuration.__members__.values():
+        raise ValueError(f"must be one of {', '.join(str(int(d)) for d in RunDuration)}")
+    return value
+
+
+# In a body: a JSON integer, 0 or 86400 (not `false`, which an IntEnum would take for 0).
+DurationS = Annotated[int, Field(strict=True, description="86400 = the 24 h run (the default, as `parktwin park "
+                                                          "run`); 0 = a snapshot of daily means"),
+                      AfterValidator(_run_duration),
+                      WithJsonSchema({"type": "integer", "enum": [int(d) for d in RunDuration]})]
+
+
+# What a picture can be coloured by, from the one table of quantities (viz.quantities).
+ParkQuantity = Enum("ParkQuantity", {q: q for q in PARK_QUANTITIES}, type=str)
+ResultQuantity = Enum("ResultQuantity", {q: q for q in dict.fromkeys(RESULT_QUANTITIES + SUMMARY_QUANTITIES)},
+                      type=str)
 
 
 class Strict(BaseModel):
     # NaN and infinity are not numbers a park has; JSON parsers here would otherwise let them in.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 # ---------------------------------------------------------------------- what-if operations
@@ -145,7 +164,7 @@ class WhatIfRequest(Strict):
     # with a 422 naming it; the request body cap bounds what is parsed before that.
     operations: list[Operation] = Field(description="applied in order to the park; at most the server's "
                                         "cap (PARKTWIN_MAX_OPERATIONS, default 100)")
-    duration_s: DurationS = RunDuration.day
+    duration_s: DurationS = int(RunDuration.day)
 
 
 class IndicatorChange(BaseModel):
@@ -224,64 +243,71 @@ class Health(BaseModel):
 # ---------------------------------------------------------------------- Monte-Carlo studies
 class LeakAreaIn(Strict):
     distribution: Literal["lognormal", "uniform", "fixed"] = "lognormal"
-    median_m2: float | None = Field(None, description="lognormal: median area, m²")
-    sigma: float | None = Field(None, description="lognormal: sigma of ln(area)")
-    min_m2: float | None = Field(None, description="uniform: minimum area, m²")
-    max_m2: float | None = Field(None, description="uniform: maximum area, m²")
-    value_m2: float | None = Field(None, description="fixed: area, m²")
+    median_m2: float | None = Field(None, gt=0, description="lognormal: median area, m²")
+    sigma: float | None = Field(None, gt=0, description="lognormal: sigma of ln(area)")
+    min_m2: float | None = Field(None, ge=0, description="uniform: minimum area, m²")
+    max_m2: float | None = Field(None, gt=0, description="uniform: maximum area, m² (> min_m2)")
+    value_m2: float | None = Field(None, gt=0, description="fixed: area, m²")
 
 
 class LeaksIn(Strict):
     area: LeakAreaIn
     count: int = Field(1, ge=0, le=100, description="leaks per scenario, at distinct junctions")
     location: Literal["uniform", "pipe_length"] = "uniform"
-    cd: float | None = Field(None, description="discharge coefficient (default 0.75)")
-    junctions: list[Id] | None = Field(None, max_length=100_000, description="candidate junctions; all if absent")
+    cd: float | None = Field(None, gt=0, description="discharge coefficient (default 0.75)")
+    junctions: IdList | None = Field(None, max_length=100_000, description="candidate junctions; all if absent")
 
 
 class DemandIn(Strict):
     distribution: Literal["uniform", "normal", "fixed"] = "fixed"
-    min: float | None = None
-    max: float | None = None
-    mean: float | None = None
-    sd: float | None = None
-    value: float | None = None
-    junction_sd: float = Field(0.0, description="per-junction factor N(1, sd); 0 = none")
-    junctions: list[Id] | None = Field(None, max_length=100_000)
+    min: float | None = Field(None, ge=0, description="uniform: lowest multiplier")
+    max: float | None = Field(None, gt=0, description="uniform: highest multiplier (> min)")
+    mean: float | None = Field(None, ge=0, description="normal: mean multiplier")
+    sd: float | None = Field(None, gt=0, description="normal: standard deviation")
+    value: float | None = Field(None, ge=0, description="fixed: the multiplier (default 1)")
+    junction_sd: float = Field(0.0, ge=0, description="per-junction factor N(1, sd); 0 = none")
+    junctions: IdList | None = Field(None, max_length=100_000, description="with junction_sd > 0 only")
 
 
 class RoughnessIn(Strict):
-    fraction: float = Field(description="each pipe's roughness times U(1 - f, 1 + f), 0 < f < 1")
+    fraction: float = Field(gt=0, lt=1, description="each pipe's roughness times U(1 - f, 1 + f), 0 < f < 1")
 
 
 class BreaksIn(Strict):
     count: int = Field(1, ge=0, le=100, description="pipes closed per scenario")
     location: Literal["uniform", "pipe_length"] = "uniform"
-    pipes: list[Id] | None = Field(None, max_length=100_000)
+    pipes: IdList | None = Field(None, max_length=100_000)
 
 
 class PumpOutagesIn(Strict):
-    probability: float = Field(description="each pump closed independently with this probability")
-    pumps: list[Id] | None = Field(None, max_length=10_000)
+    probability: float = Field(ge=0, le=1, description="each pump closed independently with this probability")
+    pumps: IdList | None = Field(None, max_length=10_000)
 
 
 class TankLevelsIn(Strict):
-    tanks: list[Id] | None = Field(None, max_length=10_000)
+    tanks: IdList | None = Field(None, max_length=10_000)
 
 
 class ReservoirHeadsIn(Strict):
-    delta_m: float = Field(description="head U(base - delta, base + delta), m")
-    reservoirs: list[Id] | None = Field(None, max_length=10_000)
+    delta_m: float = Field(gt=0, description="head U(base - delta, base + delta), m")
+    reservoirs: IdList | None = Field(None, max_length=10_000)
 
 
-class Target(Strict):
-    park_id: Id | None = Field(None, description="a park id; with `network`")
-    network: NetworkName | None = Field(None, description="which of the park's networks")
-    network_id: Id | None = Field(None, description="an uploaded network id (instead of park_id/network)")
+class ParkTarget(Strict):
+    park_id: Id = Field(description="a park id")
+    network: NetworkName = Field(description="which of the park's networks")
+
+
+class NetworkTarget(Strict):
+    network_id: Id = Field(description="an uploaded network id")
+
+
+# the classes of plain unions: pydantic puts them in error locations (target.ParkTarget.network)
+UNION_VARIANTS = frozenset({"ParkTarget", "NetworkTarget"})
 
 
 class StudyRequest(Strict):
-    target: Target
+    target: ParkTarget | NetworkTarget = Field(description="a park's network, or an uploaded network")
     scenarios: int = Field(ge=1, description="number of scenarios (capped by the server)")
     seed: int = Field(ge=0, le=2 ** 63 - 1)
     sampler: Literal["mc", "lhs", "sobol"] = "mc"

@@ -22,7 +22,8 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 
-from parktwin.api.server.errors import ApiError, register_root, scrub
+from parktwin.api.server.errors import ApiError, register_root
+from parktwin.api.server.settings import UploadLimits
 
 EXAMPLE_ID = "example"
 ID_RE = re.compile(r"^(?:example|[pn]-[0-9a-f]{12})$")
@@ -37,14 +38,18 @@ def safe_filename(name: str | None, default: str) -> str:
     return base or default
 
 
-def network_counts(net) -> dict:
-    return {"junctions": int(net.n_junctions), "nodes": int(net.n_nodes), "links": int(net.n_links),
-            "pumps": int(len(net.pump_link))}
+def _in_process(target: str, args: tuple):
+    import importlib
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 class Registry:
     def __init__(self, data_dir: Path, example_dir: Path, max_unzipped_bytes: int, max_zip_files: int,
-                 max_cached_parks: int = 16):
+                 max_cached_parks: int = 16, limits: UploadLimits = UploadLimits(), untrusted=_in_process,
+                 lock_timeout_s: float = 30.0):
+        """`untrusted(target, args)` runs a function of api.server.uploads on an upload: the server passes
+        one that runs it in a sandboxed worker; the default runs it here (tests of the registry alone)."""
         self.parks_dir = data_dir / "parks"
         self.networks_dir = data_dir / "networks"
         for d in (self.parks_dir, self.networks_dir):
@@ -54,6 +59,7 @@ class Registry:
                 shutil.rmtree(stale, ignore_errors=True)
         self.example_dir = example_dir
         self.max_unzipped_bytes, self.max_zip_files = max_unzipped_bytes, max_zip_files
+        self.limits, self._untrusted, self.lock_timeout_s = limits, untrusted, lock_timeout_s
         register_root(data_dir)
         register_root(example_dir)
         self._lock = threading.Lock()
@@ -99,29 +105,50 @@ class Registry:
             self._touch(park_id)
             return park
 
+    def park_summary(self, park_id: str) -> dict:
+        """{"name", "enterprises"} without loading the park (listing parks must not churn the cache)."""
+        path = self.park_dir(park_id)
+        if park_id == EXAMPLE_ID:
+            park = self.park(EXAMPLE_ID)
+            return {"name": park.name, "enterprises": len(park.enterprises)}
+        meta = path / "meta.json"
+        if not meta.is_file():       # uploaded before summaries were kept: read once, in the worker
+            meta.write_text(json.dumps(self._untrusted("parktwin.api.server.uploads:read_park",
+                                                       (str(path), self.limits))))
+        return json.loads(meta.read_text())
+
     def park_ids(self) -> list[str]:
         found = sorted(p.name for p in self.parks_dir.iterdir() if ID_RE.fullmatch(p.name) and (p / "park.toml").is_file())
         return [EXAMPLE_ID] + found
 
     def base_result(self, park_id: str, duration_s: int):
-        """The park's base-case run, computed once per (park, duration) even under concurrent requests."""
+        """The park's base-case run, computed once per (park, duration) even under concurrent requests.
+        A request that waits longer than the lock timeout for another's run gets a 503."""
         key = (park_id, int(duration_s))
+        park = self.park(park_id)          # first: an unknown id is a 404 and never gets a lock
         with self._lock:
             if key in self._base:
                 self._touch(park_id)
                 return self._base[key]
             run_lock = self._run_locks.setdefault(key, threading.Lock())
-        with run_lock:
+        if not run_lock.acquire(timeout=self.lock_timeout_s):
+            raise ApiError(503, f"park {park_id}: its base case is still being run by another request; "
+                                "try again shortly", None)
+        try:
             with self._lock:
                 if key in self._base:
                     return self._base[key]
             from parktwin.twin.coupled import run_park
-            park = self.park(park_id)
             result = run_park(park, duration_s=int(duration_s))
             with self._lock:
                 if park_id in self._parks:       # not evicted meanwhile: a result of a forgotten park is not kept
                     self._base[key] = result
             return result
+        finally:
+            run_lock.release()
+            with self._lock:                     # done: later requests find the result (or run it anew)
+                if self._run_locks.get(key) is run_lock:
+                    del self._run_locks[key]
 
     def add_park_zip(self, data: bytes) -> str:
         """Unpack a park zip safely, validate it with the park loader, store it; returns the new id."""
@@ -132,7 +159,8 @@ class Registry:
         try:
             for name, content in files.items():
                 (staging / name).write_bytes(content)
-            self._validate_park(staging)
+            summary = self._untrusted("parktwin.api.server.uploads:read_park", (str(staging), self.limits))
+            (staging / "meta.json").write_text(json.dumps(summary))
             final = self.parks_dir / park_id
             staging.rename(final)
         finally:
@@ -186,16 +214,6 @@ class Registry:
                                 "reclaimed.inp and discharge.inp", missing[0])
         return out
 
-    def _validate_park(self, folder: Path) -> None:
-        from parktwin.twin.park import load_park
-        from parktwin.twin.park_schema import ParkError
-        try:
-            load_park(folder)
-        except ParkError as exc:
-            field = exc.key if exc.file == "park.toml" else exc.file
-            reason = exc.reason.replace(str(folder) + "/", "").replace(str(folder), "the zip")
-            raise ApiError(422, f"{exc.file}: {exc.key}: {scrub(reason)}", field) from None
-
     # ------------------------------------------------------------------ networks
     def network_path(self, network_id: str) -> Path:
         if not ID_RE.fullmatch(network_id) or not network_id.startswith("n-"):
@@ -220,8 +238,8 @@ class Registry:
         try:
             inp = staging / "network.inp"
             inp.write_bytes(data)
-            net = _load_uploaded_network(inp, filename)
-            (staging / "meta.json").write_text(json.dumps({"name": filename, **network_counts(net)}))
+            counts = self._untrusted("parktwin.api.server.uploads:read_network", (str(inp), filename, self.limits))
+            (staging / "meta.json").write_text(json.dumps({"name": filename, **counts}))
             staging.rename(self.networks_dir / network_id)
         finally:
             if staging.exists():
@@ -247,19 +265,3 @@ def _common_folder(names: list[str]) -> str:
     if len(tops) == 1 and all("/" in n for n in names):
         return tops.pop() + "/"
     return ""
-
-
-def _load_uploaded_network(path: Path, filename: str):
-    from parktwin.hydraulics.compile import load_network
-    from parktwin.hydraulics.inp_reader import InpError
-    try:
-        return load_network(path)
-    except InpError as exc:
-        where = f"{filename}, line {exc.line}" if exc.line else filename
-        problem = exc.problem.replace(str(path), filename)
-        raise ApiError(422, f"{where}: {scrub(problem)}", "file") from None
-    except Exception as exc:  # noqa: BLE001
-        # WNTR raises many types (KeyError, IndexError, RuntimeError, ...) on malformed files; for an
-        # upload they all mean "not a readable network", a client error, not a server fault.
-        raise ApiError(422, f"{filename}: cannot be read as an EPANET network: "
-                            f"{scrub(str(exc).replace(str(path), filename))}", "file") from None

@@ -1,9 +1,6 @@
 """Routes: health, parks (list, read, upload, indicators, balance, what-if, picture) and networks."""
 from __future__ import annotations
 
-import tempfile
-import threading
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -12,19 +9,20 @@ from fastapi.responses import Response
 
 from parktwin.api.server import models as m
 from parktwin.api.server.errors import ApiError, error_responses
-from parktwin.api.server.registry import EXAMPLE_ID, network_counts, safe_filename
+from parktwin.api.server.registry import EXAMPLE_ID, safe_filename
+from parktwin.api.server.uploads import network_counts
 
 router = APIRouter()
-# VTK's off-screen rendering context is not safe to drive from several threads at once.
-RENDER_LOCK = threading.Lock()
 Duration = Annotated[m.RunDuration, Query(description="86400 = the 24 h run (default); 0 = a snapshot of daily means")]
 ZIP_TYPES = ("application/zip", "application/x-zip-compressed", "application/octet-stream")
-INP_TYPES = ("text/plain", "application/octet-stream")
+# Not text/plain: a web page can send that cross-site without a preflight; octet-stream it cannot.
+INP_TYPES = ("application/octet-stream",)
 
 
 def _binary_body(media: tuple[str, ...], what: str) -> dict:
     return {"requestBody": {"required": True, "description": what,
-                            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in media}}}
+                            "content": {t: {"schema": {"type": "string", "format": "binary", "minLength": 1}}
+                                        for t in media}}}
 
 
 async def _read_body(request: Request, media: tuple[str, ...]) -> bytes:
@@ -39,15 +37,15 @@ async def _read_body(request: Request, media: tuple[str, ...]) -> bytes:
 
 
 @router.get("/health", response_model=m.Health, tags=["service"])
-def health(request: Request):
-    """Liveness; the one route that never needs the API key."""
+async def health(request: Request):
+    """Liveness; the one route that never needs the API key. Answered on the event loop itself, never
+    behind the thread pool or a lock, so it answers while every solver thread is busy."""
     return {"status": "ok", "version": request.app.version}
 
 
 # ---------------------------------------------------------------------- parks
 def _summary(registry, park_id: str) -> dict:
-    park = registry.park(park_id)
-    return {"id": park_id, "name": park.name, "enterprises": len(park.enterprises), "bundled": park_id == EXAMPLE_ID}
+    return {"id": park_id, **registry.park_summary(park_id), "bundled": park_id == EXAMPLE_ID}
 
 
 @router.get("/parks", response_model=list[m.ParkSummary], tags=["parks"], responses=error_responses(401))
@@ -58,7 +56,7 @@ def list_parks(request: Request):
 
 
 @router.post("/parks", status_code=201, response_model=m.ParkSummary, tags=["parks"],
-             responses=error_responses(401, 413, 415, 422),
+             responses=error_responses(401, 413, 415, 422, 503),
              openapi_extra=_binary_body(ZIP_TYPES, "a zip of a park folder: park.toml, supply.inp, reclaimed.inp, "
                                                    "discharge.inp (at the top or in one folder)"))
 async def upload_park(request: Request):
@@ -100,7 +98,7 @@ def read_park(park_id: str, request: Request):
 
 
 @router.get("/parks/{park_id}/indicators", response_model=m.Indicators, tags=["parks"],
-            responses=error_responses(401, 404, 422, 501))
+            responses=error_responses(401, 404, 422, 501, 503))
 def park_indicators(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The regulator's water-efficiency indicators of the park's base case."""
     from parktwin.twin.coupled import _plain
@@ -109,7 +107,7 @@ def park_indicators(park_id: str, request: Request, duration_s: Duration = m.Run
 
 
 @router.get("/parks/{park_id}/balance", response_model=m.Balance, tags=["parks"],
-            responses=error_responses(401, 404, 422, 501))
+            responses=error_responses(401, 404, 422, 501, 503))
 def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDuration.day):
     """The park's water balance (m³/d): park, enterprises, plants, networks."""
     from parktwin.twin.coupled import _plain
@@ -118,7 +116,7 @@ def park_balance(park_id: str, request: Request, duration_s: Duration = m.RunDur
 
 
 @router.post("/parks/{park_id}/whatif", response_model=m.WhatIfResponse, tags=["what-if"],
-             responses=error_responses(400, 401, 404, 413, 422, 501))
+             responses=error_responses(400, 401, 404, 413, 422, 501, 503))
 def whatif(park_id: str, body: m.WhatIfRequest, request: Request):
     """Apply operations to the park, run it, and compare with the base case: indicators (before, after,
     change), both balances, and per network the service violations and their change."""
@@ -127,37 +125,28 @@ def whatif(park_id: str, body: m.WhatIfRequest, request: Request):
     if len(body.operations) > cap:
         raise ApiError(422, f"operations: {len(body.operations)} operations, more than the cap of {cap}",
                        "operations")
-    return run_whatif(request.app.state.registry, park_id, body)
+    return run_whatif(request.app.state.registry, park_id, body, request.app.state.settings.lock_timeout_s)
 
 
 @router.get("/parks/{park_id}/picture", tags=["parks"], responses={
     200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-          "description": "a PNG picture of the park's base case"}, **error_responses(401, 404, 422, 501)})
+          "description": "a PNG picture of the park's base case"}, **error_responses(401, 404, 422, 501, 503)})
 def park_picture(park_id: str, request: Request,
-                 quantity: Annotated[str, Query(min_length=1, max_length=40, pattern=r"^[a-z_]+$",
-                                                description="what to colour by, e.g. pressure")] = "pressure"):
-    """A 3D picture of the park's networks coloured by `quantity` (needs the viz package's renderer)."""
-    render_park = _viz("render_park")
-    registry = request.app.state.registry
-    park = registry.park(park_id)
-    result = registry.base_result(park_id, 0)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "picture.png"
-        try:
-            with RENDER_LOCK:
-                render_park(park, result=result, quantity=quantity, title=park.name, out=out)
-        except ValueError as exc:
-            raise ApiError(422, f"quantity: {exc}", "quantity") from None
-        return Response(out.read_bytes(), media_type="image/png")
+                 quantity: Annotated[m.ParkQuantity, Query(description="what to colour by")] = m.ParkQuantity.pressure):
+    """A 3D picture of the park's networks in its snapshot base case, coloured by `quantity` (drawn in the
+    picture worker, within the server's time limit)."""
+    from parktwin.api.server.app import render
+    _viz_available()
+    folder = request.app.state.registry.park_dir(park_id)
+    png = render(request.app, "parktwin.api.server.uploads:park_picture", (str(folder), quantity.value))
+    return Response(png, media_type="image/png")
 
 
-def _viz(name: str):
+def _viz_available() -> None:
     from parktwin import viz
-    # Rendering in this process where VTK cannot would abort the server (and its job workers with it).
-    problem = viz.offscreen_problem()
+    problem = viz.offscreen_problem()     # asked once, of a child process (cached)
     if problem:
         raise NotImplementedError(f"pictures are not available on this server: {problem}")
-    return getattr(viz, name)
 
 
 # ---------------------------------------------------------------------- networks
@@ -169,7 +158,7 @@ def list_networks(request: Request):
 
 
 @router.post("/networks", status_code=201, response_model=m.NetworkInfo, tags=["networks"],
-             responses=error_responses(401, 413, 415, 422),
+             responses=error_responses(401, 413, 415, 422, 503),
              openapi_extra=_binary_body(INP_TYPES, "an EPANET .inp file"))
 async def upload_network(request: Request,
                          filename: Annotated[str, Query(max_length=200, description="the file's name, for messages")]

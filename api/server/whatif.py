@@ -97,18 +97,21 @@ def _service(base, new) -> dict:
 _RUN_LOCK = threading.Lock()
 
 
-def run_whatif(registry, park_id: str, request: m.WhatIfRequest) -> dict:
+def run_whatif(registry, park_id: str, request: m.WhatIfRequest, lock_timeout_s: float = 30.0) -> dict:
     from parktwin.twin.coupled import _plain, run_park
     from parktwin.twin.whatif import compare
     started = time.perf_counter()
     park = registry.park(park_id)
     base = registry.base_result(park_id, int(request.duration_s))
     new_park = apply_operations(park, request.operations)
+    if not _RUN_LOCK.acquire(timeout=lock_timeout_s):
+        raise ApiError(503, "every solver is busy with other what-ifs; try again shortly")
     try:
-        with _RUN_LOCK:
-            new = run_park(new_park, duration_s=int(request.duration_s))
+        new = run_park(new_park, duration_s=int(request.duration_s))
     except ValueError as exc:   # a park the operations made unsolvable (e.g. a junction with no demand)
         raise ApiError(422, f"operations: the changed park cannot be run: {exc}", "operations") from None
+    finally:
+        _RUN_LOCK.release()
     return {
         "park_id": park_id, "duration_s": int(request.duration_s),
         "indicators": _plain(compare(base, new)),

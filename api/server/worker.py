@@ -37,7 +37,8 @@ def connect(db_path) -> sqlite3.Connection:
     return con
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process die with the server: the kernel sends SIGKILL when `parent_pid` ends (Linux)."""
     try:
         import ctypes
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -48,8 +49,14 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def run_job(db_path: str, job_id: str, result_path: str, parent_pid: int, ray_address: str | None) -> None:
-    _die_with_parent(parent_pid)
+def run_job(db_path: str, job_id: str, result_path: str, parent_pid: int, ray_address: str | None,
+            memory_bytes: int | None = None) -> None:
+    die_with_parent(parent_pid)
+    if memory_bytes:
+        # The job was sized before it was accepted; this makes the estimate a bound (a MemoryError fails
+        # the job, never the machine).
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     con = connect(db_path)
     try:
         _run(con, job_id, Path(result_path), parent_pid, ray_address)

@@ -46,6 +46,7 @@ def run_demo(out_dir: Path, console) -> None:
     from parktwin.twin.coupled import run_park, write_outputs
     from parktwin.twin.park import load_park
     from parktwin.twin.park_montecarlo import ParkStudy, run_park_study
+    from parktwin.twin.periodic import Periodicity
     from parktwin.twin.report import study_headline, write_report
 
     out = Path(out_dir) / "park"
@@ -54,7 +55,8 @@ def run_demo(out_dir: Path, console) -> None:
     console.print(f"[bold]ParkTwin demo[/] - {park.name}: {len(park.enterprises)} enterprises, "
                   f"reclaimed plant {park.reclaimed_plant.capacity_m3d:,.0f} m³/d")
 
-    base = run_park(park)
+    # Until the tanks repeat, as `parktwin park run`: a daily balance that is one.
+    base = run_park(park, periodicity=Periodicity())
     ind_path, bal_path = write_outputs(base, out)
     _print_indicators(console, "24 h run", base)
     for name, s in base.service.items():
@@ -63,7 +65,7 @@ def run_demo(out_dir: Path, console) -> None:
                       f"unserved {s.unserved_m3d:,.0f} m³/d, tank storage {s.storage_change_m3d:+,.0f} m³")
     console.print(f"  -> {ind_path}, {bal_path}")
 
-    outage = run_park(reclaimed_plant_outage(park))
+    outage = run_park(reclaimed_plant_outage(park), periodicity=Periodicity())
     _print_indicators(console, "reclaimed plant outage", outage)
 
     study = ParkStudy(scenarios=STUDY_SCENARIOS, seed=STUDY_SEED, leaks_per_network={"supply": 1, "reclaimed": 1},

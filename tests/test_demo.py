@@ -31,6 +31,7 @@ def test_demo_runs_example_park(tmp_path):
     assert "## Water balance (m³/d)" in report and "plant: reclaimed" in report
     assert "## What-if: reclaimed-water plant outage" in report
     assert "Mode: 24 h run" in report
+    assert "## Boundary balance" in report and "the tanks repeat their levels" in report
     assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report
     assert "24 h run: reuse_rate" in proc.stdout and "park study: 2,000 scenarios" in proc.stdout
     # per-network indicators keep their network's name on the console (not eaten as markup)

@@ -189,11 +189,12 @@ def _solve(park: Park, net_name: str, loads: dict[str, JunctionLoad], options: S
 
 
 def _day_of(net, res, volumes: DailyVolumes, day: int) -> NetworkHydraulics:
-    """One day (0-based) of a multi-day run, its report times from its midnight to the next."""
+    """One day (0-based) of a multi-day run, its report times from its midnight to the next, on the day's
+    own clock (0 .. 86,400 s), as a one-day run gives them."""
     h = NetworkHydraulics.from_results(net, res, volumes.days[day])
     t = h.times_s
     keep = (t >= day * SECONDS_PER_DAY) & (t <= (day + 1) * SECONDS_PER_DAY)
-    return replace(h, times_s=t[keep], pressure_m=h.pressure_m[keep], head_m=h.head_m[keep],
+    return replace(h, times_s=t[keep] - day * SECONDS_PER_DAY, pressure_m=h.pressure_m[keep], head_m=h.head_m[keep],
                    demand_m3s=h.demand_m3s[keep], leak_m3s=h.leak_m3s[keep], flow_m3s=h.flow_m3s[keep])
 
 

@@ -370,14 +370,27 @@ cli_meters.register(app, park_app)   # parktwin meters ..., park reconcile: in a
 
 @app.command()
 def locate(network: Path = typer.Argument(..., help="EPANET .inp file"),
-           readings: Path = typer.Option(..., "--readings",
+           readings: Path = typer.Option(None, "--readings",
                                          help="CSV element,quantity,value[,noise]: pressure_m (m) at junctions, "
                                               "flow_m3s (m³/s) in links"),
            top: int = typer.Option(10, "--top", min=1, help="how many candidate junctions to list"),
            out: Path = typer.Option(None, "--out", help="write the answer as JSON"),
-           backend: Backend = typer.Option(Backend.auto, "--backend")):
-    """Leak alarm and localisation: is there a leak, and at which junction, how big, given the readings?"""
+           backend: Backend = typer.Option(Backend.auto, "--backend"),
+           ledger: Path = typer.Option(None, "--ledger", help="over time: hourly readings from this meter ledger "
+                                                              "(meter id = element id; docs/leak-location.md)"),
+           start: str = typer.Option(None, "--from", help="with --ledger: the network's time 0, ISO 8601 with offset"),
+           end: str = typer.Option(None, "--to", help="with --ledger: the end of the period"),
+           train_hours: int = typer.Option(168, "--train-hours", min=1, help="with --ledger: leak-free hours to learn from"),
+           window_hours: int = typer.Option(12, "--window-hours", min=1, help="with --ledger: how long a departure "
+                                                                              "must persist")):
+    """Leak alarm and localisation: is there a leak, and at which junction, how big, given the readings?
+    With --ledger: alarms over a period, the demand level fitted every hour."""
     from parktwin.hydraulics.solver import SolverOptions
+    if ledger is not None:
+        from parktwin.api.cli_meters import locate_over_time
+        return locate_over_time(network, ledger, start, end, train_hours, window_hours, top, out, backend.value)
+    if readings is None:
+        raise UserError("give --readings (one instant) or --ledger with --from and --to (a period)")
     from parktwin.twin.leak_location import LocateOptions, locate_leak, read_readings
     if not readings.is_file():
         raise UserError(f"{readings}: readings file not found")

@@ -179,3 +179,42 @@ def reconcile_cmd(park_dir: Path = typer.Argument(..., help="park folder with [m
 def register(app: typer.Typer, park_app: typer.Typer) -> None:
     app.add_typer(meters_app, name="meters")
     park_app.command("reconcile")(reconcile_cmd)
+
+
+def locate_over_time(network: Path, ledger: Path, start: str | None, end: str | None, train_hours: int,
+                     window_hours: int, top: int, out: Path | None, backend: str) -> None:
+    """`parktwin locate NETWORK --ledger ...`: hourly steps of the ledger's readings, alarms, candidates."""
+    import numpy as np
+
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.solver import SolverOptions
+    from parktwin.twin.leak_alarm import AlarmOptions, detect_leaks
+    from parktwin.twin.meter_readings import format_time_us, parse_time_us
+    from parktwin.twin.meter_series import hourly_series
+    if start is None or end is None:
+        raise ValueError("--ledger needs --from and --to (the period, ISO 8601 with offset)")
+    if not network.is_file():
+        raise ValueError(f"{network}: no such file")
+    net = load_network(network)
+    from_us, to_us = parse_time_us(start), parse_time_us(end)
+    series, skipped = hourly_series(ledger, net, from_us, to_us)
+    options = AlarmOptions(train_steps=train_hours, window_steps=window_hours, top=top)
+    result = detect_leaks(net, series, options, SolverOptions(backend=backend))
+    typer.echo(f"{len(series.ids)} meters, {len(series.times_s)} hourly steps"
+               + (f" ({len(skipped)} ledger meters are not elements of {network.name}: ignored)" if skipped else "")
+               + f"; alarm threshold {result.threshold:.3f}, demand level {np.nanmin(result.demand_level):.2f}.."
+               f"{np.nanmax(result.demand_level):.2f}")
+    if not result.alarms:
+        typer.echo("no alarm: no persistent departure from the model")
+    for alarm in result.alarms:
+        when = format_time_us(from_us + int(alarm.time_s * 1_000_000))
+        best = ", ".join(f"{c.junction} ({100 * c.probability:.0f} %, {c.leak_m3s * 1e3:.1f} L/s)"
+                         for c in alarm.candidates[:5])
+        typer.echo(f"ALARM at {when} (statistic {alarm.statistic:.2f}): most likely {best}")
+    if out is not None:
+        data = result.as_dict()
+        data.update(meters=list(series.ids), start=format_time_us(from_us), step_s=3600)
+        for a, alarm in zip(data["alarms"], result.alarms):
+            a["time"] = format_time_us(from_us + int(alarm.time_s * 1_000_000))
+        out.write_text(json.dumps(data, indent=1) + "\n")
+        typer.echo(f"written: {out}")

@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench clean gpu-wheelhouse
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,22 @@ test: $(STAMP) $(VIZ_EGL) $(VIZ_CHROMIUM)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_leak_benchmark --scenarios 50000 --repeats 3
+
+# Wheels bench/gpu_check.sh installs on a GPU machine that reaches no network (it installs only those the
+# machine's image lacks). The image is Python 3.12 with numpy, scipy, h5py, numba, cupy-cuda13x, CUDA 13's
+# toolkit (NVVM) and pandas/matplotlib; these complete it. Carried with the working tree: under 64 MiB with it.
+GPU_WHEELHOUSE = bench/gpu-wheelhouse
+GPU_WHEELS = wntr owa-epanet networkx six numba-cuda cuda-bindings cuda-core cuda-pathfinder \
+             typer click rich markdown-it-py mdurl pygments shellingham typing-extensions \
+             pytest iniconfig pluggy packaging
+gpu-wheelhouse: $(STAMP)
+	rm -rf $(GPU_WHEELHOUSE) && mkdir -p $(GPU_WHEELHOUSE)
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_24_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+	  -d $(GPU_WHEELHOUSE) $(GPU_WHEELS)
+	@size=$$(du -sm $(GPU_WHEELHOUSE) | cut -f1); echo "$(GPU_WHEELHOUSE): $$size MiB"; \
+	  if [ $$size -gt 40 ]; then echo "over 40 MiB: with the tree and the networks it would not travel" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,6 +1,7 @@
 """Comparison of ParkTwin results with EPANET 2.3 under DESIGN.md's validation rules."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,8 @@ FLOW_REL_TOL = 1e-3
 EPANET_ACCURACY = 1e-5
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-NETWORKS = SHARED / "networks"
+# PARKTWIN_NETWORKS: the networks elsewhere (a device machine, where ../shared is not beside the checkout).
+NETWORKS = Path(os.environ.get("PARKTWIN_NETWORKS", SHARED / "networks"))
 
 
 def all_networks() -> list[Path]:

@@ -82,8 +82,9 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     path = Path(path)
     if not create and not path.is_file():
         raise LedgerError(f"{path}: no such ledger")
-    # isolation_level=None: transactions are opened explicitly, one per ingest.
-    con = sqlite3.connect(path, isolation_level=None)
+    # isolation_level=None: transactions are opened explicitly, one per ingest. A second writer waits for
+    # the first (up to a minute) instead of failing at once.
+    con = sqlite3.connect(path, isolation_level=None, timeout=60.0)
     try:
         tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:

@@ -34,8 +34,9 @@ def epanet(path, duration_s, accuracy):
     return ref
 
 
-def compare(path, duration_s) -> str:
-    """'' when ParkTwin matches EPANET, else a description of the misses."""
+def compare(path, duration_s, counts: dict | None = None) -> str:
+    """'' when ParkTwin matches EPANET, else a description of the misses; `counts` (a dict) receives the
+    numbers of compared values and misses."""
     from parktwin.hydraulics.oracle_quality import supplied
     net, engine = ours(path, duration_s)
     ref = epanet(path, duration_s, EPANET_ACCURACY)
@@ -64,6 +65,8 @@ def compare(path, duration_s) -> str:
         for t, e in np.argwhere(bad)[:5]:
             pieces.append(f"  {what} {ids[e]} at t={times[t]}: ours {mine[t, e]:.6g} epanet {theirs[t, e]:.6g}")
     allowed = int(n_values * MISS_PER_VALUE) if n_values > MANY_VALUES else 0
+    if counts is not None:
+        counts.update(values=n_values, misses=n_bad, allowed=allowed)
     if n_bad > allowed:
         return f"{n_bad} of {n_values} values outside tolerance (allowed {allowed}):\n" + "\n".join(pieces)
     return ""

@@ -120,6 +120,9 @@ class QualityEngine:
         nj = self.net.n_junctions
         demand = np.zeros((self.net.n_nodes, len(sel)))
         demand[:nj] = st.demand_flow[:, sel] + st.emitter_flow[:, sel] + st.leak_flow[:, sel]
+        if st.favad_qfa is not None:
+            # EPANET's NodeDemand includes the pipe leakage ([LEAKAGE]) the junction releases
+            demand[:nj] += st.favad_qfa[:, sel] + st.favad_qva[:, sel]
         vol_now = np.ascontiguousarray(st.tank_volume[:, sel], float)
         src_now = np.ascontiguousarray((self.src_base[rows] * self._pattern_factors(t[sel])).T)
         qdone = np.zeros(len(sel), np.int64)

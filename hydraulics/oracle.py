@@ -405,11 +405,11 @@ class EpanetProject:
         """Extended-period run, sampled at reporting times up to max_time_s inclusive.
 
         Returns time_s (T,), the snapshot's per-element arrays stacked as [T, N] / [T, L],
-        warning (T,), and step_times_s: the time of every hydraulic solve.
+        warning (T,), iterations (T,) and step_times_s: the time of every hydraulic solve.
         """
         report_start, report_step = self.report_start_s, self.report_step_s
         end = self.duration_s if max_time_s is None else min(self.duration_s, int(max_time_s))
-        frames, times, warns, steps = [], [], [], []
+        frames, times, warns, steps, trials = [], [], [], [], []
         opened_here = not self._hyd_open
         self.open_hydraulics()
         try:
@@ -421,6 +421,7 @@ class EpanetProject:
                     frames.append(self._read_state())
                     times.append(t)
                     warns.append(self.last_warning)
+                    trials.append(int(self.statistic()))
                 dt = self.next_h()
                 if dt <= 0 or t + dt > end:
                     break
@@ -429,7 +430,7 @@ class EpanetProject:
                 self.close_hydraulics()
         out = {k: np.stack([f[k] for f in frames]) for k in frames[0]} if frames else {}
         out.update(time_s=np.array(times, dtype=np.int64), warning=np.array(warns, dtype=np.int64),
-                   step_times_s=np.array(steps, dtype=np.int64))
+                   iterations=np.array(trials, dtype=np.int64), step_times_s=np.array(steps, dtype=np.int64))
         return out
 
 

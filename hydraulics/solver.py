@@ -18,13 +18,12 @@ from parktwin.hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPE
 from parktwin.hydraulics.results import ResultSet
 from parktwin.hydraulics.state import HydraulicState, initial_state
 
-# Snapshot answers are polished one decade past ACCURACY. EPANET's stopping rule (relative flow change
-# below ACCURACY) leaves an answer as far from the solution as its last step: close after a quadratic
-# finish, but up to 1e-3 m of head away after a warm start's one short step, or where a flow that tends to
-# zero converges linearly (the H-W Newton step shrinks it by 0.46 per trial) and round-off decides at which
-# trial the rule passes. A scenario whose last step was larger than ACCURACY / 10 goes on iterating from its
-# own answer, statuses kept, until a step is below that; the scenario's verdict (converged or not) and its
-# statuses are EPANET's, only the answer is sharper. Most scenarios finish quadratically and need none.
+# Warm-started answers are polished one decade past ACCURACY. EPANET's stopping rule (relative flow change
+# below ACCURACY) leaves an answer as far from the solution as its last step: close after a cold start's
+# quadratic finish, up to 1e-3 m of head away after a warm start's one short step. A warm-started scenario
+# whose last step was larger than ACCURACY / 10 goes on iterating from its own answer, statuses kept, until
+# a step is below that; its verdict and statuses stay, only the answer is as close as a cold start's.
+# Cold-started scenarios follow EPANET's own sequence of iterates and stop where it stops.
 POLISH_TIGHTENING = 10.0
 
 
@@ -281,7 +280,7 @@ class HydraulicSolver:
         """Every scenario at time 0, warm-started from the base case where that pays (base_flows).
 
         Warm-started scenarios that do not converge are solved again as EPANET solves them (cold), so a
-        warm start can save iterations but never costs convergence; converged answers are then polished
+        warm start can save iterations but never costs convergence; those that do are polished
         (POLISH_TIGHTENING). Iterations reported are those of the answer kept, polish included."""
         warm = self.options.warm_start if warm is None else warm
         base = self.base_flows() if warm else None
@@ -289,22 +288,23 @@ class HydraulicSolver:
         outcome = self._solve_snapshot(inputs, start)
         st = self.last_state
         if start is not None:
+            warm_rows = np.flatnonzero(outcome.converged)
             retry = np.flatnonzero(~outcome.converged)
             if len(retry):
                 cold = self._solve_snapshot(inputs.subset(retry), None)
                 outcome = self._merge(st, outcome, retry, self.last_state, cold)
-        outcome = self._polish(st, outcome)
+            outcome = self._polish(st, outcome, warm_rows)
         self.last_state, self.last_outcome = st, outcome
         res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size,
                                  dtype=self.options.result_dtype, prefill=False)
         self.record(res, 0, st, outcome)
         return res
 
-    def _polish(self, st: HydraulicState, outcome):
-        """Iterate converged scenarios whose last step exceeded ACCURACY / POLISH_TIGHTENING on from their
+    def _polish(self, st: HydraulicState, outcome, rows: np.ndarray):
+        """Iterate the converged `rows` whose last step exceeded ACCURACY / POLISH_TIGHTENING on from their
         own answer until a step is below it; where that fails the first answer stays."""
         tight = self.gga.settings.accuracy / POLISH_TIGHTENING
-        rows = np.flatnonzero(outcome.converged & (outcome.relative_error > tight))
+        rows = rows[outcome.relative_error[rows] > tight]
         if not len(rows):
             return outcome
         sub = _columns(st, rows)

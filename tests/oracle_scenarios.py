@@ -153,4 +153,5 @@ def epanet_solve(path: Path, changes: list[Change], duration_s: int, accuracy: f
             ref = {"error": 110}
         ref["node_ids"], ref["link_ids"] = ep.node_ids, ep.link_ids
         ref["node_types"], ref["link_types"], ref["link_nodes"] = ep.node_types, ep.link_types, ep.link_nodes
+        ref["trials"] = int(ep.get_option(EN_TRIALS))
     return ref

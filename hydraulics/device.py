@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from parktwin.hydraulics.epanet_units import SolverNetwork
-from parktwin.hydraulics.network import LinkKind
+from parktwin.hydraulics.network import HeadlossFormula, LinkKind
 
 # The state fields the kernels read or write; any other field (a feature added later) that carries
 # values sends the solve back to the reference path rather than being ignored.
@@ -41,9 +41,13 @@ def simulated() -> bool:
 
 
 def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | None:
-    """Why the device kernels cannot run this network (None: they can). The kernels carry what the CPU
-    fast path carries; both lists are one list."""
+    """Why the device kernels cannot run this network (None: they can). They carry what the CPU fast
+    path carries (one list, hydraulics.fused) and Darcy-Weisbach head loss besides."""
+    from dataclasses import replace
+
     from parktwin.hydraulics.fused import unsupported_reason as fused_reason
+    if sn.headloss == HeadlossFormula.DW:
+        sn = replace(sn, headloss=HeadlossFormula.HW)   # the fast path's other limits still apply
     return fused_reason(sn, settings, junction_controls)
 
 
@@ -89,6 +93,7 @@ class DeviceGradientSolver:
                          n_tanks, float),
             cx=np.asarray(sn.curve_x, float), cy=np.asarray(sn.curve_y, float),
             c_off=np.asarray(sn.curve_offset, np.int64),
+            visc_d=np.asarray(sn.viscosity_diameter, float), dw=_darcy_weisbach_constants(sn),
             ctl=assembler.ctl_valves.astype(np.int64), status_links=status_links,
             prv_psv=np.flatnonzero((kind == LinkKind.PRV) | (kind == LinkKind.PSV)).astype(np.int64),
             valve_rows=np.flatnonzero(kind >= LinkKind.PRV).astype(np.int64),
@@ -129,8 +134,8 @@ class DeviceGradientSolver:
         return self._work[1]
 
     # The state the kernel reads, in its argument order; the ones it writes come back after the solve.
-    _STATE_IN = ("flow", "head", "status", "setting", "resistance", "emitter_flow", "leak_flow", "leak_ke",
-                 "demand_flow", "node_outflow")
+    _STATE_IN = ("flow", "head", "status", "setting", "resistance", "rel_roughness", "emitter_flow", "leak_flow",
+                 "leak_ke", "demand_flow", "node_outflow")
     _STATE_OUT = ("flow", "head", "status", "emitter_flow", "leak_flow", "node_outflow")
 
     def bytes_per_scenario(self) -> int:
@@ -167,7 +172,8 @@ class DeviceGradientSolver:
             ctrl[self.kernels.C_ACCURACY] = float(accuracy)
         n = self.net
         args = (self.sn.n_junctions, ctrl, n["link_i"], n["link_f"], n["elev"], n["ke"], n["pump_i"], n["pump_f"],
-                n["tank_of"], n["tank_f"], n["cx"], n["cy"], n["c_off"], n["ctl"], n["status_links"],
+                n["tank_of"], n["tank_f"], n["cx"], n["cy"], n["c_off"], n["visc_d"], n["dw"], n["ctl"],
+                n["status_links"],
                 n["prv_psv"], n["valve_rows"], *self.plan,
                 *dev.values(), *lanes.values(), *self._work_arrays(batch))
         return args, dev, lanes
@@ -223,6 +229,14 @@ class DeviceGradientSolver:
 def _columns(array: np.ndarray, cols: slice) -> np.ndarray:
     """The scenario columns of a state array; [L, 1] arrays (shared by every scenario) stay whole."""
     return array if array.shape[1] == 1 or cols == slice(None) else array[:, cols]
+
+
+def _darcy_weisbach_constants(sn: SolverNetwork) -> np.ndarray:
+    """EPANET's friction-factor constants A1, A2, A8, A9, AB, AC for the kernels; zeros: not Darcy-Weisbach."""
+    if sn.headloss != HeadlossFormula.DW:
+        return np.zeros(6)
+    from parktwin.hydraulics import coefficients as co
+    return np.array([co._A1, co._A2, co._A8, co._A9, co._AB, co._AC])
 
 
 def _rows(columns, length: int, dtype) -> np.ndarray:

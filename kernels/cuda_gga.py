@@ -33,9 +33,9 @@ TF_HMIN, TF_HMAX, TF_AREA, TF_OVERFLOW = range(4)
 
 
 @cuda.jit(device=True)
-def _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, ctl, hexp, qexp, backflow,
-              flow, head, status, setting, resist, r_step, emitter_flow, leak_flow, leak_ke, demand_flow,
-              p, y, aii, aij, f, xflow):
+def _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, visc_d, dw, ctl, hexp, qexp,
+              backflow, flow, head, status, setting, resist, r_step, rel_rough, e_step, emitter_flow, leak_flow,
+              leak_ke, demand_flow, p, y, aii, aij, f, xflow):
     """headlosscoeffs() and matrixcoeffs() for scenario b."""
     n_links = link_i.shape[1]
     for j in range(nj):
@@ -48,7 +48,7 @@ def _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, ct
     for k in range(n_links):
         pk, yk = link_law(k, b, link_i[LI_KIND], link_i[LI_PUMP], pump_i[PI_TYPE], pump_i[PI_CURVE],
                           link_f[LF_KM], link_f[LF_DIAM4], hexp, pump_f[PF_H0], pump_f[PF_R], pump_f[PF_N],
-                          cx, cy, c_off, flow, status, setting, resist, r_step)
+                          cx, cy, c_off, flow, status, setting, resist, r_step, rel_rough, e_step, visc_d, dw)
         p[k, b] = pk
         y[k, b] = yk
     for k in range(n_links):
@@ -362,10 +362,11 @@ def _rescue(b, node, link_i, valve_rows, status):
 
 
 @cuda.jit
-def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f, cx, cy, c_off,
+def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f, cx, cy, c_off, visc_d, dw,
             ctl, status_links, prv_psv, valve_rows,
             perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot,
-            flow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke, demand_flow, node_outflow,
+            flow, head, status, setting, resist, rel_rough, emitter_flow, leak_flow, leak_ke, demand_flow,
+            node_outflow,
             lane_state, iters, next_check, relax, relerr, converged, failed,
             p, y, aii, aij, f, xflow, values, work):
     """One hydsolve() iteration of every running scenario (thread b = scenario b)."""
@@ -378,10 +379,11 @@ def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f,
         return
     hexp, accuracy, qexp = ctrl[C_HEXP], ctrl[C_ACCURACY], ctrl[C_QEXP]
     backflow = ctrl[C_BACKFLOW] > 0.5
-    r_step = 1 if resist.shape[1] > 1 else 0
-    _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, ctl, hexp, qexp, backflow,
-              flow, head, status, setting, resist, r_step, emitter_flow, leak_flow, leak_ke, demand_flow,
-              p, y, aii, aij, f, xflow)
+    r_step = 1 if resist.shape[1] > 1 else 0     # [L, 1]: shared by every scenario
+    e_step = 1 if rel_rough.shape[1] > 1 else 0
+    _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, visc_d, dw, ctl, hexp, qexp,
+              backflow, flow, head, status, setting, resist, r_step, rel_rough, e_step, emitter_flow, leak_flow,
+              leak_ke, demand_flow, p, y, aii, aij, f, xflow)
     first = _factor_solve(b, nj, perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot,
                           aii, aij, f, values, work)
     if first < nj:

@@ -141,14 +141,59 @@ def pipe_law(q, rk, kmk, hexp, status):
 
 
 @cuda.jit(device=True, inline=True)
+def friction_factor(q, e, s, dw):
+    """frictionFactor(): Swamee-Jain above Re 4000, Dunlop's cubic in the transition; (f, df/dq).
+    dw holds EPANET's constants A1, A2, A8, A9, AB, AC (passed in: their one home is hydraulics)."""
+    a1, a2, a8, a9, ab, ac = dw[0], dw[1], dw[2], dw[3], dw[4], dw[5]
+    w = q / s
+    if w >= a1:
+        y1 = a8 / safe_pow(w, 0.9)
+        y2 = e / 3.7 + y1
+        y3 = a9 * math.log(y2)
+        f = 1.0 / (y3 * y3)
+        return f, 1.8 * f * y1 * a9 / y2 / y3 / q
+    y2 = e / 3.7 + ab
+    y3 = a9 * math.log(y2)
+    fa = 1.0 / (y3 * y3)
+    fb = (2.0 + ac / (y2 * y3)) * fa
+    rr = w / a2
+    x1 = 7.0 * fa - fb
+    x2 = 0.128 - 17.0 * fa + 2.5 * fb
+    x3 = -0.128 + 13.0 * fa - (fb + fb)
+    x4 = 0.032 - 3.0 * fa + 0.5 * fb
+    return x1 + rr * (x2 + rr * (x3 + rr * x4)), (x2 + rr * (2.0 * x3 + rr * 3.0 * x4)) / s / a2
+
+
+@cuda.jit(device=True, inline=True)
+def dw_pipe_law(q, r, kmk, e, s, status, dw):
+    """DWpipecoeff(): Darcy-Weisbach with minor loss, laminar below Re 2000: (P, Y)."""
+    qa = abs(q)
+    if qa <= dw[1] * s:
+        r_lam = 16.0 * math.pi * s * r
+        hloss = q * (r_lam + kmk * qa)
+        hgrad = r_lam + 2.0 * kmk * qa
+    else:
+        f, dfdq = friction_factor(qa, e, s, dw)
+        r1 = f * r + kmk
+        hloss = r1 * qa * q
+        hgrad = 2.0 * r1 * qa + dfdq * r * qa * qa
+    if status <= CLOSED:
+        return 1.0 / CBIG, q
+    return 1.0 / hgrad, hloss / hgrad
+
+
+@cuda.jit(device=True, inline=True)
 def link_law(k, b, kind, pump_of, pump_type, pump_curve, km, diam4, hexp, pump_h0, pump_r, pump_n, cx, cy,
-             c_off, flow, status, setting, resist, r_step):
+             c_off, flow, status, setting, resist, r_step, rel_rough, e_step, visc_d, dw):
     """headlosscoeffs() for link k of scenario b: (P, Y). PRV/PSV/FCV with a setting give (0, 0): the
-    assembly handles them."""
+    assembly handles them. dw[0] == 0: Hazen-Williams or Chezy-Manning (exponent hexp); else
+    Darcy-Weisbach with dw's constants."""
     kk = kind[k]
     q = flow[k, b]
     s = status[k, b]
     if kk <= PIPE:
+        if dw[0] != 0.0:
+            return dw_pipe_law(q, resist[k, b * r_step], km[k], rel_rough[k, b * e_step], visc_d[k], s, dw)
         return pipe_law(q, resist[k, b * r_step], km[k], hexp, s)
     if kk == PUMP:
         pn = pump_of[k]
@@ -190,5 +235,5 @@ def pump_status(s, gain, q, sv, pump_type, hmax):
     return XHEAD if gain > sv * sv * hmax + HTOL else OPEN
 
 
-__all__ = ["valve_law", "emitter_law", "pump_law", "pipe_law", "link_law", "tank_block", "pump_status",
-           "safe_pow", "QTOL"]
+__all__ = ["valve_law", "emitter_law", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
+           "tank_block", "pump_status", "safe_pow", "QTOL"]

@@ -60,6 +60,18 @@ def pump_network(folder: Path, kind: str) -> Path:
     return path
 
 
+def laminar_network(folder: Path) -> Path:
+    """5fcvs.inp (Darcy-Weisbach) with a dead end drawing 0.1 gpm through a pipe with a minor loss: a flow
+    below Reynolds 2000, EPANET's laminar branch."""
+    text = (TESTS / "valves" / "5fcvs.inp").read_text()
+    text = re.sub(r"(\[JUNCTIONS\][^\n]*\n)", lambda m: m.group(1) + " 99  96.0  0.1\n", text, count=1)
+    text = re.sub(r"(\[PIPES\][^\n]*\n)", lambda m: m.group(1) + " 99p  14  99  100  1.0  0.005  4.0\n", text,
+                  count=1)
+    path = folder / "5fcvs-laminar.inp"
+    path.write_text(text)
+    return path
+
+
 def pda_network(folder: Path) -> Path:
     """NET1 with pressure-driven demands: a feature the device kernels do not carry."""
     text = (TESTS / "network_one" / "NET1.inp").read_text()

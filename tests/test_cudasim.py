@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cudasim_compare import (QUANTITIES, TESTS, arrays, dead_end_prv_network, libm_powers, pda_network,
-                             psv_tcv_network, pump_network, solve)
+from cudasim_compare import (QUANTITIES, TESTS, arrays, dead_end_prv_network, laminar_network, libm_powers,
+                             pda_network, psv_tcv_network, pump_network, solve)
 
 pytestmark = [pytest.mark.cudasim,
               pytest.mark.skipif(not TESTS.exists(), reason="../shared/networks is not beside the repository")]
@@ -37,7 +37,9 @@ CASES = [
     ("2prvs", TESTS / "valves" / "2PRVs.inp", 6, 11, 0, "exact"),
     ("fcv", TESTS / "valves" / "fcv.inp", 6, 13, 0, "exact"),
     ("fcv2", TESTS / "valves" / "fcv2.inp", 4, 17, 0, "exact"),
-    ("dw-falls-back", TESTS / "valves" / "5fcvs.inp", 3, 41, 0, "rtol"),
+    ("darcy-weisbach-fcvs", TESTS / "valves" / "5fcvs.inp", 4, 41, 0, "rtol"),
+    ("darcy-weisbach-tanks-24h", TESTS / "tanks" / "gestar1.inp", 3, 43, 24 * 3600, "rtol"),
+    ("darcy-weisbach-laminar", "laminar", 4, 45, 0, "rtol"),
     ("fcv-noflow", TESTS / "valves" / "fcv-noflow.inp", 4, 19, 0, "exact"),
     ("simpson-prv-fcv", TESTS / "small" / "simpson_test.inp", 4, 23, 0, "exact"),
     ("2tanks-24h", TESTS / "tanks" / "2Tanks.inp", 3, 29, 24 * 3600, "exact"),
@@ -60,7 +62,7 @@ def simulated(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cudasim")
     made = {"psv-tcv": psv_tcv_network(folder), "pda": pda_network(folder),
             "dead-end-prv": dead_end_prv_network(folder), "custom-pump": pump_network(folder, "custom"),
-            "power-pump": pump_network(folder, "power")}
+            "power-pump": pump_network(folder, "power"), "laminar": laminar_network(folder)}
     cases = [dict(id=i, path=str(made.get(str(p), p)), n=n, seed=s, duration_s=d, max_trials=TRIALS.get(i),
                   device_batch=DEVICE_BATCH.get(i)) for i, p, n, s, d, _ in CASES]
     (folder / "cases.json").write_text(json.dumps(cases))
@@ -93,7 +95,7 @@ def test_device_kernels_match_the_cpu_backend(simulated, case):
     else:
         assert device["converged"].mean() > 0.5, f"{name}: most scenarios should converge"
     said = str(device["warnings"])
-    expected = {"pda-falls-back": "pressure-driven demands", "dw-falls-back": "Darcy-Weisbach"}.get(name)
+    expected = {"pda-falls-back": "pressure-driven demands"}.get(name)
     if expected:
         assert expected in said and "reference path" in said, said
     else:

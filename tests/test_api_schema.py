@@ -57,6 +57,7 @@ def api_schema(live):
     server_errors = ["2xx", "3xx", "4xx"] + (["501"] if _pictures_unavailable() else [])
     config = schemathesis.Config.from_dict({
         "generation": {"max-examples": EXAMPLES_PER_OPERATION},
+        "request-timeout": 120,          # a picture or a base run on a loaded CI machine: not 10 s
         "checks": {"not_a_server_error": {"expected-statuses": server_errors},
                    "positive_data_acceptance": {"expected-statuses": POSITIVE_DEFAULT}},
         "operations": [{"include-name": name,
@@ -93,6 +94,12 @@ def all_checks():
     return CHECKS.get_all()
 
 
+def describe(exc: BaseException) -> str:
+    """The failure and, for a group (schemathesis' checks, Hypothesis' flaky reports), each one inside."""
+    inner = getattr(exc, "exceptions", ())
+    return f"{exc}" + "".join(f"\n  - {type(e).__name__}: {describe(e)}" for e in inner)
+
+
 HYPOTHESIS = dict(deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
 
@@ -120,7 +127,7 @@ def test_every_operation_conforms_to_its_schema(api_schema):
                 # a negative run of an operation with nothing to make invalid (GET /health, GET /parks)
                 assert mode == GenerationMode.NEGATIVE, f"{operation.label}: no positive example could be generated"
             except (AssertionError, BaseExceptionGroup) as exc:   # collected: one report lists every failure
-                failures.append(f"{operation.label} ({mode.value}): {exc}")
+                failures.append(f"{operation.label} ({mode.value}): {describe(exc)}")
     assert len(operations) >= 16, operations
     print("schemathesis: status codes", dict(sorted(statuses.items())))
     # the run exercised both sides: accepted requests, created resources and rejected ones

@@ -135,7 +135,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         uploads = Sandbox("upload-reader", settings.worker_memory_bytes, ("parktwin.api.server.uploads",
                                                                           "parktwin.hydraulics.compile"))
-        pictures = Sandbox("renderer", settings.worker_memory_bytes, ("parktwin.api.server.uploads",))
+        pictures = Sandbox("renderer", settings.worker_memory_bytes, ("parktwin.api.server.uploads",
+                                                                      "parktwin.twin.coupled", "parktwin.viz.park_scene",
+                                                                      "parktwin.viz.views", "pyvista"))
         app.state.pictures = pictures
         app.state.registry = Registry(settings.data_dir, example_park_dir(), settings.max_unzipped_bytes,
                                       settings.max_zip_files, settings.max_cached_parks, settings.upload_limits,
@@ -147,7 +149,8 @@ def create_app(settings: Settings) -> FastAPI:
             # a failed start-up still stops the job workers it has started.
             for duration_s in (86400, 0):
                 app.state.registry.base_result("example", duration_s)
-            uploads.start()         # after the warm-up, so that its imports do not slow the start
+            uploads.start()         # after the warm-up, so that their imports do not slow the start
+            pictures.start()
             # What a job submission imports: loaded now, not under the first request, where a C
             # extension's import would hold the interpreter (and /health with it) for a second or more.
             for module in ("parktwin.scenarios.spec", "parktwin.scenarios.samplers", "parktwin.scenarios.runner",

@@ -4,7 +4,9 @@
     DATA_DIR/networks/<id>/network.inp, meta.json
 
 Ids are generated here (never taken from a client) and path parameters must match ID_RE before they
-touch the file system, so no request can name a path. Loaded parks and their base-case runs are cached
+touch the file system, so no request can name a path. An upload is checked and read by `untrusted`
+(the server's sandboxed upload worker, api.server.uploads) before it is stored, with a meta.json of its
+summary, so that listing never loads a park. Loaded parks and their base-case runs are cached
 in memory: a what-if then costs one coupled run, not two. The cache keeps the `max_cached_parks` uploaded
 parks used last, and the bundled example always, so uploads cannot grow the server's memory without bound.
 """

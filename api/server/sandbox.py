@@ -38,7 +38,10 @@ def _worker(conn, memory_bytes: int, warm: tuple[str, ...], parent_pid: int) -> 
     die_with_parent(parent_pid)
     _limit_memory(memory_bytes)
     for module in warm:                 # imported once here, so that a call pays only for its own work
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:      # the call that needs it will say so; the worker still serves others
+            log.warning("%s: %s", module, exc)
     from parktwin.api.server.errors import ApiError
     while True:
         try:

@@ -109,8 +109,9 @@ class QualityEngine:
             return
         sel = np.flatnonzero(live)
         rows = cols[sel]
-        flow = np.ascontiguousarray(st.flow[:, sel], float)
-        status = np.ascontiguousarray(st.status[:, sel], np.int64)
+        # scenario-major [rows, element]: each kernel thread walks its own contiguous rows
+        flow = np.ascontiguousarray(st.flow[:, sel].T, float)
+        status = np.ascontiguousarray(st.status[:, sel].T, np.int64)
         self.k.begin_step(rows, self.ip, self.fp, flow, status, self.link_kind, self.start_n, self.end_n,
                           self.length_ft, self.diam_ft, self.kw, self.rc, self.flow_dir, self.adj_ptr, self.adj_link,
                           self.adj_node, self.order, self.sorted_nodes, self.seg_prev, self.first, self.last)
@@ -118,13 +119,14 @@ class QualityEngine:
         if not (hydstep > 0).any():
             return
         nj = self.net.n_junctions
-        demand = np.zeros((self.net.n_nodes, len(sel)))
-        demand[:nj] = st.demand_flow[:, sel] + st.emitter_flow[:, sel] + st.leak_flow[:, sel]
+        junction_out = st.demand_flow[:, sel] + st.emitter_flow[:, sel] + st.leak_flow[:, sel]
         if st.favad_qfa is not None:
             # EPANET's NodeDemand includes the pipe leakage ([LEAKAGE]) the junction releases
-            demand[:nj] += st.favad_qfa[:, sel] + st.favad_qva[:, sel]
-        vol_now = np.ascontiguousarray(st.tank_volume[:, sel], float)
-        src_now = np.ascontiguousarray((self.src_base[rows] * self._pattern_factors(t[sel])).T)
+            junction_out = junction_out + st.favad_qfa[:, sel] + st.favad_qva[:, sel]
+        demand = np.zeros((len(sel), self.net.n_nodes))
+        demand[:, :nj] = junction_out.T
+        vol_now = np.ascontiguousarray(st.tank_volume[:, sel].T, float)
+        src_now = np.ascontiguousarray(self.src_base[rows] * self._pattern_factors(t[sel]))
         qdone = np.zeros(len(sel), np.int64)
         stalled = np.zeros(len(sel), bool)
         while True:

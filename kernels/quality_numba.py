@@ -7,7 +7,9 @@ upstream, exactly EPANET's singly linked lists with indices for pointers. A tran
 one segment per link and per tank, so the driver guarantees that much room before each step and grows
 the pool between calls (`stalled` asks for it); no step is ever cut short mid-way.
 
-Units are EPANET's internal ones (ft, cfs, mass per ft3, s); scenario rows are split across threads.
+Units are EPANET's internal ones (ft, cfs, mass per ft3, s); scenario rows are split across threads, and
+the step's arrays (flows, statuses, demands, tank volumes, source strengths) come scenario-major
+([rows, element]) so that each thread reads its own contiguous rows.
 Imported lazily (only by the quality driver).
 """
 from __future__ import annotations
@@ -212,11 +214,11 @@ def begin_step(rows, ip, fp, flow, status, link_kind, start, end, length_ft, dia
             for k in range(n_links):
                 r = 0.0
                 if kw[k] != 0.0:
-                    r = _piperate(k, flow[k, j], status[k, j], fp, length_ft, diam_ft, kw)
+                    r = _piperate(k, flow[j, k], status[j, k], fp, length_ft, diam_ft, kw)
                 rc[b, k] = r
         changed = False
         for k in range(n_links):
-            q = 0.0 if status[k, j] <= CLOSED else flow[k, j]
+            q = 0.0 if status[j, k] <= CLOSED else flow[j, k]
             new = 1 if q > 0.0 else (-1 if q < 0.0 else 0)
             if abs(q) < Q_STAGNANT:
                 new = 0
@@ -462,7 +464,7 @@ def _transport(b, j, dt, ip, fp, flow, status, demand, vol_now, src_type, src_no
         for a in range(adj_ptr[n], adj_ptr[n + 1]):
             k = adj_link[a]
             down = start[k] if flow_dir[b, k] < 0 else end[k]
-            q = 0.0 if status[k, j] <= CLOSED else abs(flow[k, j])
+            q = 0.0 if status[j, k] <= CLOSED else abs(flow[j, k])
             if down == n:
                 # evalnodeinflow(): the link's downstream segments enter the node
                 v = q * dt
@@ -485,11 +487,11 @@ def _transport(b, j, dt, ip, fp, flow, status, demand, vol_now, src_type, src_no
                 volout += q
         nk = node_kind[n]
         if nk == JUNCTION:
-            volout += max(0.0, demand[n, j])
+            volout += max(0.0, demand[j, n])
         volout *= dt
         # findnodequal()
         if nk == JUNCTION:
-            volin -= min(0.0, demand[n, j]) * dt
+            volin -= min(0.0, demand[j, n]) * dt
             if volin > 0.0:
                 node_qual[b, n] = massin / volin
             elif ip[P_REACT] != 0:
@@ -497,20 +499,20 @@ def _transport(b, j, dt, ip, fp, flow, status, demand, vol_now, src_type, src_no
         elif nk == TANK:
             t = tank_of_node[n]
             node_qual[b, n] = _mixtank(b, t, n_links + t, volin, massin, volin - volout, tank_mix, tank_v1frac,
-                                       tank_vmax, vol_now[t, j], fp, tank_c, seg_v, seg_c, seg_prev, first, last,
+                                       tank_vmax, vol_now[j, t], fp, tank_c, seg_v, seg_c, seg_prev, first, last,
                                        pool)
         out_c = node_qual[b, n]
         if kind == KIND_TRACE:
             if n == ip[P_TRACE_NODE]:
                 node_qual[b, n] = 100.0
                 out_c = 100.0
-        elif kind == KIND_CHEM and src_type[b, n] >= 0 and src_now[n, j] != 0.0 and volout / dt > Q_STAGNANT:
+        elif kind == KIND_CHEM and src_type[b, n] >= 0 and src_now[j, n] != 0.0 and volout / dt > Q_STAGNANT:
             # findsourcequal(): src_now is the strength in this period (mass/s for MASS sources)
-            c = src_now[n, j]
+            c = src_now[j, n]
             st = src_type[b, n]
             if st == CONCEN:
                 if nk == JUNCTION:
-                    c = -c * demand[n, j] * dt / volout if demand[n, j] < 0.0 else 0.0
+                    c = -c * demand[j, n] * dt / volout if demand[j, n] < 0.0 else 0.0
             elif st == MASS:
                 c = c * dt / volout
             elif st == SETPOINT:
@@ -530,7 +532,7 @@ def _transport(b, j, dt, ip, fp, flow, status, demand, vol_now, src_type, src_no
             up = end[k] if flow_dir[b, k] < 0 else start[k]
             if up != n:
                 continue
-            v = (0.0 if status[k, j] <= CLOSED else abs(flow[k, j])) * dt
+            v = (0.0 if status[j, k] <= CLOSED else abs(flow[j, k])) * dt
             if v == 0.0:
                 continue
             s = last[b, k]

@@ -13,6 +13,7 @@ from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
+_NO_FAVAD = tuple(np.zeros((1, 1)) for _ in range(5))   # no pipe leakage: empty per-scenario lists
 
 
 def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | None:
@@ -35,6 +36,8 @@ def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | 
 
 
 class FusedGradientSolver:
+    carries_pipe_leakage = True    # EPANET 2.3's [LEAKAGE] (HydraulicState.favad_*) is in the kernel
+
     def __init__(self, sn: SolverNetwork, assembler, settings):
         from parktwin.kernels import gga_numba
         self.kernel = gga_numba.iterate
@@ -140,6 +143,18 @@ class FusedGradientSolver:
             # Reused across iterations: a fresh array page-faults on first touch every time.
             lanes.powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
         q_pow, speed_pow = lanes.powers
+        if st.favad_cfa is None:
+            fav, fav_ptr, fav_node = _NO_FAVAD, np.zeros(batch + 1, np.int64), np.zeros(0, np.int64)
+        else:
+            if lanes.favad is None or lanes.favad[0] is not st.favad_cfa:
+                # the junctions that leak, per scenario (junction ascending), as for the orifice leaks
+                f_lane, f_node = np.nonzero(((st.favad_cfa != 0.0) | (st.favad_cva != 0.0)).T)
+                lanes.favad = (st.favad_cfa, np.searchsorted(f_lane, np.arange(batch + 1)).astype(np.int64),
+                               f_node.astype(np.int64), np.nonzero(st.favad_cva), np.zeros(st.favad_cva.shape))
+            _, fav_ptr, fav_node, variable, v_pow = lanes.favad
+            # the variable-area power by numpy, as the reference path takes it (hydraulics.leakage)
+            v_pow[variable] = np.power(np.abs(st.favad_qva[variable]), 2.0 / 3.0 - 1.0)
+            fav = (st.favad_cfa, st.favad_cva, st.favad_qfa, st.favad_qva, v_pow)
         live_cols = np.flatnonzero(lanes.state == 0).astype(np.int64)
         self._powers(st, q_pow, speed_pow, live_cols)
         n_workers = max(1, min(-(-len(live_cols) // BLOCK), numba.get_num_threads()))
@@ -147,7 +162,8 @@ class FusedGradientSolver:
                     ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
                     np.ascontiguousarray(st.resistance), st.emitter_flow, st.leak_flow, st.leak_ke,
                     st.demand_flow, st.node_outflow, lanes.state, lanes.iters, lanes.next_check, lanes.relax,
-                    lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols)
+                    lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols,
+                    fav, fav_ptr, fav_node)
 
 
 class _Lanes:
@@ -163,4 +179,5 @@ class _Lanes:
         self.failed = np.zeros(batch, bool)
         self.bad = np.full(batch, -1, np.int64)
         self.leaks = None
+        self.favad = None
         self.powers = None

@@ -60,10 +60,11 @@ class GradientSolver:
 
     def solve(self, state, active: np.ndarray | None = None, accuracy: float | None = None) -> StepOutcome:
         """hydsolve() for the batch; `accuracy` overrides the settings' for this call (warm starts)."""
-        # the fused and device kernels do not carry pipe leakage: those states take the reference path
-        if self.fused is not None and active is None and state.favad_cfa is not None:
+        # the device kernels do not carry pipe leakage yet: those states take the reference path
+        leaks_along_pipes = state.favad_cfa is not None and not getattr(self.fused, "carries_pipe_leakage", False)
+        if self.fused is not None and active is None and leaks_along_pipes:
             _reference_path_note(self.backend, "pipe leakage ([LEAKAGE], leak_favad_*)")
-        if self.fused is not None and active is None and state.favad_cfa is None:
+        if self.fused is not None and active is None and not leaks_along_pipes:
             return self.fused.solve(state, self._rescue, accuracy)
         s = self.settings if accuracy is None else replace(self.settings, accuracy=accuracy)
         batch = state.batch_size

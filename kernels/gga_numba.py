@@ -18,11 +18,26 @@ from parktwin.kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPI
                                _valve)
 from parktwin.kernels.ldl_numba import _factor_block, _substitute_block
 
+FAVAD_QTOL = 0.0001     # leakage.c leakagehasconverged(), cfs
+
+
+@nb.njit(cache=True, inline="always")
+def _favad(q, c, n_inv, q_pow):
+    """leakage.c eval_leak_headloss() with its lower barrier; 0, 0 where the junction has no such leak.
+    q_pow = |q|^(1/n - 1), by numpy as in the reference path (the variable-area exponent is not an integer)."""
+    if c == 0.0:
+        return 0.0, 0.0
+    grad = n_inv * c * q_pow
+    loss = grad * q / n_inv
+    a = 1.0e9 * q
+    b = np.sqrt(a * a + 1.0e-6)
+    return loss + (a - b) / 2.0, grad + (1.0e9 / 2.0) * (1.0 - a / b)
+
 
 
 @nb.njit(cache=True)
 def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
-              qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node):
+              qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node, fav, fav_ptr, fav_node):
     """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order."""
     start, end, edge_of, ctl = net_i[0], net_i[1], net_i[6], net_i[7]
     kind = net_i[2]
@@ -77,6 +92,21 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
             aii[j, lane] += 1.0 / hg
             f[j, lane] += (hl + el[j]) / hg
             xflow[j, lane] += -q
+    # Pipe leakage (leakage.c leakagecoeffs()): fav = (cfa, cva, qfa, qva) [Nj, B], listed per scenario.
+    fca, fcv, fqa, fqv, fpow = fav
+    for lane in range(w):
+        b = cols[lane]
+        for i in range(fav_ptr[b], fav_ptr[b + 1]):
+            j = fav_node[i]
+            hfa, gfa = _favad(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
+            hva, gva = _favad(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
+            if gfa > 0.0:
+                aii[j, lane] += 1.0 / gfa
+                f[j, lane] += (hfa + el[j]) / gfa
+            if gva > 0.0:
+                aii[j, lane] += 1.0 / gva
+                f[j, lane] += (hva + el[j]) / gva
+            xflow[j, lane] -= fqa[j, b] + fqv[j, b]
     for j in range(nj):
         for lane in range(w):
             xflow[j, lane] -= demand_flow[j, cols[lane]]
@@ -144,7 +174,8 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
 
 @nb.njit(cache=True)
 def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
-               relax, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum, leak_ptr, leak_node):
+               relax, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum, leak_ptr, leak_node,
+               fav, fav_ptr, fav_node, fav_ok):
     """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change.
 
     Links outermost and lanes innermost (contiguous memory); the per-lane sums still add link by link,
@@ -207,6 +238,31 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
             leak_flow[j, b] = q - dl
             qs += abs(q - dl)
             dqs += abs(dl)
+        # pipe leakage: leakageflowchange() per junction, then leakagehasconverged() at the new heads
+        fca, fcv, fqa, fqv, fpow = fav
+        ok = True
+        for i in range(fav_ptr[b], fav_ptr[b + 1]):
+            j = fav_node[i]
+            pj = head[j, b] - el[j]
+            hfa, gfa = _favad(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
+            hva, gva = _favad(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
+            dqfa = (hfa - pj) / gfa * rb if gfa > 0.0 else 0.0
+            dqva = (hva - pj) / gva * rb if gva > 0.0 else 0.0
+            fqa[j, b] -= dqfa
+            fqv[j, b] -= dqva
+            dq = dqfa + dqva
+            if dq != 0.0:
+                qs += abs(fqa[j, b] + fqv[j, b])
+                dqs += abs(dq)
+            qref = 0.0
+            if pj > 0.0:
+                if fca[j, b] > 0.0:
+                    qref = np.sqrt(pj / fca[j, b])
+                if fcv[j, b] > 0.0:
+                    qref += (pj / fcv[j, b]) ** 1.5
+            if abs(qref - (fqa[j, b] + fqv[j, b])) > FAVAD_QTOL:
+                ok = False
+        fav_ok[lane] = ok
         err[lane] = dqs / qs if qs > accuracy else dqs
 
 
@@ -331,11 +387,13 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, c
 def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
             flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
             demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out,
-            leak_ptr, leak_node, live_cols):
+            leak_ptr, leak_node, live_cols, fav, fav_ptr, fav_node):
     """One hydsolve() iteration for every running lane (lane_state 0); finished lanes get state 1.
 
     ctrl = (accuracy, max_trials, check_frequency, max_check, damp_limit, qexp, backflow).
     Lanes whose matrix fails get bad_node_out >= 0 and are left for the caller's badvalve() rescue.
+    fav = (cfa, cva, qfa, qva, |qva|^(-1/3)) [Nj, B] of EPANET 2.3's pipe leakage, its junctions listed per
+    scenario in fav_ptr / fav_node (empty lists where nothing leaks that way).
     """
     perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot = plan_i
     accuracy, max_trials, check_freq, max_check, damp_limit, qexp, backflow_f = ctrl
@@ -364,6 +422,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
         rnow = np.zeros(block)
         qsum = np.zeros(block)
         dqsum = np.zeros(block)
+        fav_ok = np.ones(block, dtype=np.bool_)
         for blk in range(worker, n_blocks, n_workers):
             # Blocks are cut from the list of running scenarios, so finished ones cost nothing.
             cols = live_cols[blk * block: blk * block + block]
@@ -377,7 +436,8 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist,
                           r_cols, cols, w, p, y)
             _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke,
-                      demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node)
+                      demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node,
+                      fav, fav_ptr, fav_node)
             values = values_buf[:nslots * w].reshape((nslots, w))
             work = work_buf[:nj * w].reshape((nj, w))
             first = first_buf[:w]
@@ -405,7 +465,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                 rnow[lane] = relax[cols[lane]] if live[lane] else 0.0
             _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp,
                        backflow, rnow, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum,
-                       leak_ptr, leak_node)
+                       leak_ptr, leak_node, fav, fav_ptr, fav_node, fav_ok)
             for lane in range(w):
                 b = cols[lane]
                 vchanged[lane] = False
@@ -421,7 +481,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, vchanged)
             for lane in range(w):
                 b = cols[lane]
-                conv = live[lane] and err[lane] <= accuracy
+                conv = live[lane] and err[lane] <= accuracy and fav_ok[lane]
                 chk[lane] = conv and not (iters[b] > max_trials)
             _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, lchanged)
             for lane in range(w):
@@ -429,7 +489,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                 if not live[lane]:
                     continue
                 it = iters[b]
-                conv = err[lane] <= accuracy
+                conv = err[lane] <= accuracy and fav_ok[lane]
                 stop = conv and it > max_trials
                 if chk[lane]:
                     if not (vchanged[lane] or lchanged[lane]):

@@ -2,9 +2,9 @@
 
 Each variant is written from the shared NET1 (which has [TAGS], [VERTICES], [LABELS] and [BACKDROP]
 sections): NUL bytes inside lines (EPANET reads a line up to its first NUL, so what follows must be
-ignored, here a status that would close a pipe and a control that would never fire), odd [BACKDROP],
-[LABELS], [TAGS] and [COORDINATES] content, Latin-1 names, quoted IDs with blanks, CRLF line endings and a line longer than
-EPANET's 1023-byte read.  Each is solved with the command's defaults and compared with EPANET on the
+ignored, here a status that would close a pipe and controls that would act otherwise), odd [BACKDROP],
+[LABELS], [TAGS] and [COORDINATES] content, Latin-1 names, quoted IDs with blanks, CRLF line endings and
+a line longer than EPANET's 1023-byte read.  Each is solved with the command's defaults and compared with EPANET on the
 same file, node by node and link by link (DESIGN.md tolerances).
 """
 from __future__ import annotations

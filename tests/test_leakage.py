@@ -120,8 +120,11 @@ def test_backends_agree_with_leakage(tmp_path, monkeypatch):
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     fused_calls = []
     original = FusedGradientSolver.solve
-    monkeypatch.setattr(FusedGradientSolver, "solve",
-                        lambda self, st, *a, **k: fused_calls.append(st.favad_cfa is not None) or original(self, st, *a, **k))
+
+    def spy(self, st, *args, **kwargs):
+        fused_calls.append(st.favad_cfa is not None)
+        return original(self, st, *args, **kwargs)
+    monkeypatch.setattr(FusedGradientSolver, "solve", spy)
     net1 = load_network(with_leakage(NET1, tmp_path / "net1.inp"))
     ltown = load_network(LTOWN)
     rng = np.random.default_rng(5)

@@ -132,18 +132,20 @@ def pipe_distances_m(net, source: str) -> np.ndarray:
     return dijkstra(graph, directed=False, indices=net.node_index(source))
 
 
-def random_leaks(net, n: int, truth: Truth, seed: int, train_steps: int) -> list[Leak]:
-    """n single leaks, half abrupt (1-4 cm²), half incipient (growing to 2-6 cm² over 3-10 days)."""
+def random_leaks(net, n: int, truth: Truth, seed: int, train_steps: int, abrupt_cm2=(1.0, 4.0),
+                 incipient_cm2=(2.0, 6.0)) -> list[Leak]:
+    """n single leaks, half abrupt (`abrupt_cm2`), half incipient (growing to `incipient_cm2` over 3-10 days)."""
     rng = np.random.default_rng(seed + 1)
     junctions = [j for j in net.junction_ids]
     leaks = []
     for i in range(n):
         start = int(rng.integers(train_steps + 48, truth.days * 24 - 7 * 24))
         if i % 2 == 0:
-            leaks.append(Leak(junctions[int(rng.integers(len(junctions)))], start, 0, float(rng.uniform(1e-4, 4e-4))))
+            leaks.append(Leak(junctions[int(rng.integers(len(junctions)))], start, 0,
+                              float(rng.uniform(*abrupt_cm2)) * 1e-4))
         else:
             leaks.append(Leak(junctions[int(rng.integers(len(junctions)))], start, int(rng.integers(72, 240)),
-                              float(rng.uniform(2e-4, 6e-4))))
+                              float(rng.uniform(*incipient_cm2)) * 1e-4))
     return leaks
 
 
@@ -202,12 +204,15 @@ def main() -> None:
     ap.add_argument("--leak-free-months", type=int, default=1)
     ap.add_argument("--leaks", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--abrupt-cm2", type=float, nargs=2, default=(1.0, 4.0), help="abrupt leak area range")
+    ap.add_argument("--incipient-cm2", type=float, nargs=2, default=(2.0, 6.0), help="incipient leak final area range")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     from parktwin.hydraulics.compile import load_network
     from parktwin.twin.leak_alarm import AlarmOptions
     truth, options = Truth(), AlarmOptions()
-    leaks = random_leaks(load_network(LTOWN), args.leaks, truth, args.seed, options.train_steps)
+    leaks = random_leaks(load_network(LTOWN), args.leaks, truth, args.seed, options.train_steps,
+                         tuple(args.abrupt_cm2), tuple(args.incipient_cm2))
     started = time.perf_counter()
     summary = evaluate(leaks, args.leak_free_months, truth, args.seed, options)
     summary["seconds"] = time.perf_counter() - started

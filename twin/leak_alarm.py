@@ -199,15 +199,15 @@ def detect_leaks(net: NetworkArrays, series: MeterSeries, options: AlarmOptions 
         raise ValueError(f"{n_steps} steps of readings: the alarm needs {options.train_steps} to train and "
                          f"{w} more to judge")
     grid = np.asarray(options.levels, float)
-    first = np.maximum(np.nanstd(model.y, axis=0) * 0.01, model.floor)
-    level, residual, slope = _fit_levels(model, grid, first)
-    train = residual[:options.train_steps]
-    mu = np.nanmean(train, axis=0)
-    sigma = np.maximum(np.nanstd(train, axis=0), model.floor)
-    level, residual, slope = _fit_levels(model, grid, sigma)          # again, weighted by what training learnt
-    train = residual[:options.train_steps]
-    mu = np.nanmean(train, axis=0)
-    sigma = np.maximum(np.nanstd(train, axis=0), model.floor)
+    # The level fit weighs meters by their spread, which training learns from the fit's residuals: a first
+    # pass weighs by 1 % of each meter's own range (pressures and flows on comparable footing), the
+    # second by the spread the first pass found.
+    sigma = np.maximum(np.nanstd(model.y, axis=0) * 0.01, model.floor)
+    for _ in range(2):
+        level, residual, slope = _fit_levels(model, grid, sigma)
+        train = residual[:options.train_steps]
+        mu = np.nanmean(train, axis=0)
+        sigma = np.maximum(np.nanstd(train, axis=0), model.floor)
     k = residual.shape[1]
     z = np.nansum(((residual - mu) / sigma) ** 2, axis=1) / k
     window = np.convolve(z, np.ones(w) / w, mode="full")[:n_steps]

@@ -48,9 +48,10 @@ class Mismatch:
         return bool(self.head.any() or self.flow.any())
 
 
-def mismatch(ours_head, ours_flow, ref_head, ref_flow, node_mask) -> Mismatch:
-    head_bad = node_mask & ~(np.abs(ours_head - ref_head) <= HEAD_TOL_M)
-    flow_tol = np.maximum(FLOW_ABS_TOL_M3S, FLOW_REL_TOL * np.abs(ref_flow))
+def mismatch(ours_head, ours_flow, ref_head, ref_flow, node_mask, scale: float = 1.0) -> Mismatch:
+    """Where heads and flows differ by more than DESIGN.md's tolerances (times `scale`)."""
+    head_bad = node_mask & ~(np.abs(ours_head - ref_head) <= scale * HEAD_TOL_M)
+    flow_tol = scale * np.maximum(FLOW_ABS_TOL_M3S, FLOW_REL_TOL * np.abs(ref_flow))
     flow_bad = ~(np.abs(ours_flow - ref_flow) <= flow_tol)
     return Mismatch(head_bad, flow_bad)
 

@@ -36,13 +36,19 @@ class Change:
     epanet_value: float
 
 
-def draw(ep: oracle.EpanetProject, rng: np.random.Generator, n: int) -> list[list[Change]]:
-    """n scenarios of one to three random changes, drawn from what this network has."""
+LEAK_AND_DEMAND = ("leak", "demand_multiplier")
+
+
+def draw(ep: oracle.EpanetProject, rng: np.random.Generator, n: int, kinds=KINDS,
+         every_kind: bool = False) -> list[list[Change]]:
+    """n scenarios drawn from what this network has: one to three random changes of `kinds`, or one of
+    every kind (every_kind)."""
     pool = _pool(ep)
-    kinds = [k for k in KINDS if len(pool[k])]
+    kinds = [k for k in kinds if len(pool[k])]
     out = []
     for _ in range(n):
-        picked = rng.choice(kinds, size=min(len(kinds), int(rng.integers(1, 4))), replace=False)
+        size = len(kinds) if every_kind else min(len(kinds), int(rng.integers(1, 4)))
+        picked = rng.permutation(kinds)[:size]
         changes: list[Change] = []
         seen = set()
         for kind in picked:

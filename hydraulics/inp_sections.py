@@ -6,7 +6,7 @@ import math
 
 from parktwin.hydraulics.inp_options import _Net, _option, _time
 from parktwin.hydraulics.inp_tokens import (M_PER_FT, PRESSURE_VALVES, PSI_PER_FT, VALVE_TYPES, Line, NormaliseError, _Out,
-                                   _range, findmatch, fmt, hms, hours, isnum, match, num)
+                                   _range, findmatch, fmt, hms, hours, isnum, match, num, numtok)
 
 
 def _check_id(ln: Line, tok: str):
@@ -114,10 +114,10 @@ def _emit_network(net: _Net, lines, out: _Out):
         if sect == '[TITLE]':
             out.add(sect, no, ln.raw.strip())
         elif sect == '[PATTERNS]':
-            out.add(sect, no, *t)
+            out.add(sect, no, t[0], *map(numtok, t[1:]))
         elif sect == '[CURVES]':
             # EPANET 2.3 allows a 4th (curve type) field that WNTR does not expect
-            out.add(sect, no, *t[:3])
+            out.add(sect, no, t[0], *map(numtok, t[1:3]))
         elif sect == '[JUNCTIONS]':
             elev = t[1] if len(t) > 1 else '0'
             dem = t[2] if len(t) > 2 else '0'
@@ -127,22 +127,22 @@ def _emit_network(net: _Net, lines, out: _Out):
             # EPANET allows elevation/demand to be omitted; WNTR requires them
             if len(t) < 2:
                 net.note('[JUNCTIONS] entry without elevation given EPANET default 0')
-            out.add(sect, no, t[0], elev, dem, *([pat] if pat else []))
+            out.add(sect, no, t[0], numtok(elev), numtok(dem), *([pat] if pat else []))
         elif sect in ('[RESERVOIRS]', '[TANKS]'):
             if net.nodes[t[0]] == 'R':
                 # a [TANKS] entry without a diameter is a reservoir for EPANET
                 pat = t[2:3] if len(t) == 3 else []
-                out.add('[RESERVOIRS]', no, t[0], t[1], *pat)
+                out.add('[RESERVOIRS]', no, t[0], numtok(t[1]), *pat)
             else:
                 minvol = t[6] if len(t) > 6 else '0'
                 curve = t[7] if len(t) > 7 and t[7] and not t[7].startswith('*') else '*'
                 over = ['YES'] if len(t) > 8 and match(t[8], 'YES') else []
-                out.add('[TANKS]', no, *t[:6], minvol, curve, *over)
+                out.add('[TANKS]', no, t[0], *map(numtok, t[1:6]), numtok(minvol), curve, *over)
         elif sect == '[PIPES]' and len(t) >= 3:
             _emit_pipe(net, ln, out)
         elif sect == '[PUMPS]' and len(t) >= 3:
             pairs = dict(_pump_pairs(t))
-            kw = ['HEAD', pairs['HEAD']] if 'HEAD' in pairs else ['POWER', pairs['POWER']]
+            kw = ['HEAD', pairs['HEAD']] if 'HEAD' in pairs else ['POWER', numtok(pairs['POWER'])]
             # EPANET's validatepumps() prefers a head curve when both HEAD and POWER are given
             extra = ['SPEED', fmt(net.speed[t[0]])]
             if 'PATTERN' in pairs:
@@ -162,13 +162,13 @@ def _emit_network(net: _Net, lines, out: _Out):
                 # compiler restores the type, percent setting and curve from InpExtras.pcv
                 net.note('PCV written as a TCV; its setting and curve are carried beside the model')
                 vt = 'TCV'
-            out.add(sect, no, *t[:4], vt, s, t[6] if len(t) > 6 else '0')
+            out.add(sect, no, *t[:3], numtok(t[3]), vt, s, numtok(t[6]) if len(t) > 6 else '0')
         elif sect == '[DEMANDS]':
             if net.nodes.get(t[0]) != 'J':
                 net.dropped.append((no, 'demand on non-junction %s (EPANET ignores it)' % t[0]))
                 continue
             pat = t[2] if len(t) > 2 else defpat
-            out.add(sect, no, t[0], t[1], *([pat] if pat else []),
+            out.add(sect, no, t[0], numtok(t[1]), *([pat] if pat else []),
                     *([';' + ln.comment] if ln.comment.strip() else []))
         elif sect == '[EMITTERS]':
             if net.nodes.get(t[0]) != 'J':
@@ -240,7 +240,7 @@ def _emit_pipe(net: _Net, ln: Line, out: _Out):
             minor = tok
     if net.status.get(t[0]) in ('OPEN', 'CLOSED'):
         status = net.status.pop(t[0])
-    out.add('[PIPES]', ln.no, *t[:3], length, diam, rough, minor, status)
+    out.add('[PIPES]', ln.no, *t[:3], *map(numtok, (length, diam, rough, minor)), status)
 
 
 def _setting_words(net: _Net, link: str, tok: str, ln: Line) -> list[str]:

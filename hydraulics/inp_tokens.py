@@ -65,15 +65,21 @@ _HEXFLOAT = re.compile(r"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?\d
 
 
 def getfloat(s: str):
-    """input2.c getfloat() (C strtod, whole token): the number, or None."""
+    """input2.c getfloat(): C strtod, then `if (*endptr > 0) return 0` -> the number, or None.
+
+    strtod reads the longest prefix that is a number; the test on the character after it is made with C's
+    signed char, so a byte >= 0x80 there (a degree sign, a no-break space) reads as the end of the number."""
     t = s.lstrip(" \t\n\r\f\v")
     if t == "":
         return 0.0 if s == "" else None
-    if _FLOAT.fullmatch(t):
-        return float(t.split("(")[0])
-    if _HEXFLOAT.fullmatch(t):
-        return float.fromhex(t)
-    return None
+    m = _HEXFLOAT.match(t) or _FLOAT.match(t)
+    if m is None:
+        return None
+    rest = t[m.end():]
+    if rest and ord(rest[0]) < 0x80:
+        return None
+    text = m.group(0)
+    return float.fromhex(text) if m.re is _HEXFLOAT else float(text.split("(")[0])
 
 
 def hour(time: str, units: str) -> float:
@@ -145,6 +151,11 @@ def tokenise(line: str) -> tuple[list[str], str]:
         toks.append(body[pos:pos + m])
         pos += m + 1
     return toks, comment.rstrip('\r\n')
+
+
+def numtok(tok: str) -> str:
+    """A numeric field as WNTR's float() reads it with EPANET's value (hex floats, a trailing byte >= 0x80)."""
+    return fmt(num(tok))
 
 
 def isnum(tok: str) -> bool:
@@ -224,7 +235,8 @@ def split_sections(text: str, line_numbers: list[int] | None = None,
 
 
 def _stand_in(tok: str, names: dict[str, str], taken: set[str]) -> str:
-    if not any(ch.isspace() for ch in tok):
+    # a number stays as it is: the normaliser rewrites numbers where it reads them (numtok)
+    if not any(ch.isspace() for ch in tok) or getfloat(tok) is not None:
         return tok
     if tok not in names:
         alias = base = ''.join(BLANK_STAND_IN if ch.isspace() else ch for ch in tok)

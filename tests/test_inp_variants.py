@@ -3,9 +3,10 @@
 Each variant is written from the shared NET1 (which has [TAGS], [VERTICES], [LABELS] and [BACKDROP]
 sections): NUL bytes inside lines (EPANET reads a line up to its first NUL, so what follows must be
 ignored, here a status that would close a pipe and controls that would act otherwise), odd [BACKDROP],
-[LABELS], [TAGS] and [COORDINATES] content, Latin-1 names, quoted IDs with blanks, CRLF line endings and
-a line longer than EPANET's 1023-byte read.  Each is solved with the command's defaults and compared with EPANET on the
-same file, node by node and link by link (DESIGN.md tolerances).
+[LABELS], [TAGS] and [COORDINATES] content, Latin-1 names, quoted IDs with blanks, bytes >= 0x80 after
+numbers, CRLF line endings and a line longer than EPANET's 1023-byte read.  Each is solved with the
+command's defaults and compared with EPANET on the same file, node by node and link by link (DESIGN.md
+tolerances).
 """
 from __future__ import annotations
 
@@ -102,6 +103,21 @@ def quoted_ids() -> bytes:
                       for ln in text.split(b"\n"))
 
 
+def stray_bytes() -> bytes:
+    """Bytes >= 0x80 right after numbers (EPANET's getfloat() tests the next char as a signed char, so a
+    degree sign or a no-break space ends the number) and a no-break space inside an ID (no separator for
+    EPANET; WNTR would split the line there)."""
+    def edit(ln):
+        t = ln.split()
+        if t[:1] == [b"11"]:
+            return [b" 11 710\xb0 150\xc2\xa0 ;"]
+        if t[:1] == [b"11p"]:
+            return [b" 11p 11 12 5280\xb0 14 100 0 Open ;"]
+        return [ln]
+    lines = _section_edit(_section_edit(_lines(), b"[JUNCTIONS]", edit), b"[PIPES]", edit)
+    return re.sub(rb"(?<=\s)23(?=\s)", b"J\xa023", b"\n".join(lines))
+
+
 def crlf_endings() -> bytes:
     return b"\r\n".join(_lines())
 
@@ -116,8 +132,8 @@ def long_line() -> bytes:
     return b"\n".join(_section_edit(_lines(), b"[COORDINATES]", edit))
 
 
-VARIANTS = {f.__name__: f for f in (nul_bytes, display_sections, latin1_names, quoted_ids, crlf_endings,
-                                     long_line)}
+VARIANTS = {f.__name__: f for f in (nul_bytes, display_sections, latin1_names, quoted_ids, stray_bytes,
+                                     crlf_endings, long_line)}
 
 
 def _solve_and_compare(path, tmp_path, duration_s=0):
@@ -156,6 +172,8 @@ def test_variant_solves_like_epanet(variant, tmp_path):
     np.testing.assert_allclose(rq[0], ref["flow_m3s"], rtol=1e-9, atol=1e-12)
     if variant == "latin1_names":
         assert LATIN1_NAME in node_ids
+    if variant == "stray_bytes":
+        assert "J\xa023" in node_ids
     if variant == "quoted_ids":
         from parktwin.hydraulics.compile import load_network
         net = load_network(path)

@@ -2,7 +2,7 @@
 
 Runs where the cupy backend is available: on a GPU (bench/gpu_check.sh runs it there), or under numba's
 CUDA simulator when NUMBA_ENABLE_CUDASIM=1 is set for the whole run (bench/gpu_check.sh --simulate, with
-PARKTWIN_GPU_CHECK_ONLY naming one small network). Elsewhere every test skips with the reason.
+PARKTWIN_GPU_CHECK_ONLY naming the networks to take: a path under the networks folder, or its start). Elsewhere every test skips with the reason.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _cupy_state() -> str:
 
 def _networks():
     only = os.environ.get("PARKTWIN_GPU_CHECK_ONLY")
-    return [p for p in all_networks() if only is None or network_id(p) == only]
+    return [p for p in all_networks() if only is None or network_id(p).startswith(only)]
 
 
 pytestmark = [pytest.mark.gpu,

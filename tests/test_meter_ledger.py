@@ -305,6 +305,16 @@ def test_a_ledger_cut_short_is_caught_against_a_published_checkpoint(signed_ledg
     assert out.returncode == 1 and "readings #3500..#3999 are missing" in out.stderr
 
 
+def test_an_empty_file_makes_an_empty_ledger_that_verifies(tmp_path):
+    key, _ = load_or_create_private_key(tmp_path / "k.key")
+    summary = ingest(tmp_path / "l.db", "meter,time,quantity,value\n", "empty.csv", key)
+    assert summary.added == 0 and summary.tree_size == 0
+    report = verify(tmp_path / "l.db", key.public_key())
+    assert report.ok and report.readings == 0
+    ingest(tmp_path / "l.db", readings_csv(5), "five.csv", key)
+    assert verify(tmp_path / "l.db", key.public_key()).signed_size == 5
+
+
 def test_checkpoints_are_signed_every_so_many_readings(signed_ledger):
     ledger, key = signed_ledger
     con = sqlite3.connect(ledger)

@@ -308,9 +308,11 @@ def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
             min_pressure: float = typer.Option(10.0, "--min-pressure", help="service pressure, m"),
             snapshot: bool = typer.Option(False, "--snapshot",
                                           help="each scenario a snapshot of daily means instead of a 24 h run"),
-            resume: bool = typer.Option(False, "--resume", help="finish an interrupted study")):
+            resume: bool = typer.Option(False, "--resume", help="finish an interrupted study"),
+            backend: Backend = typer.Option(Backend.auto, "--backend")):
     """Monte-Carlo over the park's operations (a 24 h run per scenario): leaks, demand uncertainty, a
     reclaimed-plant outage, the city's offer; probabilities of shortfall and of service below pressure."""
+    from parktwin.hydraulics.solver import SolverOptions
     from parktwin.twin.park import load_park
     from parktwin.twin.park_montecarlo import ParkStudy, run_park_study
     park = load_park(park_dir)
@@ -323,8 +325,9 @@ def park_mc(park_dir: Path = typer.Argument(..., help="park folder"),
                       duration_s=0 if snapshot else 86400)
     if out.exists() and not resume:
         raise UserError(f"{out}: exists; give --resume to finish it or choose another --out")
+    options = SolverOptions(backend=backend.value)
     result = _with_progress(scenarios, out, lambda update: run_park_study(park, study, out, resume=resume,
-                                                                          progress=update))
+                                                                          progress=update, options=options))
     summary_path = out.with_suffix(".json")
     summary_path.write_text(json.dumps(result.summary, indent=2))
     prob = result.summary["probability"]

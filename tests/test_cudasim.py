@@ -200,3 +200,26 @@ def test_parktwin_mc_summary_with_backend_cupy(tmp_path):
                 np.testing.assert_allclose(a, b, rtol=RTOL, atol=RTOL * scale, err_msg=name)
             else:
                 np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_parktwin_park_mc_with_backend_cupy(tmp_path):
+    """`parktwin park mc --backend cupy` (the simulator) on the bundled park: the same study, bit for bit, as
+    `--backend numba` with libm's powers (run in this process)."""
+    import h5py
+
+    from parktwin.api.cli import main
+    park = HERE.parent / "twin" / "example_park"
+    args = ["park", "mc", str(park), "--scenarios", "3", "--seed", "2", "--snapshot"]
+    _cli(*args, "--out", tmp_path / "cupy.h5", "--backend", "cupy", simulate=True)
+    with libm_powers():
+        try:
+            main([*args, "--out", str(tmp_path / "numba.h5"), "--backend", "numba"])
+        except SystemExit as done:
+            assert done.code in (0, None)
+    assert json.loads((tmp_path / "cupy.json").read_text()) == json.loads((tmp_path / "numba.json").read_text())
+    with h5py.File(tmp_path / "cupy.h5") as device, h5py.File(tmp_path / "numba.h5") as cpu:
+        names = []
+        cpu.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        assert names
+        for name in names:
+            np.testing.assert_array_equal(device[name][()], cpu[name][()], err_msg=name)

@@ -195,7 +195,7 @@ class DeviceGradientSolver:
         host = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         failed = host["failed"].astype(bool)
         return StepOutcome(converged=host["converged"].astype(bool) & ~failed,
-                           iterations=np.minimum(host["iters"], self.max_total),
+                           iterations=host["iters"],
                            relative_error=host["relerr"], failed=failed)
 
     def _solve_columns(self, st, cols: slice, accuracy) -> dict:

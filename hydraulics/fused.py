@@ -127,7 +127,7 @@ class FusedGradientSolver:
                 lanes.failed[lost] = True
                 lanes.state[lost] = 1
             lanes.state[(lanes.state == 0) & (lanes.iters > max_total)] = 1
-        return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=np.minimum(lanes.iters, max_total),
+        return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=lanes.iters.copy(),
                            relative_error=lanes.relerr, failed=lanes.failed)
 
     def _run_kernel(self, st, lanes, ctrl):

@@ -59,7 +59,8 @@ class GradientSolver:
             self.fused = device_solver(sn, self.assembler, settings, junction_controls)
 
     def solve(self, state, active: np.ndarray | None = None, accuracy: float | None = None) -> StepOutcome:
-        """hydsolve() for the batch; `accuracy` overrides the settings' for this call (warm starts)."""
+        """hydsolve() for the batch; `accuracy` overrides the settings' for this call (warm starts).
+        A scenario that does not converge reports EPANET's count of trials: the limit plus one."""
         # the device kernels do not carry pipe leakage yet: those states take the reference path
         leaks_along_pipes = state.favad_cfa is not None and not getattr(self.fused, "carries_pipe_leakage", False)
         if self.fused is not None and active is None and leaks_along_pipes:
@@ -101,7 +102,7 @@ class GradientSolver:
                 cols = cols[keep]
                 sub = take_columns(state, cols)
                 frozen = np.zeros(len(cols), bool)
-        return StepOutcome(converged=converged & ~failed, iterations=np.minimum(iters, max_trials),
+        return StepOutcome(converged=converged & ~failed, iterations=iters,
                            relative_error=relerr, failed=failed)
 
     def _iterate(self, s: GgaSettings, sub, cols, live, x, pdata, iters, next_check, relax, relerr,

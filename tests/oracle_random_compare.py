@@ -131,7 +131,9 @@ def _compare_scenario(path: Path, net, res, b: int, changes, duration_s: int) ->
             between = mismatch(h, q, *_nearest_between(h, q, rh, rq, fh, fq), mask)
             mm.head[steps] &= between.head[steps]
             mm.flow[steps] &= between.flow[steps]
-    bad_step = differ | mm.head.any(axis=1) | mm.flow.any(axis=1)
+    # Where both end unbalanced, ParkTwin says so with EPANET's count of trials.
+    trials = (unbalanced & ~conv & ~ill_posed) & (res.iterations[b, :n_times] != np.atleast_1d(ref["iterations"]))
+    bad_step = differ | trials | mm.head.any(axis=1) | mm.flow.any(axis=1)
     cut = np.flatnonzero(cycling & bad_step)
     if len(cut):
         bad_step[cut[0]:] = False
@@ -141,6 +143,9 @@ def _compare_scenario(path: Path, net, res, b: int, changes, duration_s: int) ->
     if differ[first]:
         verdict = "converged" if conv[first] else "not converged"
         return f"{verdict} at t={int(times[first])} where EPANET {'does not' if conv[first] else 'does'}"
+    if trials[first]:
+        return (f"unbalanced at t={int(times[first])} after {int(res.iterations[b, first])} trials, EPANET after "
+                f"{int(np.atleast_1d(ref['iterations'])[first])}")
     keep = np.zeros_like(bad_step)
     keep[first:] = bad_step[first:]
     mm.head &= keep[:, None]

@@ -8,6 +8,8 @@
    the reclaimed-water plant out with some probability; park-study.h5 and park-study.json;
 4. a leak drill (`twin.leak_location`): a leak put on the supply network, the readings of a logger at
    every 10th junction, the alarm and the most likely junctions;
+   then a day of the park's 49 meters with a hidden leak there, signed into a ledger (meters.ledger),
+   verified and reconciled with the twin (`twin.reconcile`: the unexplained volume, plots);
 5. pictures of the park (base-case pressure, the study's risk map);
 6. a Markdown report (`twin.report.write_report`) with all of it, report.md.
 
@@ -26,6 +28,7 @@ LEAK_SIGMA = 1.0
 DEMAND_RANGE = (0.9, 1.1)
 OUTAGE_PROBABILITY = 0.05
 DRILL_JUNCTION, DRILL_AREA_M2, DRILL_NOISE_M, DRILL_LOGGER_EVERY = "S0707", 2e-4, 0.005, 10
+METER_DAY_LEAK_M2 = 5e-4       # the hidden leak of the demo's day of meter readings, at DRILL_JUNCTION
 
 
 def example_park_dir() -> Path:
@@ -95,11 +98,14 @@ def run_demo(out_dir: Path, console) -> None:
                   f"{'ALARM' if drill['location'].alarm else 'no alarm'}; most likely "
                   + ", ".join(f"{c.junction} ({100 * c.probability:.0f} %)" for c in drill["location"].candidates[:3]))
 
+    meters = meter_day(park, out, console)
+
     pictures = render_pictures(park, base, study_path, out, console)
     report = write_report(out / "report.md", base, whatifs=[(
         "reclaimed-water plant outage", outage,
         "The park's reclaimed-water plant out of service (capacity 0 m³/d): its users fall back on city "
-        "reclaimed water where offered, else on fresh water.")], study=headline, drill=drill, pictures=pictures)
+        "reclaimed water where offered, else on fresh water.")], study=headline, drill=drill, pictures=pictures,
+        reconcile=meters)
     console.print(f"report -> {report}")
 
 
@@ -120,6 +126,30 @@ def leak_drill(park) -> dict:
                         DRILL_NOISE_M) for i in range(0, net.n_junctions, DRILL_LOGGER_EVERY)]
     return {"junction": DRILL_JUNCTION, "area_m2": DRILL_AREA_M2, "true_leak_m3s": float(truth.leak_m3s[0, 0, j]),
             "loggers": len(readings), "noise_m": DRILL_NOISE_M, "location": locate_leak(net, readings)}
+
+
+def meter_day(park, out: Path, console) -> tuple[dict, list]:
+    """A day of the park's 49 meters with a hidden supply leak (twin.meter_synthesis), into a signed ledger,
+    verified and reconciled with the twin (`parktwin meters`, `parktwin park reconcile`)."""
+    from parktwin.twin.ledger import ingest
+    from parktwin.twin.ledger_keys import load_or_create_private_key
+    from parktwin.twin.meter_readings import parse_time_us
+    from parktwin.twin.meter_synthesis import SynthesisOptions, leak, synthesize_day
+    from parktwin.twin.reconcile import reconcile
+    from parktwin.viz.meter_plots import reconcile_pictures
+    day = synthesize_day(park, (leak("supply", DRILL_JUNCTION, METER_DAY_LEAK_M2),), SynthesisOptions(seed=STUDY_SEED))
+    ledger = out / "meters.ledger"
+    for stale in (ledger, ledger.with_name(ledger.name + ".key"), ledger.with_name(ledger.name + ".pub")):
+        stale.unlink(missing_ok=True)
+    key, _ = load_or_create_private_key(ledger.with_name(ledger.name + ".key"))
+    ingest(ledger, day.csv, "meter-day.csv", key, {m.id: m.quantity for m in park.meters})
+    start = parse_time_us(SynthesisOptions().start)
+    rec = reconcile(park, ledger, start, start + 86400 * 1_000_000, key.public_key())
+    pictures = [(caption, path.name) for caption, path in reconcile_pictures(rec, out)]
+    supply = rec["networks"]["supply"]
+    console.print(f"meters: {rec['ledger']['readings']:,} readings signed into {ledger}, verified; unexplained "
+                  f"supply volume {supply['unexplained_m3']:,.0f} m³ for a hidden leak of {day.leak_m3['supply']:,.0f} m³")
+    return rec, pictures
 
 
 def render_pictures(park, base, study_path: Path, out: Path, console) -> list[tuple[str, str]]:

@@ -39,6 +39,9 @@ def test_demo_runs_example_park(tmp_path):
 
     assert "## Leak drill: alarm and localisation" in report and "**alarm**" in report
     assert "leak drill:" in proc.stdout and "ALARM" in proc.stdout
+    assert "## The twin against its meters" in report and "ledger verified against its signatures" in report
+    assert "](reconcile_pressures.png)" in report and (park / "reconcile_pressures.png").is_file()
+    assert "meters: 4,753 readings signed into" in proc.stdout and "unexplained supply volume" in proc.stdout
     for picture in ("pressure.png", "risk.png"):
         assert (park / picture).stat().st_size > 50_000, picture
         assert f"]({picture})" in report, picture

@@ -314,9 +314,10 @@ def pictures_section(pictures) -> list[str]:
 
 
 def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None, drill: dict | None = None,
-                 pictures=(), notes: tuple[str, ...] = ()) -> Path:
+                 pictures=(), notes: tuple[str, ...] = (), reconcile: tuple[dict, list] | None = None) -> Path:
     """Write the Markdown report. `whatifs`: (title, changed ParkRunResult, description) triples;
-    `pictures`: (caption, path relative to the report) pairs."""
+    `pictures`: (caption, path relative to the report) pairs; `reconcile`: (twin.reconcile's dict, its
+    pictures as such pairs)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = ("snapshot (daily averages)" if result.duration_s == 0 else
@@ -332,6 +333,9 @@ def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None
         lines += study_section(study)
     if drill is not None:
         lines += drill_section(drill)
+    if reconcile is not None:
+        from parktwin.twin.report_reconcile import reconcile_section
+        lines += reconcile_section(*reconcile)
     if pictures:
         lines += pictures_section(pictures)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -8,7 +8,7 @@ times (1 + ε) with ε ~ N(0, `category_noise`) per pattern and hour (the shape 
 model says), a global demand level following an AR(1) around 1 (σ `level_sigma`, lag-1 correlation 0.9),
 the tank T1 on a daily cycle (between 20 % and 80 % of its range), and the leaks as emitters (orifice, Cd 0.75). The meters: 33
 pressure loggers and the three inflow meters of BattLeDIM's sensor layout (the shared l-town.inp carries no
-[TAGS], so the list is written here from the competition's published configuration) and T1's level;
+[TAGS], so the list is written here from memory of the competition's configuration, not checked against it) and T1's level;
 pressure noise `pressure_noise_m`, flow noise `flow_noise` of the reading, level noise 5 mm.
 
     python -m bench.leak_alarm_study [--leak-free-months 1] [--leaks 12] [--seed 0] [--out study.json]

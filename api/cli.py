@@ -90,7 +90,22 @@ def _with_progress(total: int, out: Path, solve):
         raise typer.Exit(code=130) from None
 
 
-def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int,
+CPU_CHUNK, DEVICE_CHUNK = 512, 65536
+CHUNK_HELP = f"scenarios solved together (default {CPU_CHUNK}; {DEVICE_CHUNK:,} on cupy, whose device takes them in slices that fit its memory)"
+
+
+def _chunk(chunk_size: int | None, backend: "Backend") -> int:
+    """--chunk-size, or the backend's default: a GPU needs tens of thousands of scenarios to fill."""
+    if chunk_size is not None:
+        return chunk_size
+    name = backend.value
+    if backend == Backend.auto:
+        from parktwin.kernels.registry import get_backend
+        name = get_backend("auto").name
+    return DEVICE_CHUNK if name == "cupy" else CPU_CHUNK
+
+
+def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int | None,
          resume: bool, accuracy: float | None, precision: Precision):
     import numpy as np
     from parktwin.hydraulics.solver import SolverOptions
@@ -98,7 +113,7 @@ def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backen
     _check_out(out)
     net = _load(network)
     batch = batch_factory(net)
-    options = SolverOptions(backend=backend.value, chunk_size=chunk_size, accuracy=accuracy)
+    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend), accuracy=accuracy)
     summary = _with_progress(batch.size, out, lambda update: run_batch(
         net, batch, options, duration, out, resume=resume, progress=update,
         float_dtype=np.float32 if precision == Precision.single else np.float64))
@@ -142,7 +157,7 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         out: Path = typer.Option(..., "--out", help="result file (HDF5)"),
         duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
         backend: Backend = typer.Option(Backend.auto, "--backend"),
-        chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
+        chunk_size: int = typer.Option(None, "--chunk-size", min=1, help=CHUNK_HELP),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
         accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
         precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
@@ -182,7 +197,7 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
                                            help="summary: water quality above which a node fails (quality units)"),
        duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
        backend: Backend = typer.Option(Backend.auto, "--backend"),
-       chunk_size: int = typer.Option(512, "--chunk-size", min=1, help="scenarios solved together"),
+       chunk_size: int = typer.Option(None, "--chunk-size", min=1, help=CHUNK_HELP),
        workers: int = typer.Option(0, "--workers", min=0, help="start a local Ray cluster of K workers"),
        ray_address: str = typer.Option(None, "--ray", help="join an existing Ray cluster"),
        resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
@@ -217,7 +232,7 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
             given["demand"] = "uniform"
         study = spec_from_options(scenarios=scenarios, seed=seed, **given)
     net = _load(network)
-    options = SolverOptions(backend=backend.value, chunk_size=chunk_size)
+    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend))
     executor = ExecutorOptions(workers=workers, ray_address=ray_address,
                                gpu_per_worker=1.0 if backend == Backend.cupy and (workers or ray_address) else 0.0)
     summary_options = None

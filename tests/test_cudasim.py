@@ -170,6 +170,8 @@ def test_parktwin_run_with_backend_cupy_equals_numba(tmp_path):
              "--precision", "double", simulate=simulate)
     with h5py.File(files["cupy"]) as device, h5py.File(files["numba"]) as cpu:
         assert device.attrs["backend"] == "cupy" and "simulator" in device.attrs["device"]
+        # The default chunk: large on the device (which slices it to its memory), small on the CPU.
+        assert device.attrs["solver_chunk_size"] == 65536 and cpu.attrs["solver_chunk_size"] == 512
         for name in ("node/head", "node/pressure", "node/demand", "node/leak", "link/flow"):
             scale = float(np.nanmax(np.abs(cpu[name][()])))
             np.testing.assert_allclose(device[name][()], cpu[name][()], rtol=RTOL, atol=RTOL * scale, err_msg=name)

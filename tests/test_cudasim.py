@@ -141,6 +141,10 @@ def test_iteration_kernel_compiles_for_hopper(monkeypatch):
     ptx, _ = cuda.compile_ptx(cuda_gga.iterate.py_func, tuple(numba.typeof(a) for a in args), cc=(9, 0))
     assert ".visible .entry" in ptx and ".target sm_90" in ptx
     assert "cvt.rn.f32.f64" not in ptx, "FP64 throughout: no value may be rounded to single precision"
+    # Kernel parameters within CUDA's classic 4 KiB (drivers before 12.1 allow no more).
+    import re
+    entry = ptx.split(".visible .entry", 1)[1].split(")", 1)[0]
+    assert sum(int(bits) // 8 for bits in re.findall(r"\.param \.\w(\d+)", entry)) <= 4096
 
 
 def _cli(*args, simulate: bool):

@@ -40,7 +40,8 @@ def test_readings_are_ingested_verified_and_tampering_is_reported(server, park_i
     with server.client(**{"X-API-Key": KEY}) as c:
         csv = {"Content-Type": "text/csv"}
         missing = c.get(f"/parks/{park_id}/ledger/verify")
-        assert missing.status_code == 404 and "no readings yet" in missing.json()["detail"]
+        # the park exists, its ledger is empty: 409 (a 404 would say the park just created is not there)
+        assert missing.status_code == 409 and "no readings yet" in missing.json()["detail"]
         first = c.post(f"/parks/{park_id}/readings", content=readings(600), headers=csv)
         assert first.status_code == 201, first.text
         assert first.json()["added"] == 1200 and first.json()["tree_size"] == 1200
@@ -86,7 +87,7 @@ def test_reconcile_over_http_finds_the_hidden_leak(server):
     day = synthesize_day(load_park(EXAMPLE), (leak("supply", "S0505", 5e-4),), SynthesisOptions(seed=3))
     period = {"from": "2026-03-01T00:00:00+08:00", "to": "2026-03-02T00:00:00+08:00"}
     with server.client(**{"X-API-Key": KEY}) as c:
-        assert c.get("/parks/example/reconcile", params=period).status_code == 404      # no readings yet
+        assert c.get("/parks/example/reconcile", params=period).status_code == 409      # no readings yet
         posted = c.post("/parks/example/readings", content=day.csv.encode(), headers={"Content-Type": "text/csv"})
         assert posted.status_code == 201 and posted.json()["added"] == len(day.csv.splitlines()) - 1
         answer = c.get("/parks/example/reconcile", params=period)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from parktwin.viz.quantities import PARK_QUANTITIES, RESULT_QUANTITIES, SUMMARY_QUANTITIES
 
@@ -28,6 +28,17 @@ class RunDuration(IntEnum):
     day = 86400
 
 
+def _json_integer(value):
+    # JSON Schema's integer is a number without a fraction: 110.0 is one, and a client may send it so.
+    # Booleans stay refused (the models are strict): `false` is not 0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 def _run_duration(value: int) -> int:
     if value not in RunDuration.__members__.values():
         raise ValueError(f"must be one of {', '.join(str(int(d)) for d in RunDuration)}")
@@ -35,7 +46,7 @@ def _run_duration(value: int) -> int:
 
 
 # In a body: a JSON integer, 0 or 86400 (not `false`, which an IntEnum would take for 0).
-DurationS = Annotated[int, Field(strict=True, description="86400 = the 24 h run (the default, as `parktwin park "
+DurationS = Annotated[int, BeforeValidator(_json_integer), Field(strict=True, description="86400 = the 24 h run (the default, as `parktwin park "
                                                           "run`); 0 = a snapshot of daily means"),
                       AfterValidator(_run_duration),
                       WithJsonSchema({"type": "integer", "enum": [int(d) for d in RunDuration]})]
@@ -89,7 +100,7 @@ class EnterpriseIn(Strict):
     recycling: RecyclingM3d = Field(default_factory=RecyclingM3d, description="internal reuse, m³/d")
     consumption_fraction: float = Field(ge=0, le=1, description="of intake, evaporated or bound in product")
     discharge_fraction: float = Field(ge=0, le=1, description="of intake, sent to the discharge network")
-    shift_hours: Literal[8, 16, 24] = 24
+    shift_hours: Annotated[Literal[8, 16, 24], BeforeValidator(_json_integer)] = 24
     junctions: Junctions
 
 
@@ -252,7 +263,7 @@ class LeakAreaIn(Strict):
 
 class LeaksIn(Strict):
     area: LeakAreaIn
-    count: int = Field(1, ge=0, le=100, description="leaks per scenario, at distinct junctions")
+    count: JsonInt = Field(1, ge=0, le=100, description="leaks per scenario, at distinct junctions")
     location: Literal["uniform", "pipe_length"] = "uniform"
     cd: float | None = Field(None, gt=0, description="discharge coefficient (default 0.75)")
     junctions: IdList | None = Field(None, max_length=100_000, description="candidate junctions; all if absent")
@@ -274,7 +285,7 @@ class RoughnessIn(Strict):
 
 
 class BreaksIn(Strict):
-    count: int = Field(1, ge=0, le=100, description="pipes closed per scenario")
+    count: JsonInt = Field(1, ge=0, le=100, description="pipes closed per scenario")
     location: Literal["uniform", "pipe_length"] = "uniform"
     pipes: IdList | None = Field(None, max_length=100_000)
 
@@ -308,8 +319,8 @@ UNION_VARIANTS = frozenset({"ParkTarget", "NetworkTarget"})
 
 class StudyRequest(Strict):
     target: ParkTarget | NetworkTarget = Field(description="a park's network, or an uploaded network")
-    scenarios: int = Field(ge=1, description="number of scenarios (capped by the server)")
-    seed: int = Field(ge=0, le=2 ** 63 - 1)
+    scenarios: JsonInt = Field(ge=1, description="number of scenarios (capped by the server)")
+    seed: JsonInt = Field(ge=0, le=2 ** 63 - 1)
     sampler: Literal["mc", "lhs", "sobol"] = "mc"
     leaks: LeaksIn | None = None
     demand: DemandIn | None = None
@@ -319,7 +330,7 @@ class StudyRequest(Strict):
     tank_levels: TankLevelsIn | None = None
     reservoir_heads: ReservoirHeadsIn | None = None
     store: Literal["summary", "full"] = Field("summary", description="summary: statistics; full: every result")
-    duration_s: int = Field(0, ge=0, le=7 * 86400, description="0 = snapshot; else an extended-period run, s")
+    duration_s: JsonInt = Field(0, ge=0, le=7 * 86400, description="0 = snapshot; else an extended-period run, s")
 
 
 class JobStatus(BaseModel):

@@ -80,14 +80,14 @@ def _ingest(request: Request, park_id: str, text: str) -> dict:
 
 
 @router.get("/parks/{park_id}/ledger/verify", response_model=VerifyAnswer, tags=["meters"],
-            responses=error_responses(401, 404))
+            responses=error_responses(401, 404, 409))
 def verify_ledger(park_id: str, request: Request):
     """Recompute every reading's hash, every signed root and every signature of the park's ledger."""
     from parktwin.twin.ledger import verify
     from parktwin.twin.ledger_keys import load_or_create_private_key, public_pem
     ledger, key_path = ledger_paths(request, park_id)
     if not ledger.is_file() or not key_path.is_file():
-        raise ApiError(404, f"park {park_id!r} has no readings yet (POST /parks/{park_id}/readings)", "park_id")
+        raise ApiError(409, f"park {park_id!r} has no readings yet (POST /parks/{park_id}/readings)", "park_id")
     public_key = load_or_create_private_key(key_path)[0].public_key()
     report = verify(ledger, public_key)
     return {"ok": report.ok, "readings": report.readings, "checkpoints": report.checkpoints,
@@ -95,7 +95,7 @@ def verify_ledger(park_id: str, request: Request):
             "public_key_pem": public_pem(public_key).decode()}
 
 
-@router.get("/parks/{park_id}/reconcile", tags=["meters"], responses=error_responses(401, 404, 422))
+@router.get("/parks/{park_id}/reconcile", tags=["meters"], responses=error_responses(401, 404, 409, 422))
 def reconcile_park(park_id: str, request: Request,
                    start: str = Query(..., alias="from", description="ISO 8601 with offset: the model's midnight"),
                    end: str = Query(..., alias="to", description="ISO 8601 with offset, whole days after `from`")) -> dict:
@@ -107,7 +107,7 @@ def reconcile_park(park_id: str, request: Request,
     from parktwin.twin.reconcile import reconcile
     ledger, key_path = ledger_paths(request, park_id)
     if not ledger.is_file() or not key_path.is_file():
-        raise ApiError(404, f"park {park_id!r} has no readings yet (POST /parks/{park_id}/readings)", "park_id")
+        raise ApiError(409, f"park {park_id!r} has no readings yet (POST /parks/{park_id}/readings)", "park_id")
     times = {}
     for field, text in (("from", start), ("to", end)):
         try:

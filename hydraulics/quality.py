@@ -222,17 +222,27 @@ def quality_model(net) -> QualityModel | None:
     return cached
 
 
+def check_quality_inputs(net, inputs, duration_s: int) -> None:
+    """source_quality and bulk_coeff act only in extended runs of a network with a quality model: refuse
+    them elsewhere before anything is solved (rather than fail every scenario)."""
+    if inputs.source_quality is None and inputs.bulk_coeff is None:
+        return
+    if not duration_s or duration_s <= 0:
+        raise ValueError(f"{net.name}: source_quality and bulk_coeff need an extended-period run (--duration > 0); "
+                         "a snapshot has no water quality")
+    if quality_model(net) is None:
+        raise ValueError(f"{net.name}: source_quality and bulk_coeff need a network whose QUALITY option is not NONE")
+
+
 def solve_with_quality(solver, inputs, duration_s: int):
     """solver.run(inputs, duration_s), with node and link quality when the network has a quality model and
     the run has a duration (a snapshot has no quality: EPANET reports its initial values)."""
     from dataclasses import replace
 
     from parktwin.hydraulics.extended import run_extended
+    check_quality_inputs(solver.net, inputs, duration_s)
     model = quality_model(solver.net) if duration_s and duration_s > 0 else None
     if model is None:
-        if inputs.source_quality is not None or inputs.bulk_coeff is not None:
-            raise ValueError(f"{solver.net.name}: source_quality and bulk_coeff need an extended-period run of a "
-                             "network whose QUALITY option is not NONE")
         return solver.run(inputs, duration_s)
     engine = QualityEngine(solver, model, inputs.batch_size, int(duration_s), source_strength=inputs.source_quality,
                            bulk_coeff_per_day=inputs.bulk_coeff, dtype=solver.options.result_dtype)

@@ -142,6 +142,8 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     """
     started = time.perf_counter()
     out_path = Path(out_path)
+    from parktwin.hydraulics.quality import check_quality_inputs
+    check_quality_inputs(net, batch.inputs, duration_s)
     # The solver writes its results straight in the file's precision.
     options = replace(options, result_dtype=np.dtype(float_dtype).name)
     solver = HydraulicSolver(net, options)

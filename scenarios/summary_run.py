@@ -40,6 +40,8 @@ def run_summary(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions
                 summary_options: SummaryOptions | None = None) -> RunSummary:
     started = time.perf_counter()
     out_path = Path(out_path)
+    from parktwin.hydraulics.quality import check_quality_inputs
+    check_quality_inputs(net, batch.inputs, duration_s)
     summary_options = summary_options or SummaryOptions()
     options = replace(options, result_dtype="float64")
     solver = HydraulicSolver(net, options)

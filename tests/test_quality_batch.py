@@ -141,3 +141,19 @@ def test_cli_solve_snapshot_has_no_quality(tmp_path):
     assert result.exit_code == 0, result.output
     with h5py.File(out) as f:
         assert "quality_kind" not in f.attrs and "node/quality" not in f
+
+
+def test_cli_refuses_quality_rows_in_a_snapshot(tmp_path):
+    """`parktwin run` as a user runs it: one error line, before anything is solved."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    table = tmp_path / "p.csv"
+    table.write_text("scenario,element,attribute,value\na,9,source_quality,2\n")
+    out = tmp_path / "r.h5"
+    proc = subprocess.run([sys.executable, "-m", "parktwin.api.cli", "run", str(library_network("Net1.inp")),
+                           "--scenarios", str(table), "--out", str(out)], cwd=Path(__file__).parents[1],
+                          capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "NO_COLOR": "1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "need an extended-period run" in lines[0], proc.stderr

@@ -13,7 +13,7 @@ import math
 from numba import cuda
 
 from parktwin.kernels.gga_laws import (BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUSTOM, HTOL, NOCURVE, OPEN, PBV,
-                                       PIPE, PUMP, QTOL, RQTOL, TCV, TEMPCLOSED, TINY, XHEAD)
+                                       PIPE, PUMP, RQTOL, TCV, TEMPCLOSED, TINY, XHEAD)
 
 
 @cuda.jit(device=True, inline=True)
@@ -236,4 +236,4 @@ def pump_status(s, gain, q, sv, pump_type, hmax):
 
 
 __all__ = ["valve_law", "emitter_law", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
-           "tank_block", "pump_status", "safe_pow", "QTOL"]
+           "tank_block", "pump_status", "safe_pow"]

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+# parktwin first: bench.toolkit_loop puts the repository root on sys.path, whose parktwin/ (the facade
+# alone) must not shadow the installed package or gpu_check.sh's linked tree.
+import parktwin.hydraulics  # noqa: E402,F401,I001
 from bench.run_leak_benchmark import DEFAULT_NETWORK, write_table
 from bench.toolkit_loop import junction_ids_of, make_leak_scenarios, run_toolkit_loop
 

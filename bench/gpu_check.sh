@@ -51,46 +51,54 @@ RESULTS=$(cd "$(dirname "$RESULTS")" && pwd)/$(basename "$RESULTS")
 export PYTHONWARNINGS=ignore::DeprecationWarning PYTHONUNBUFFERED=1
 phase() { echo "== gpu_check: $* ($(date -u +%H:%M:%S))"; }
 
-# ---- environment: use an installed parktwin, else the device image's Python plus the carried wheels and
-# this source tree (a tree of links gives it the installed layout, parktwin.kernels = kernels/, ...).
+# ---- environment: use an installed parktwin, else the device image's Python (whose own packages stay as
+# they are) plus the carried wheels it lacks, unpacked into a folder of their own, and this source tree
+# (a tree of links gives it the installed layout: parktwin.kernels = kernels/, ...).
 if ! "$PY" -c "import parktwin.kernels.registry" 2>/dev/null; then
   phase "setting up (image Python $("$PY" -c 'import sys; print(sys.version.split()[0])'))"
-  VENV=${TMPDIR:-/tmp}/parktwin-gpu-check-venv
-  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
-  missing=()
-  for pair in wntr:wntr epanet:owa-epanet typer:typer rich:rich numba_cuda:numba-cuda h5py:h5py pytest:pytest \
-              scipy:scipy; do
-    "$VENV/bin/python" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+  for module in numpy scipy h5py numba pandas matplotlib; do
+    "$PY" -c "import $module" 2>/dev/null || { echo "gpu_check.sh: the image lacks $module" >&2; exit 2; }
   done
+  missing=()
+  for pair in wntr:wntr epanet:owa-epanet networkx:networkx six:six typer:typer click:click rich:rich \
+              markdown_it:markdown-it-py mdurl:mdurl pygments:pygments shellingham:shellingham \
+              typing_extensions:typing-extensions numba_cuda:numba-cuda cuda.bindings:cuda-bindings \
+              cuda.core:cuda-core cuda.pathfinder:cuda-pathfinder pytest:pytest iniconfig:iniconfig \
+              pluggy:pluggy packaging:packaging; do
+    "$PY" -c "import ${pair%%:*}" 2>/dev/null || missing+=("${pair#*:}")
+  done
+  SITE=${TMPDIR:-/tmp}/parktwin-gpu-check-site
   if [ ${#missing[@]} -gt 0 ]; then
     [ -d bench/gpu-wheelhouse ] || { echo "gpu_check.sh: missing ${missing[*]} and no bench/gpu-wheelhouse (make gpu-wheelhouse)" >&2; exit 2; }
-    "$VENV/bin/python" -m pip install -q --no-index --find-links bench/gpu-wheelhouse "${missing[@]}"
+    phase "installing ${missing[*]} into $SITE"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" \
+      --find-links bench/gpu-wheelhouse "${missing[@]}"
   fi
   SRC=${TMPDIR:-/tmp}/parktwin-gpu-check-src
   rm -rf "$SRC" && mkdir -p "$SRC/parktwin"
   for f in "$REPO"/parktwin/*; do ln -s "$f" "$SRC/parktwin/"; done
   for d in kernels hydraulics scenarios twin viz api; do ln -s "$REPO/$d" "$SRC/parktwin/$d"; done
-  export PYTHONPATH="$SRC:$REPO${PYTHONPATH:+:$PYTHONPATH}"
-  PY="$VENV/bin/python"
+  export PYTHONPATH="$SRC:$SITE:$REPO${PYTHONPATH:+:$PYTHONPATH}"
+  # From the repository root its own parktwin/ (the facade alone) would shadow the linked tree.
+  cd "$SRC"
 fi
 state=$("$PY" -c "from parktwin.kernels.registry import available_backends; print(available_backends()['cupy'])")
 [ "$state" = available ] || { echo "gpu_check.sh: the cupy backend is not available: $state" >&2; exit 1; }
 phase "device: $("$PY" -c "from parktwin.scenarios.runner import device_name; print(device_name('cupy'))")"
 
-# ---- 1. the GPU tests (pytest from the repository root so that ../shared is found; -p no:cacheprovider
-# leaves nothing in the tree)
+# ---- 1. the GPU tests (the networks from PARKTWIN_NETWORKS; -p no:cacheprovider leaves nothing in the tree)
 status=0
 export PARKTWIN_NETWORKS="$NETWORKS"
 if [ "$SKIP_TESTS" = 0 ]; then
   if [ "$SIMULATE" = 1 ]; then
     export PARKTWIN_GPU_CHECK_ONLY="epanet-tests/network_one/NET1.inp"
     phase "GPU tests under the simulator on NET1"
-    timeout 300 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py || status=$?
+    timeout 300 "$PY" -m pytest -q -p no:cacheprovider -m gpu "$REPO/tests/test_gpu.py" || status=$?
   else
     phase "GPU tests: device kernels against numba on every shared network"
-    timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py || status=$?
+    timeout 180 "$PY" -m pytest -q -p no:cacheprovider -m gpu "$REPO/tests/test_gpu.py" || status=$?
     phase "oracle: every shared network against EPANET with the default backend (cupy)"
-    timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_oracle_networks.py || status=$?
+    timeout 120 "$PY" -m pytest -q -p no:cacheprovider "$REPO/tests/test_oracle_networks.py" || status=$?
   fi
 fi
 

@@ -44,6 +44,9 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
              description="flow magnitude in links"),
     Quantity("velocity", "|velocity|", "m/s", LINK, "plasma", magnitude=True,
              description="mean flow velocity magnitude in links"),
+    # The unit of water quality is the file's (root attribute quality_units: mg/L, hours, percent).
+    Quantity("quality", "water quality", "", NODE, "viridis",
+             description="node water quality of an extended run of a network with a QUALITY option"),
     Quantity("reclaimed_share", "reclaimed share of intake", "%", ENTERPRISE, "YlGn", 100.0,
              description="intake from reclaimed water / total intake, per enterprise (park only)"),
     # Monte-Carlo statistics (summary files of `parktwin mc --store summary`).
@@ -62,13 +65,15 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
              description="mean flow magnitude over the scenarios"),
     Quantity("velocity_mean", "mean |velocity|", "m/s", LINK, "plasma", summary_key="velocity_abs_mean",
              description="mean velocity magnitude over the scenarios"),
+    Quantity("quality_mean", "mean water quality", "", NODE, "viridis", summary_key="quality_mean",
+             description="mean node water quality over the scenarios (runs that record quality)"),
 )}
 
 # What each kind of source can show (the CLI lists these when a quantity does not fit the source).
-RESULT_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation")
+RESULT_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation", "quality")
 SUMMARY_QUANTITIES = tuple(name for name, q in QUANTITIES.items() if q.is_statistic) + ("elevation",)
 PARK_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation", "reclaimed_share")
-NETWORK_QUANTITIES = RESULT_QUANTITIES   # a plain .inp: elevation alone, or its base case solved
+NETWORK_QUANTITIES = RESULT_QUANTITIES[:-1]   # a plain .inp: elevation alone, or its base case solved
 
 
 def get_quantity(name: str, valid: tuple[str, ...] | None = None, where: str = "") -> Quantity:

@@ -8,7 +8,7 @@ which the command line prints as one line.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,9 +140,17 @@ def from_result_file(path, quantity: str, time_s: float | None = None, scenario:
     if not bool(meta["done"][0]):
         raise ValueError(f"{path}: scenario {sid!r} has not been solved yet (the run was interrupted; "
                          "finish it with --resume)")
-    values = hydraulic_values(net, q, pressure_m=res.pressure_m[0, k], head_m=res.head_m[0, k],
-                              demand_m3s=res.demand_m3s[0, k], leak_m3s=res.leak_m3s[0, k],
-                              flow_m3s=res.flow_m3s[0, k])
+    if q.name == "quality":
+        if res.node_quality is None:
+            raise ValueError(f"{path}: no water quality in this file (the network's QUALITY option is NONE or "
+                             "the run is a snapshot)")
+        q = replace(q, unit=str(meta["attrs"].get("quality_units", "")),
+                    label=f"{meta['attrs'].get('quality_kind', 'water')} quality")
+        values = np.asarray(res.node_quality[0, k], dtype=float)
+    else:
+        values = hydraulic_values(net, q, pressure_m=res.pressure_m[0, k], head_m=res.head_m[0, k],
+                                  demand_m3s=res.demand_m3s[0, k], leak_m3s=res.leak_m3s[0, k],
+                                  flow_m3s=res.flow_m3s[0, k])
     failure = str(res.failure[0])
     note = f"; FAILED: {failure}" if failure else ("" if bool(res.converged[0, k]) else "; NOT CONVERGED")
     title = f"{name}: {q.label}, scenario {sid}, {_time_label(times[k])}"
@@ -167,6 +175,8 @@ def from_summary_file(path, quantity: str, time_s: float | None = None, scenario
         if q.summary_key not in stats:
             raise ValueError(f"{path}: the summary has no {q.summary_key!r} statistic")
         values = np.asarray(stats[q.summary_key][k], dtype=float)
+        if q.name.startswith("quality"):
+            q = replace(q, unit=str(meta["attrs"].get("quality_units", "")))
     n = int(stats.get("n_scenarios", len(meta["scenario_ids"])))
     seed = meta["attrs"].get("seed", "none")
     service = meta["options"].service_pressure_m

@@ -12,7 +12,6 @@ that names the feature: never a silently different answer.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -21,7 +20,7 @@ from parktwin.hydraulics.epanet_units import SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind
 
 # The state fields the kernels read or write; any other field (a feature added later) that carries
-# values sends the solve back to the reference path rather than being ignored.
+# values makes the device solve refuse, naming it (NotImplementedError), rather than ignore it.
 _KERNEL_FIELDS = {"head", "flow", "status", "setting", "emitter_flow", "leak_flow", "demand_flow",
                   "full_demand", "node_outflow", "resistance", "rel_roughness", "leak_ke", "tank_volume", "pcv_r"}
 
@@ -36,8 +35,9 @@ class DeviceOptions:
 
 
 def simulated() -> bool:
-    """True when numba's CUDA simulator runs the kernels (NUMBA_ENABLE_CUDASIM set, as numba reads it)."""
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
+    """True when numba's CUDA simulator runs the kernels (the registry's test of NUMBA_ENABLE_CUDASIM)."""
+    from parktwin.kernels.registry import cuda_simulated
+    return cuda_simulated()
 
 
 def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | None:

@@ -229,3 +229,22 @@ def test_parktwin_park_mc_with_backend_cupy(tmp_path):
         assert names
         for name in names:
             np.testing.assert_array_equal(device[name][()], cpu[name][()], err_msg=name)
+
+
+def test_a_state_the_kernels_do_not_know_is_refused_by_name(monkeypatch):
+    """A state field the device kernels do not read (here pipe leakage's) that carries values is never
+    ignored: the device solve refuses it, naming the field."""
+    from dataclasses import replace
+
+    from parktwin.hydraulics import device
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    solver = HydraulicSolver(load_network(TESTS / "network_one" / "NET1.inp"), SolverOptions(backend="numba"))
+    monkeypatch.setattr(device, "simulated", lambda: True)
+    driver = device.DeviceGradientSolver(solver.sn, solver.gga.assembler, solver.gga.settings)
+    state = solver._initial(BatchInputs.base(2))
+    assert device.unsupported_state(state) is None
+    leaky = replace(state, favad_qfa=np.ones((solver.net.n_junctions, 2)))
+    with pytest.raises(NotImplementedError, match="favad_qfa"):
+        driver.solve(leaky)

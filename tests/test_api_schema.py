@@ -190,7 +190,7 @@ def test_the_document_links_creations_to_their_resources(live):
     assert doc["paths"]["/networks"]["post"]["responses"]["201"]["links"]
     assert doc["paths"]["/parks"]["post"]["responses"]["201"]["links"]
     target = doc["components"]["schemas"]["StudyRequest"]["properties"]["target"]
-    assert [ref["$ref"].rsplit("/", 1)[1] for ref in target["anyOf"]] == ["ParkTarget", "NetworkTarget"]
+    assert [ref["$ref"].rsplit("/", 1)[1] for ref in target["oneOf"]] == ["ParkTarget", "NetworkTarget"]
     quantity = next(p for p in doc["paths"]["/parks/{park_id}/picture"]["get"]["parameters"] if p["name"] == "quantity")
     assert "$ref" in quantity["schema"] or "enum" in quantity["schema"]
     assert list(doc["paths"]["/networks"]["post"]["requestBody"]["content"]) == ["application/octet-stream"]

@@ -317,7 +317,15 @@ class NetworkTarget(Strict):
 UNION_VARIANTS = frozenset({"ParkTarget", "NetworkTarget"})
 
 
+def _target_one_of(schema: dict) -> None:
+    # The two target shapes share no field and forbid others, so exactly one matches: say oneOf.
+    target = schema["properties"]["target"]
+    target["oneOf"] = target.pop("anyOf")
+
+
 class StudyRequest(Strict):
+    model_config = ConfigDict(json_schema_extra=_target_one_of)
+
     target: ParkTarget | NetworkTarget = Field(description="a park's network, or an uploaded network")
     scenarios: JsonInt = Field(ge=1, description="number of scenarios (capped by the server)")
     seed: JsonInt = Field(ge=0, le=2 ** 63 - 1)

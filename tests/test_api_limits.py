@@ -228,3 +228,29 @@ def test_upload_counts_are_checked_before_the_file_is_read(tmp_path, section, li
     with pytest.raises(ApiError) as refused:
         read_network(str(path), "net.inp", limits)
     assert refused.value.status == 413 and words in refused.value.detail, refused.value.detail
+
+
+def test_the_total_disk_and_the_queue_are_capped(tmp_path):
+    from types import SimpleNamespace
+
+    from parktwin.api.server.errors import ApiError
+    from parktwin.api.server.jobs import JobManager
+    from parktwin.api.server.routes_jobs import _check_size
+    from parktwin.api.server.settings import Settings
+    from parktwin.api.server.sizing import JobSize
+    settings = Settings(data_dir=tmp_path, max_queued_jobs=1, max_total_disk_bytes=10_000)
+    jobs = JobManager(settings)
+    jobs.start()
+    jobs.stop()             # the table exists; nothing runs the queued job below
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(settings=settings, jobs=jobs)))
+    _check_size(request, JobSize(10, 1, 5, 5, 10, memory_bytes=1000, disk_bytes=4000))       # fits
+    jobs.submit("example/supply", EXAMPLE / "supply.inp", {}, "full", 0, 10, est_disk_bytes=4000)
+    (jobs.jobs_dir / "j-000000000000").mkdir()                        # a finished job's file: 3000 B
+    (jobs.jobs_dir / "j-000000000000" / "result.h5").write_bytes(b"x" * 3000)
+    assert jobs.disk_in_use() == 7000
+    with pytest.raises(ApiError) as disk:
+        _check_size(request, JobSize(10, 1, 5, 5, 10, memory_bytes=1000, disk_bytes=3001))
+    assert disk.value.status == 413 and "PARKTWIN_MAX_TOTAL_DISK_BYTES" in disk.value.detail, disk.value.detail
+    with pytest.raises(ApiError) as queue:
+        _check_size(request, JobSize(10, 1, 5, 5, 10, memory_bytes=1000, disk_bytes=3000))
+    assert queue.value.status == 429 and "PARKTWIN_MAX_QUEUED_JOBS" in queue.value.detail, queue.value.detail

@@ -379,7 +379,12 @@ class RuleEngine:
         sn, i, var = self.sn, p.index, p.variable
         valid = np.ones(nc, bool)
         if var == "DEMAND":
-            x = (dsys if p.object == "SYSTEM" else state.node_outflow[i, cols]) * p.ucf
+            if p.object == "SYSTEM":
+                x = dsys * p.ucf
+            elif i < sn.n_junctions:
+                x = junction_outflow(state, i, cols) * p.ucf
+            else:
+                x = state.node_outflow[i, cols] * p.ucf
         elif var in ("HEAD", "GRADE"):
             x = state.head[i, cols] * p.ucf
         elif var in ("PRESSURE", "LEVEL"):
@@ -455,3 +460,11 @@ class RuleEngine:
     def _reset_flow(self, k, flow, mask):
         q0 = pump_restart_flow(self.sn, k)
         return flow if q0 is None else np.where(mask, q0, flow)
+
+
+def junction_outflow(state, i: int, cols) -> np.ndarray:
+    """EPANET's NodeDemand of junction i: delivered demand, emitter, orifice leak and pipe leakage (cfs)."""
+    from parktwin.hydraulics.leakage import node_leakage
+    q = state.demand_flow[i, cols] + state.emitter_flow[i, cols] + state.leak_flow[i, cols]
+    pipe_leak = node_leakage(state)
+    return q if pipe_leak is None else q + pipe_leak[i, cols]

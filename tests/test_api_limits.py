@@ -254,3 +254,18 @@ def test_the_total_disk_and_the_queue_are_capped(tmp_path):
     with pytest.raises(ApiError) as queue:
         _check_size(request, JobSize(10, 1, 5, 5, 10, memory_bytes=1000, disk_bytes=3000))
     assert queue.value.status == 429 and "PARKTWIN_MAX_QUEUED_JOBS" in queue.value.detail, queue.value.detail
+
+
+def test_a_park_with_more_enterprises_than_the_cap_is_refused(tmp_path):
+    import shutil
+
+    from parktwin.api.server.errors import ApiError
+    from parktwin.api.server.settings import UploadLimits
+    from parktwin.api.server.uploads import read_park
+    folder = tmp_path / "park"
+    shutil.copytree(EXAMPLE, folder)
+    assert read_park(str(folder), UploadLimits(max_enterprises=11))["enterprises"] == 11
+    with pytest.raises(ApiError) as refused:
+        read_park(str(folder), UploadLimits(max_enterprises=10))
+    assert refused.value.status == 413 and "11 enterprises" in refused.value.detail
+    assert "PARKTWIN_MAX_ENTERPRISES" in refused.value.detail and refused.value.field == "enterprises"

@@ -23,6 +23,7 @@ class UploadLimits:
     max_links: int = 200_000                     # pipes, pumps and valves (413 beyond)
     max_pattern_values: int = 1_000_000          # multipliers of all patterns together (413 beyond)
     max_control_lines: int = 10_000              # lines of [CONTROLS] and [RULES] together (413 beyond)
+    max_enterprises: int = 1_000                 # enterprises in an uploaded park (413 beyond)
     min_time_step_s: int = 60                    # the grid the hydraulic, pattern and report steps share (422)
     max_report_rows: int = 10_081                # report times of a 7-day run (a 60 s report step; 422 beyond)
     longest_run_s: int = 7 * DAY_S               # the longest run the server makes of a network (a job)
@@ -77,6 +78,7 @@ ENV_INTS = {
 UPLOAD_ENV_INTS = {
     "max_nodes": "PARKTWIN_MAX_NETWORK_NODES", "max_links": "PARKTWIN_MAX_NETWORK_LINKS",
     "max_pattern_values": "PARKTWIN_MAX_PATTERN_VALUES", "max_control_lines": "PARKTWIN_MAX_CONTROL_LINES",
+    "max_enterprises": "PARKTWIN_MAX_ENTERPRISES",
     "min_time_step_s": "PARKTWIN_MIN_TIME_STEP_S", "max_report_rows": "PARKTWIN_MAX_REPORT_ROWS",
 }
 

@@ -116,6 +116,9 @@ def read_park(folder: str, limits: UploadLimits) -> dict:
         field = exc.key if exc.file == "park.toml" else exc.file
         reason = exc.reason.replace(str(folder_path) + "/", "").replace(str(folder_path), "the zip")
         raise ApiError(422, f"{exc.file}: {exc.key}: {scrub(reason)}", field) from None
+    if len(park.enterprises) > limits.max_enterprises:
+        raise ApiError(413, f"park.toml: {len(park.enterprises)} enterprises, more than this server's cap of "
+                            f"{limits.max_enterprises} ({env_name('max_enterprises')})", "enterprises")
     for name in NETWORKS:
         check_times(_load(folder_path / f"{name}.inp", f"{name}.inp"), limits, f"{name}.inp")
     return {"name": park.name, "enterprises": len(park.enterprises)}

@@ -157,3 +157,16 @@ def test_cli_refuses_quality_rows_in_a_snapshot(tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "need an extended-period run" in lines[0], proc.stderr
+
+
+def test_segment_pool_grows_during_an_oracle_checked_run(tmp_path):
+    """Water age keeps a new segment per pipe and step: the pool must grow (several times) mid-run, and
+    the run still matches EPANET (the same variant passes the oracle in test_quality_oracle)."""
+    from quality_compare import compare
+
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.quality import run_with_quality
+    path = write_variant("net1-age", tmp_path)
+    _, engine = run_with_quality(load_network(path), duration_s=DAY_S)
+    assert engine.seg_v.shape[1] >= 4 * (2 * engine.need + 16)
+    assert compare(path, DAY_S) == ""

@@ -269,3 +269,14 @@ def test_a_park_with_more_enterprises_than_the_cap_is_refused(tmp_path):
         read_park(str(folder), UploadLimits(max_enterprises=10))
     assert refused.value.status == 413 and "11 enterprises" in refused.value.detail
     assert "PARKTWIN_MAX_ENTERPRISES" in refused.value.detail and refused.value.field == "enterprises"
+
+
+def test_the_default_limits_refuse_none_of_the_shared_networks():
+    """The limits bound abuse, not use: every validation network (benchmarks up to BWSN-2's 12,527 nodes,
+    EPANET's own cases) passes the upload checks with the server's defaults."""
+    from parktwin.api.server.settings import UploadLimits
+    from parktwin.api.server.uploads import read_network
+    networks = sorted((REPO.parent / "shared" / "networks").rglob("*.inp"))
+    assert len(networks) >= 40, "../shared/networks is not beside the repository"
+    sizes = [read_network(str(path), path.name, UploadLimits())["nodes"] for path in networks]
+    assert max(sizes) >= 12_000

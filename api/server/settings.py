@@ -19,8 +19,8 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 @dataclass(frozen=True)
 class UploadLimits:
     """What an uploaded network may hold; checked in the upload worker before anything is solved."""
-    max_nodes: int = 100_000                     # junctions, reservoirs and tanks (413 beyond)
-    max_links: int = 200_000                     # pipes, pumps and valves (413 beyond)
+    max_nodes: int = 50_000                      # junctions, reservoirs and tanks (413 beyond)
+    max_links: int = 100_000                     # pipes, pumps and valves (413 beyond)
     max_pattern_values: int = 1_000_000          # multipliers of all patterns together (413 beyond)
     max_control_lines: int = 10_000              # lines of [CONTROLS] and [RULES] together (413 beyond)
     max_enterprises: int = 1_000                 # enterprises in an uploaded park (413 beyond)

@@ -82,3 +82,26 @@ def test_net1_variants_take_effect(tmp_path):
     assert model("net1-age")[1].kind == KIND_AGE
     net, m = model("net1-trace-tank")
     assert m.kind == KIND_TRACE and net.node_ids[m.trace_node] == "2"
+
+
+SWITCHED_ON = [("benchmarks/l-town.inp", "AGE"), ("benchmarks/d-town.inp", "TRACE R1"),
+               ("epanet-tests/network_one/NET1-3.inp", "AGE"), ("benchmarks/anytown.inp", "AGE")]
+
+
+@pytest.mark.parametrize("name,quality", SWITCHED_ON, ids=[f"{n}:{q}" for n, q in SWITCHED_ON])
+def test_shared_network_with_quality_switched_on_matches_epanet(name, quality, tmp_path):
+    """Shared networks whose own QUALITY is NONE or another kind, with an analysis switched on (L-Town's
+    water age: 488,744 compared values)."""
+    import re
+
+    from oracle_compare import NETWORKS
+    source = NETWORKS / name
+    if not source.exists():
+        pytest.skip("../shared/networks is not beside the repository")
+    text, n = re.subn(r"^(\s*Quality\s+)(?!Timestep)\S+.*$", lambda m: m.group(1) + quality,
+                      source.read_text(errors="replace"), count=1, flags=re.M | re.I)
+    assert n == 1
+    path = tmp_path / source.name
+    path.write_text(text)
+    problem = compare(path, DAY_S)
+    assert not problem, f"{name} with QUALITY {quality}: {problem}"

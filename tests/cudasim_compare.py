@@ -104,22 +104,33 @@ def scenarios(net, n: int, seed: int):
 
 
 def solve(path, backend: str, n: int, seed: int, duration_s: int, max_trials: int | None = None,
-          device_batch: int | None = None):
-    """The results of `n` mixed scenarios; `device_batch`: scenarios on the (simulated) device at once."""
+          device_batch: int | None = None, singular_first: bool = False):
+    """The results of `n` mixed scenarios; `device_batch`: scenarios on the (simulated) device at once;
+    `singular_first`: the first scenario's pipes get roughness 0 (infinite resistance, zero conductance), so
+    its matrix cannot be factorised and it fails as EPANET's error 110 while the others solve."""
+    from dataclasses import replace
+
     from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.network import LinkKind
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
     net = load_network(path)
+    inputs = scenarios(net, n, seed)
+    if singular_first:
+        rough = np.full((n, net.n_links), np.nan) if inputs.roughness is None else inputs.roughness.copy()
+        rough[0, net.link_kind == LinkKind.PIPE] = 0.0
+        inputs = replace(inputs, roughness=rough)
     solver = HydraulicSolver(net, SolverOptions(backend=backend, max_trials=max_trials))
     if device_batch is not None:
         from parktwin.hydraulics.device import DeviceGradientSolver, DeviceOptions
         assert isinstance(solver.gga.fused, DeviceGradientSolver)
         solver.gga.fused.options = DeviceOptions(max_batch=device_batch)
-    return solver.run(scenarios(net, n, seed), duration_s)
+    return solver.run(inputs, duration_s)
 
 
 def arrays(res) -> dict:
     out = {name: getattr(res, name) for name in QUANTITIES}
-    out.update(status=res.status, converged=res.converged, iterations=res.iterations)
+    out.update(status=res.status, converged=res.converged, iterations=res.iterations,
+               failed=np.array([bool(reason) for reason in res.failure]))
     return out
 
 
@@ -157,7 +168,7 @@ def main(cases_json: str, out_dir: str) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = solve(case["path"], "cupy", case["n"], case["seed"], case["duration_s"], case["max_trials"],
-                        case["device_batch"])
+                        case["device_batch"], case["singular_first"])
         said = [str(w.message) for w in caught if "cupy backend" in str(w.message)]
         np.savez(Path(out_dir) / f"{case['id']}.npz", warnings=np.array("\n".join(said)), **arrays(res))
 

@@ -168,8 +168,12 @@ def test_the_links_lead_the_stateful_phase_to_every_created_resource(api_schema)
     print("stateful:", {k: sorted(v) for k, v in sorted(reached.items())})
     # the links were followed: created jobs and parks were found by the operations on them (an id that
     # did not flow would only ever be a 404); which linked operations a run picks is random
-    assert 202 in reached.get("POST /jobs", set()) and 201 in reached.get("POST /parks", set()), reached
-    for prefix in ("/jobs/{job_id}", "/parks/{park_id}"):
+    created = {"/jobs/{job_id}": 202 in reached.get("POST /jobs", set()),
+               "/parks/{park_id}": 201 in reached.get("POST /parks", set())}
+    assert any(created.values()), reached
+    for prefix, made in created.items():
+        if not made:      # hypothesis did not pick this creation in this run
+            continue
         found = {s for label, codes in reached.items() if label.split(" ", 1)[1].startswith(prefix) for s in codes}
         assert found - {404}, (prefix, reached)
     assert 200 in reached.get("GET /networks/{network_id}", {200}), reached    # if it was picked, it found one

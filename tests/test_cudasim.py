@@ -118,6 +118,11 @@ def _nvvm_missing() -> str | None:
         NVVM()
     except Exception as error:  # noqa: BLE001 - any failure to load libNVVM means: cannot compile here
         return f"libNVVM not found ({type(error).__name__}); install numba-cuda[cu13] to compile for a GPU"
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+        load_nvidia_dynamic_lib("nvrtc")
+    except Exception as error:  # noqa: BLE001 - likewise for NVRTC (the test extra installs it)
+        return f"NVRTC not found ({type(error).__name__}); pip install nvidia-cuda-nvrtc to compile for a GPU"
     return None
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from parktwin.hydraulics.epanet_units import CBIG, CSMALL, RQTOL, TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
-# EPANET's StatusType codes.
-XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)
+from parktwin.kernels.epanet_codes import (ACTIVE, CLOSED, OPEN, TEMPCLOSED, XFCV, XFLOW,  # noqa: F401
+                                           XHEAD, XPRESSURE)
 
 # Darcy-Weisbach constants of EPANET's hydcoeffs.c.
 _A1 = 3.14159265358979323850e+03

@@ -21,15 +21,9 @@ KW_PER_HP = 0.7457
 VISCOSITY_FT2S = 1.1e-5   # EPANET's kinematic viscosity of water at 20 C
 US_FLOW_UNITS = {"CFS", "GPM", "MGD", "IMGD", "AFD"}
 
-# EPANET's numerical constants (ft, cfs), names as in its source.
-CSMALL = 1.0e-6
-CBIG = 1.0e8
-QZERO = 1.0e-6
-TINY = 1.0e-6
-BIG = 1.0e10
-HTOL = 0.0005
-QTOL = 0.0001
-RQTOL = 1.0e-7
+# EPANET's numerical constants (ft, cfs) live in kernels.epanet_codes; imported here for this layer.
+from parktwin.kernels.epanet_codes import BIG, CBIG, CSMALL, HTOL, QTOL, QZERO, RQTOL, TINY  # noqa: E402, F401
+
 MINPDIFF = 0.1
 
 

@@ -11,6 +11,8 @@ from enum import IntEnum
 
 import numpy as np
 
+from parktwin.kernels import epanet_codes as codes
+
 
 class NodeKind(IntEnum):
     JUNCTION = 0
@@ -19,25 +21,25 @@ class NodeKind(IntEnum):
 
 
 class LinkKind(IntEnum):
-    """EPANET's link types, in EPANET's order (valves after pumps)."""
+    """EPANET's link types, in EPANET's order (valves after pumps); values from kernels.epanet_codes."""
 
-    CVPIPE = 0
-    PIPE = 1
-    PUMP = 2
-    PRV = 3
-    PSV = 4
-    PBV = 5
-    FCV = 6
-    TCV = 7
-    GPV = 8
-    PCV = 9
+    CVPIPE = codes.CVPIPE
+    PIPE = codes.PIPE
+    PUMP = codes.PUMP
+    PRV = codes.PRV
+    PSV = codes.PSV
+    PBV = codes.PBV
+    FCV = codes.FCV
+    TCV = codes.TCV
+    GPV = codes.GPV
+    PCV = codes.PCV
 
 
 class PumpCurveKind(IntEnum):
-    CONST_HP = 0
-    POWER_FUNC = 1
-    CUSTOM = 2
-    NOCURVE = 3
+    CONST_HP = codes.CONST_HP
+    POWER_FUNC = codes.POWER_FUNC
+    CUSTOM = codes.CUSTOM
+    NOCURVE = codes.NOCURVE
 
 
 class HeadlossFormula(IntEnum):

@@ -8,11 +8,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-CSMALL, CBIG, QZERO, TINY, BIG = 1.0e-6, 1.0e8, 1.0e-6, 1.0e-6, 1.0e10
-HTOL, QTOL, RQTOL = 0.0005, 0.0001, 1.0e-7
-XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)
-CVPIPE, PIPE, PUMP, PRV, PSV, PBV, FCV, TCV, GPV, PCV = range(10)
-CONST_HP, POWER_FUNC, CUSTOM, NOCURVE = range(4)
+from parktwin.kernels.epanet_codes import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUSTOM,  # noqa: F401
+                                           CVPIPE, FCV, GPV, HTOL, NOCURVE, OPEN, PBV, PCV, PIPE, POWER_FUNC,
+                                           PRV, PSV, PUMP, QTOL, QZERO, RQTOL, TCV, TEMPCLOSED, TINY, XFCV,
+                                           XFLOW, XHEAD, XPRESSURE)
 
 
 @nb.njit(cache=True, inline="always")

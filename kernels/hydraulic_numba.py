@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numba as nb
 
-_CBIG = 1.0e8
-_RQTOL = 1.0e-7
-_CLOSED = 2
+from parktwin.kernels.epanet_codes import CBIG as _CBIG
+from parktwin.kernels.epanet_codes import CLOSED as _CLOSED
+from parktwin.kernels.epanet_codes import RQTOL as _RQTOL
 _BLOCK = 64
 
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+# EPANET's codes; a status <= CLOSED (XHEAD, TEMPCLOSED too) is a closed link
+from parktwin.kernels.epanet_codes import BIG, CLOSED, CVPIPE, PIPE, TINY
 from parktwin.kernels.quality_segments import F_CTOL, MIX2, _addseg, _free, _mixtank, _reverse, _sgn
 
-CLOSED = 2                     # EPANET StatusType CLOSED (XHEAD, TEMPCLOSED count as closed too)
 Q_STAGNANT = 0.005 / 448.831   # 0.005 gpm in cfs
-TINY = 1.0e-6
-BIG = 1.0e10
 KIND_CHEM, KIND_AGE, KIND_TRACE = 1, 2, 3
 JUNCTION, TANK, RESERVOIR = 0, 1, 2
-CVPIPE, PIPE = 0, 1
 CONCEN, MASS, SETPOINT, FLOWPACED = 0, 1, 2, 3
 
 # Integer and float parameters, packed so the kernels' signatures stay short.

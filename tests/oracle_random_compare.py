@@ -18,7 +18,6 @@ CYCLING_SHARE = 0.75      # a step that takes this share of TRIALS is settled by
 class Outcome:
     problems: list[str]
     n_compared: int
-    unconverged: list[str] = ()
 
 
 def run_cli(path: Path, table: Path | None, out: Path, duration_s: int, command: str = "run") -> None:
@@ -50,16 +49,15 @@ def compare_network(path: Path, rng: np.random.Generator, n: int, duration_s: in
     table, out = workdir / "scenarios.csv", workdir / "run.h5"
     ids = osc.write_table(table, scenarios)
     run_cli(path, table, out, duration_s)
-    res, meta = read_results(out)
+    res, _ = read_results(out)
     net = load_network(path)
     problems = []
-    unconverged = [sid for b, sid in enumerate(ids) if not res.converged[b].all()]
     for b, (sid, changes) in enumerate(zip(ids, scenarios)):
         what = "; ".join(f"{c.element} {c.attribute}={c.value}" for c in changes)
         problem = _compare_scenario(path, net, res, b, changes, duration_s)
         if problem:
             problems.append(f"{sid} ({what}): {problem}")
-    return Outcome(problems, len(scenarios), unconverged)
+    return Outcome(problems, len(scenarios))
 
 
 def _nearest_between(h, q, h1, q1, h2, q2):

@@ -28,6 +28,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 from parktwin.hydraulics import oracle
+from parktwin.hydraulics.inputs import GRAVITY_MS2 as GRAVITY
+from parktwin.hydraulics.inputs import LEAK_DISCHARGE_COEFF as LEAK_CD
 
 LTOWN = Path(__file__).resolve().parents[2] / "shared" / "networks" / "benchmarks" / "l-town.inp"
 PRESSURE_SENSORS = ("n1", "n4", "n31", "n54", "n105", "n114", "n163", "n188", "n215", "n229", "n288", "n296",
@@ -37,7 +39,6 @@ FLOW_SENSORS = ("PUMP_1", "p227", "p235")
 LEVEL_SENSORS = ("T1",)
 EN_PATTERNSTART, EN_TANKLEVEL = 4, 8
 HIT_DISTANCE_M = 300.0
-LEAK_CD, GRAVITY = 0.75, 9.81
 
 
 @dataclass(frozen=True)

@@ -196,8 +196,10 @@ def take_columns(state, cols):
 
 
 def put_columns(state, sub, cols):
+    """Write the columns `sub` holds back into `state` at `cols` (per-scenario arrays only; an array with
+    one column in a batch of one is per-scenario too)."""
     from dataclasses import fields
     for f in fields(state):
         dst = getattr(state, f.name)
-        if dst is not None and dst.shape[1] != 1:
+        if dst is not None and dst.shape[1] == state.batch_size:
             dst[:, cols] = getattr(sub, f.name)

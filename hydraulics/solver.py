@@ -304,11 +304,8 @@ class HydraulicSolver:
     @staticmethod
     def _merge(st: HydraulicState, outcome, rows: np.ndarray, sub: HydraulicState, sub_outcome):
         """Put the columns of `sub` and their outcome in place of `rows` of the batch."""
-        from parktwin.hydraulics.gga import StepOutcome
-        for f in fields(st):
-            dst = getattr(st, f.name)
-            if dst is not None and dst.shape[1] == st.batch_size:
-                dst[:, rows] = getattr(sub, f.name)
+        from parktwin.hydraulics.gga import StepOutcome, put_columns
+        put_columns(st, sub, rows)
         merged = {}
         for f in fields(outcome):
             values = getattr(outcome, f.name).copy()

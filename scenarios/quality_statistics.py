@@ -9,10 +9,9 @@ quality_units: mg/L, hours, percent).
 """
 from __future__ import annotations
 
-import math
-from fractions import Fraction
-
 import numpy as np
+
+from parktwin.scenarios.statistics import histogram_quantiles
 
 _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1
@@ -119,17 +118,5 @@ class QualityAccumulator:
         if not o.quantiles:
             return out
         edges = np.arange(self.n_bins + 1) * o.quality_bin
-        lower = np.concatenate(([-np.inf], edges))
-        upper = np.concatenate((edges, [np.inf]))
-        for k in range(t):
-            count = int(s["n_valid"][k])
-            if count == 0:
-                continue
-            cum = np.cumsum(s["hist"][k], axis=1, dtype=np.int64)
-            lo_v, hi_v = s["min"][k], s["max"][k]
-            for i, q in enumerate(o.quantiles):
-                rank = max(1, math.ceil(Fraction(repr(q)) * count))
-                slot = np.argmax(cum >= rank, axis=1)
-                a, b = np.maximum(lower[slot], lo_v), np.minimum(upper[slot], hi_v)
-                out[i, k] = np.clip((a + b) / 2.0, lo_v, hi_v)
+        histogram_quantiles(out, o.quantiles, edges, s["n_valid"], s["hist"], s["min"], s["max"])
         return out

@@ -162,7 +162,8 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
         precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
     """Solve every scenario of a perturbation table."""
-    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbation_files import read_perturbations
     table = read_perturbations(scenarios)
 
     def factory(net):

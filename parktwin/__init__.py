@@ -20,8 +20,8 @@ _EXPORTS = {
     "load_network": "parktwin.hydraulics.compile",
     "HydraulicSolver": "parktwin.hydraulics.solver",
     "SolverOptions": "parktwin.hydraulics.solver",
-    "read_perturbations": "parktwin.scenarios.perturbations",
-    "build_batch": "parktwin.scenarios.perturbations",
+    "read_perturbations": "parktwin.scenarios.perturbation_files",
+    "build_batch": "parktwin.scenarios.batch",
     "run_batch": "parktwin.scenarios.runner",
     "load_park": "parktwin.twin.park",
     "run_park": "parktwin.twin.coupled",
@@ -31,7 +31,8 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:   # for type checkers and IDEs; at run time the names load lazily
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbation_files import read_perturbations
     from parktwin.scenarios.runner import run_batch
     from parktwin.twin.coupled import run_park
     from parktwin.twin.park import load_park

@@ -1,7 +1,5 @@
 """Reading perturbation tables from .csv, .json and .h5/.hdf5 files (the table writes itself: `to_csv`,
 `to_json`, `write_h5`).
-
-`scenarios.perturbations` re-exports `read_perturbations`, so callers import it from there.
 """
 from __future__ import annotations
 

@@ -1,28 +1,25 @@
-"""Perturbation tables (`scenario,element,attribute,value` rows) and turning them into scenario batches.
+"""Perturbation tables: `scenario,element,attribute,value` rows, checked column-wise.
 
 A table is checked in two stages, both before anything is solved: `check()` needs no network (known
 attribute, value of the right kind, no duplicate rows) and `validate(net)` adds the network (element ids
 and kinds, leak_cd only with a leak, tank levels in range). Either raises one `PerturbationError` for the
 earliest offending row. Checks run column-wise over numpy arrays, so 100,000 scenarios cost no Python
-loop per row in `build_batch`.
+loop per row. Reading a table from a file is `scenarios.perturbation_files`; turning one into a batch of
+solver inputs is `scenarios.batch.build_batch`.
 """
 from __future__ import annotations
 
 import csv
 import difflib
 import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
-from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.network import NetworkArrays
 from parktwin.scenarios.attributes import (ALL_JUNCTIONS, ATTRIBUTES, STATUS_WORDS, ElementKind, ValueKind,
                                   attribute_names, describe_element, element_columns)
-from parktwin.scenarios.batch import ScenarioBatch
 
 COLUMNS = ("scenario", "element", "attribute", "value")
 DEFAULT_H5_GROUP = "scenario/perturbations"
@@ -54,7 +51,7 @@ class _FirstError:
             raise PerturbationError(table.source, int(table.row_number[self.pos]), self.reason)
 
 
-def _factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
+def factorize(values: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Unique values in order of first appearance and each row's code (a dict beats sorting strings)."""
     seen: dict[str, int] = {}
     codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values.tolist()), np.int64, len(values))
@@ -155,7 +152,7 @@ class PerturbationTable:
 
     def scenario_ids(self) -> tuple[str, ...]:
         """Scenario ids in order of first appearance."""
-        return tuple(_factorize(self.scenario)[0])
+        return tuple(factorize(self.scenario)[0])
 
     def for_scenarios(self, ids) -> "PerturbationTable":
         """The rows of those scenarios only, in the table's order."""
@@ -234,7 +231,7 @@ class PerturbationTable:
 
     def validate(self, net: NetworkArrays) -> None:
         """All checks, the network's included; raises PerturbationError for the earliest bad row."""
-        _resolve(self, net)
+        resolve(self, net)
 
 
 def _row_fields(row) -> tuple[str, ...] | str:
@@ -311,7 +308,7 @@ def _not_an_element(element: str, attr, net: NetworkArrays) -> str:
            f"{attr.element.plural}"
 
 
-def _resolve(table: PerturbationTable, net: NetworkArrays):
+def resolve(table: PerturbationTable, net: NetworkArrays):
     """All checks; returns each row's attribute code, numeric value and column (-1: every junction)."""
     table.check()
     attr_code, numeric = table._parsed
@@ -343,7 +340,7 @@ def _check_resolved(table, net, column, numeric, rows_of, first) -> None:
     none = np.zeros(0, np.int64)
     cd, area = rows_of.get("leak_cd", none), rows_of.get("leak_area_m2", none)
     if len(cd):
-        key = _factorize(table.scenario)[1] * net.n_junctions + column
+        key = factorize(table.scenario)[1] * net.n_junctions + column
         for r in cd[~np.isin(key[cd], key[area])][:1]:
             first.offer(r, f"leak_cd on junction {str(table.element[r])!r} needs a leak_area_m2 row for the "
                            f"same junction in scenario {str(table.scenario[r])!r}")
@@ -369,63 +366,3 @@ def _check_resolved(table, net, column, numeric, rows_of, first) -> None:
     for r, lo, hi in list(zip(tank[outside], low[outside], high[outside]))[:1]:
         first.offer(r, f"tank_level_m {table.value[r]} for tank {str(table.element[r])!r} is outside its "
                        f"range {lo:g} to {hi:g} m")
-
-
-def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
-                seed: int | None = None) -> ScenarioBatch:
-    """One scenario per id (given, else the table's ids in order of appearance); ids without rows are
-    the base case. The whole table is validated first, also rows of scenarios not asked for.
-
-    `demand_multiplier` on `*` sets every junction of the scenario; a row for a single junction in the
-    same scenario overrides it there (it does not multiply with it). Only attributes that appear in the
-    selected rows get an array in `BatchInputs`; the others stay None ("as in the network").
-    """
-    attr_code, numeric, column = _resolve(table, net)
-    order, scenario_code = _factorize(table.scenario)
-    ids = tuple(order) if scenario_ids is None else tuple(str(s) for s in scenario_ids)
-    if len(set(ids)) != len(ids):
-        repeated = [sid for sid, n in Counter(ids).items() if n > 1]
-        raise ValueError(f"scenario ids repeat: {', '.join(repeated[:5])}")
-    if not ids:
-        raise ValueError("no scenarios: the table has no rows and no scenario ids were given")
-    position = {sid: i for i, sid in enumerate(ids)}
-    row_scenario = np.array([position.get(s, -1) for s in order], np.int64)[scenario_code] \
-        if len(table) else np.zeros(0, np.int64)
-    selected = row_scenario >= 0
-    base = BatchInputs(batch_size=len(ids))
-    fields: dict[str, np.ndarray] = {}
-    for code in np.unique(attr_code[selected]):
-        attr = ATTRIBUTES[code]
-        rows = np.flatnonzero(selected & (attr_code == code))
-        every = rows[column[rows] < 0]
-        if len(every) == len(rows) and attr.inputs_field == "demand_multiplier":
-            # Only '*' rows: one factor per scenario, [B, 1], broadcast over junctions by the solver
-            # (a dense [B, Nj] array would cost 6 GB per million L-Town scenarios).
-            target = np.ones((len(ids), 1))
-            target[row_scenario[every], 0] = numeric[every]
-            fields[attr.inputs_field] = target
-            continue
-        if attr.inputs_field in ("leak_area_m2", "leak_cd"):
-            # Leaks are a few per scenario: sparse, so a million scenarios do not need a dense [B, Nj].
-            target = sp.csr_matrix((numeric[rows], (row_scenario[rows], column[rows])),
-                                   shape=(len(ids), net.n_junctions))
-            fields[attr.inputs_field] = target
-            continue
-        target = base.filled(attr.inputs_field, net)
-        # '*' rows first, so a single junction's row of the same scenario overrides them.
-        target[row_scenario[every], :] = numeric[every, None]
-        one = rows[column[rows] >= 0]
-        target[row_scenario[one], column[one]] = numeric[one]
-        fields[attr.inputs_field] = target
-    perturbations = table if scenario_ids is None else table.for_scenarios(ids)
-    return ScenarioBatch(ids=ids, inputs=BatchInputs(batch_size=len(ids), **fields),
-                         perturbations=perturbations, seed=seed)
-
-
-def __getattr__(name: str):
-    # The file readers build PerturbationTables, so they import this module; loading them on first use
-    # keeps `from scenarios.perturbations import read_perturbations` working whichever module loads first.
-    if name == "read_perturbations":
-        from parktwin.scenarios.perturbation_files import read_perturbations
-        return read_perturbations
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

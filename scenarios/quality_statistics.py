@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from parktwin.scenarios.statistics import histogram_quantiles
+from parktwin.scenarios.histograms import histogram_quantiles
 
 _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1

@@ -2,7 +2,7 @@
 
 A `ScenarioSpec` comes from TOML (`load_spec`), from command-line options (`spec_from_options`) or from
 its constructor; every field is checked on construction, and `validate(net)` adds what needs the network
-and returns the elements each section draws from (`samplers.Selection`). Every rejection is one `SpecError`
+and returns the elements each section draws from (`selection.Selection`). Every rejection is one `SpecError`
 whose message starts with the field's TOML path: ``leaks.area.sigma: must be > 0``.
 `scenarios.samplers.expand` turns a specification into a perturbation table.
 
@@ -39,21 +39,14 @@ import tomllib
 from collections import Counter
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from parktwin.hydraulics.network import NetworkArrays
+from parktwin.scenarios.selection import Selection, select
+from parktwin.scenarios.spec_errors import SAMPLERS, SpecError
+from parktwin.scenarios.spec_errors import check as _check
 
-if TYPE_CHECKING:
-    from parktwin.scenarios.samplers import Selection
-
-SAMPLERS = ("mc", "lhs", "sobol")
 LOCATIONS = ("uniform", "pipe_length")
-# Roughness and per-junction demand write one row per element per scenario. As numpy text columns a row
-# costs ~230 bytes, so the cap is ~11 GB of table: beyond it a request is refused, not swapped.
-MAX_ROWS = 50_000_000
-SOBOL_MAX_DIMENSIONS = 21201     # scipy's Sobol' direction numbers end there
 
 _AREA_LAWS = {"lognormal": (("median_m2", ">0"), ("sigma", ">0")),
               "uniform": (("min_m2", ">=0"), ("max_m2", ">min")), "fixed": (("value_m2", ">0"),)}
@@ -61,22 +54,9 @@ _DEMAND_LAWS = {"uniform": (("min", ">=0"), ("max", ">min")), "normal": (("mean"
                 "fixed": (("value", ">=0"),)}
 
 
-class SpecError(ValueError):
-    """A specification that cannot be sampled: `field` is the TOML path, `reason` what is wrong."""
-
-    def __init__(self, field: str, reason: str):
-        self.field, self.reason = field, reason
-        super().__init__(f"{field}: {reason}")
-
-
 # ---------------------------------------------------------------------- field checks
 def _set(obj, name: str, value) -> None:
     object.__setattr__(obj, name, value)
-
-
-def _check(ok: bool, path: str, reason: str) -> None:
-    if not ok:
-        raise SpecError(path, reason)
 
 
 _RULES = {">0": (lambda x: x > 0, "must be > 0"), ">=0": (lambda x: x >= 0, "must be >= 0"),
@@ -290,11 +270,9 @@ class ScenarioSpec:
         _check(any(getattr(self, name) is not None for name in _SECTIONS), "spec",
                f"nothing varies: add at least one of {', '.join(f'[{s}]' for s in _SECTIONS)}")
 
-    def validate(self, net: NetworkArrays) -> "Selection":
+    def validate(self, net: NetworkArrays) -> Selection:
         """The checks that need the network (ids, counts, the row cap, Sobol's dimension limit);
-        returns the elements each section draws from (`scenarios.samplers.Selection`)."""
-        # samplers imports this module for the specification types, so it is loaded on first use.
-        from parktwin.scenarios.samplers import select
+        returns the elements each section draws from (`scenarios.selection.Selection`)."""
         return select(self, net)
 
     def to_toml(self) -> str:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 
 import numpy as np
 
 from parktwin.hydraulics.results import ResultSet
+from parktwin.scenarios.histograms import histogram_quantiles
+from parktwin.scenarios.quality_statistics import QualityAccumulator
 
 MAX_SCENARIOS = 2**32 - 1      # histogram counts are uint32 and the two-word sums are sized for this
 MAX_UNITS = 2.0**62            # larger |value| in resolution units is not physical: the time is invalid
@@ -175,7 +176,6 @@ class SummaryAccumulator:
         self._top = -1
         self.quality = None
         if quality:
-            from parktwin.scenarios.quality_statistics import QualityAccumulator
             options.quality_bins()
             self.quality = QualityAccumulator(t, n, options)
 
@@ -354,7 +354,6 @@ class SummaryAccumulator:
         """Rebuild from `to_arrays()` output (a longer zero-padded `counted` bitmap is accepted)."""
         options = SummaryOptions.from_json(np.asarray(arrays["options_json"], np.uint8).tobytes().decode())
         t, n, l, nj = (int(v) for v in np.asarray(arrays["dims"]))
-        from parktwin.scenarios.quality_statistics import QualityAccumulator
         acc = SummaryAccumulator(t, n, l, options, n_junctions=nj, quality=QualityAccumulator.present(arrays))
         if acc.quality is not None:
             acc.quality.load(arrays)
@@ -433,23 +432,3 @@ class SummaryAccumulator:
         """Memory held by the state, bitmap included."""
         return sum(v.nbytes for v in self._s.values()) + self._bits.nbytes + \
             (self.quality.nbytes() if self.quality is not None else 0)
-
-
-def histogram_quantiles(out, quantiles, edges, n_valid, hist, lo, hi) -> None:
-    """Fill out [Q, T, N] with the order statistic of rank ceil(q*n) (numpy's 'inverted_cdf', q read as the
-    decimal it prints as) of each time's counts hist [T, N, bins] (bins below edges[0], between the edges,
-    above edges[-1]), located to its bin narrowed to [lo, hi] and reported at the middle; times without
-    valid values are left as they are."""
-    lower = np.concatenate(([-np.inf], edges))     # slot j covers [lower[j], upper[j])
-    upper = np.concatenate((edges, [np.inf]))
-    for k in range(len(n_valid)):
-        count = int(n_valid[k])
-        if count == 0:
-            continue
-        cum = np.cumsum(hist[k], axis=1, dtype=np.int64)
-        lo_v, hi_v = lo[k], hi[k]
-        for i, q in enumerate(quantiles):
-            rank = max(1, math.ceil(Fraction(repr(q)) * count))   # exact: no float rounding of q*n
-            slot = np.argmax(cum >= rank, axis=1)
-            a, b = np.maximum(lower[slot], lo_v), np.minimum(upper[slot], hi_v)
-            out[i, k] = np.clip((a + b) / 2.0, lo_v, hi_v)

@@ -100,7 +100,8 @@ def solve_in_process(network: Path, table_path: Path, duration_s: int):
     """DESIGN's reference: the library's solver on the batch the table builds, in memory (float64)."""
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbation_files import read_perturbations
     net = load_network(network)
     batch = build_batch(read_perturbations(table_path), net)
     return batch, HydraulicSolver(net, SolverOptions()).run(batch.inputs, duration_s)
@@ -210,7 +211,8 @@ def test_solve_extended_reports_every_report_step(tmp_path):
     (NET1_3, 10800, "double", 1e-12),
 ], ids=["snapshot-single", "snapshot-double", "extended-single", "extended-double"])
 def test_run_table_equals_the_library(tmp_path, network, duration, precision, rtol):
-    from parktwin.scenarios.perturbations import PerturbationTable, read_perturbations
+    from parktwin.scenarios.perturbation_files import read_perturbations
+    from parktwin.scenarios.perturbations import PerturbationTable
     from parktwin.scenarios.store import is_complete
 
     table = write_csv(tmp_path / "table.csv", SCENARIO_TABLE)
@@ -375,7 +377,8 @@ class _StopAfterTwoChunks(Exception):
 def test_resume_finishes_an_interrupted_file(tmp_path, resume_case):
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.solver import SolverOptions
-    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbation_files import read_perturbations
     from parktwin.scenarios.runner import run_batch
     from parktwin.scenarios.store import is_complete
 

@@ -13,8 +13,9 @@ import pytest
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.network import LinkKind
 from parktwin.scenarios.attributes import ATTRIBUTES, BY_NAME, ElementKind, element_columns
-from parktwin.scenarios.perturbations import (DEFAULT_H5_GROUP, PerturbationError, PerturbationTable, build_batch,
-                                     read_perturbations)
+from parktwin.scenarios.batch import build_batch
+from parktwin.scenarios.perturbation_files import read_perturbations
+from parktwin.scenarios.perturbations import DEFAULT_H5_GROUP, PerturbationError, PerturbationTable
 
 NETWORKS = Path("/work/shared/networks")
 NET1_PATH = NETWORKS / "epanet-tests/network_one/NET1.inp"

@@ -44,7 +44,8 @@ def test_batch_equals_loop(tmp_path):
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.quality import solve_with_quality
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    from parktwin.scenarios.perturbations import PerturbationTable, build_batch
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbations import PerturbationTable
     path = write_variant("net1-mass", tmp_path)
     net = load_network(path)
     batch = build_batch(PerturbationTable.from_rows(_mixed_rows(net, 64)), net)
@@ -68,7 +69,8 @@ def test_source_quality_and_bulk_coeff_against_epanet(tmp_path):
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.quality import solve_with_quality
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    from parktwin.scenarios.perturbations import PerturbationTable, build_batch
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbations import PerturbationTable
     path = write_variant("net1-mass", tmp_path)
     net = load_network(path)
     rows = [dict(scenario="a", element="9", attribute="source_quality", value="40"),
@@ -91,7 +93,8 @@ def test_source_quality_and_bulk_coeff_against_epanet(tmp_path):
 
 def test_quality_rows_need_a_quality_model(tmp_path):
     from parktwin.hydraulics.compile import load_network
-    from parktwin.scenarios.perturbations import PerturbationError, PerturbationTable, build_batch
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbations import PerturbationError, PerturbationTable
     text = library_network("Net1.inp").read_text().replace("Chlorine mg/L", "None")
     plain = tmp_path / "plain.inp"
     plain.write_text(text)
@@ -123,7 +126,8 @@ def test_cli_run_records_quality(tmp_path):
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.quality import solve_with_quality
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
-    from parktwin.scenarios.perturbations import build_batch, read_perturbations
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbation_files import read_perturbations
     from parktwin.scenarios.store import read_results
     net = load_network(path)
     mem = solve_with_quality(HydraulicSolver(net, SolverOptions()), build_batch(read_perturbations(table), net).inputs,

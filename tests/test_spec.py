@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parktwin.scenarios.samplers import (choose_distinct, expand, junction_pipe_length_m, sample_batch, sample_unit,
-                                scenario_ids)
-from parktwin.scenarios.spec import (MAX_ROWS, DemandSpec, LeakArea, LeakSpec, PumpOutageSpec,
-                            ReservoirHeadSpec, RoughnessSpec, ScenarioSpec, SpecError, TankLevelSpec, load_spec,
-                            spec_from_dict, spec_from_options)
+from parktwin.scenarios.samplers import choose_distinct, expand, sample_batch, sample_unit, scenario_ids
+from parktwin.scenarios.selection import junction_pipe_length_m
+from parktwin.scenarios.spec import (DemandSpec, LeakArea, LeakSpec, PumpOutageSpec, ReservoirHeadSpec,
+                                     RoughnessSpec, ScenarioSpec, TankLevelSpec, load_spec, spec_from_dict,
+                                     spec_from_options)
+from parktwin.scenarios.spec_errors import MAX_ROWS, SpecError
 
 NETWORKS = Path("/work/shared/networks")
 NET1_PATH = NETWORKS / "epanet-tests/network_one/NET1.inp"

@@ -133,7 +133,8 @@ def perturbation_inputs(park: Park, net_name: str, net) -> BatchInputs | None:
     rows = [(c.element, c.attribute, c.value) for c in park.hydraulic_changes if c.network == net_name]
     if not rows:
         return None
-    from parktwin.scenarios.perturbations import PerturbationTable, build_batch
+    from parktwin.scenarios.batch import build_batch
+    from parktwin.scenarios.perturbations import PerturbationTable
     for element, attribute, _ in rows:
         if attribute in DEMAND_ATTRIBUTES:
             raise ValueError(f"{net_name}: {element}: {attribute}: the park's demands come from its enterprises; "

@@ -43,7 +43,8 @@ def _target(request: Request, target: m.ParkTarget | m.NetworkTarget):
 
 def _spec(body: m.StudyRequest, net):
     """The ScenarioSpec (checked against the network) and its JSON, or 422 naming the field."""
-    from parktwin.scenarios.spec import SpecError, spec_from_dict
+    from parktwin.scenarios.spec import spec_from_dict
+    from parktwin.scenarios.spec_errors import SpecError
     data = body.model_dump(exclude_none=True, exclude={"target", "store", "duration_s"})
     try:
         spec = spec_from_dict(data)

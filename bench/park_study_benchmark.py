@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime as dt
+import resource
 import sys
 import tempfile
 import time
@@ -324,7 +326,7 @@ def benchmark(park, n: int, repeats: int, duration_s: int, seed: int, accuracy: 
     return {"times": times, "warned": warned, "n": n, "prep": prep, "steps": steps}
 
 
-def _report(mode: str, result: dict) -> None:
+def _report(mode: str, result: dict, park_name: str = "park", backend: str = "numba") -> None:
     n = result["n"]
     print(f"\n== {mode}: {n} scenarios x 3 networks, {len(result['times']['parktwin'])} interleaved repeats")
     rates = {}
@@ -342,6 +344,15 @@ def _report(mode: str, result: dict) -> None:
     print(f"{'EPANET hydraulic steps':<24}: {result['steps']:.1f} per scenario (3 networks, timed repeats)")
     if result["warned"]:
         print(f"EPANET warnings         : {result['warned']} scenario-network solves ended with a warning")
+    # Peak resident memory of this process so far (both sides run in it), for the row.
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    t = {side: np.array(result["times"][side]) for side in ("parktwin", "epanet")}
+    print(f"{'peak memory':<24}: {peak_gib:.2f} GiB (this process, both sides)")
+    print(f"{'row':<24}: | {dt.date.today().isoformat()} | {machine_description()} | {park_name} (3 networks),"
+          f" {mode} | {n:,} x 3 networks | {backend}"
+          f" | {rates['epanet'][0]:,.0f} scenarios/s ({', '.join(f'{x:.3f}' for x in t['epanet'])} s)"
+          f" | {rates['parktwin'][0]:,.0f} scenarios/s ({', '.join(f'{x:.3f}' for x in t['parktwin'])} s)"
+          f" | **{rates['parktwin'][0] / rates['epanet'][0]:.2f}x** | {peak_gib:.2f} GiB |")
 
 
 def main(argv=None) -> int:
@@ -366,6 +377,7 @@ def main(argv=None) -> int:
     print(f"ParkTwin       : backend {get_backend('auto').name}, ACCURACY "
           f"{'the files' if args.accuracy is None else f'{args.accuracy:g}'} (both sides)")
     print(f"machine        : {machine_description()}")
+    print(f"date           : {dt.date.today().isoformat()}")
     print("note           : EPANET's allocation is computed before its timer (favours EPANET); ParkTwin's "
           "time is the whole run_park_study with its HDF5 file")
     modes = ("snapshot", "day") if args.mode == "both" else (args.mode,)
@@ -383,7 +395,8 @@ def main(argv=None) -> int:
         print(f"validation FAILED (tolerance {VALIDATION_TOLERANCE_M:g} m at ACCURACY 1e-5): not timing")
         return 1
     for mode in modes:
-        _report(mode, benchmark(park, args.scenarios, args.repeats, MODES[mode], args.seed, args.accuracy))
+        _report(mode, benchmark(park, args.scenarios, args.repeats, MODES[mode], args.seed, args.accuracy),
+                park.name, get_backend("auto").name)
     return 0
 
 

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--accuracy", type=float, default=1e-5)
     args = ap.parse_args(argv)
 
-    from parktwin.hydraulics.oracle import EPANET_VERSION, EpanetProject
+    from parktwin.hydraulics.oracle import EpanetProject, epanet_version
     from parktwin.kernels.registry import available_backends, cuda_simulated
     from parktwin.scenarios.runner import device_name
     state = available_backends()["cupy"]
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     row = (f"| {dt.date.today().isoformat()} | {device} | {args.network.name} "
            f"| {args.run_scenarios:,} in {run_s:.2f} s = {run_rate:,.0f}/s (chunk {args.chunk_size:,}) "
            f"| {args.mc_scenarios:,} in {mc_s:.2f} s = {mc_rate:,.0f}/s "
-           f"| {EPANET_VERSION}: {tk_rate:,.0f}/s ({n_tk:,} scenarios, {np.mean(toolkit['iterations']):.1f} iterations) "
+           f"| {epanet_version()}: {tk_rate:,.0f}/s ({n_tk:,} scenarios, {np.mean(toolkit['iterations']):.1f} iterations) "
            f"| **{run_rate / tk_rate:.2f}x** / **{mc_rate / tk_rate:.2f}x** | {memory_text} |\n")
     text = args.results.read_text() if args.results.exists() else "# Benchmark results\n"
     args.results.write_text(add_row(text, row, on_gpu=not cuda_simulated()))

@@ -17,31 +17,14 @@ from parktwin.hydraulics.network import (
     Curves, HeadlossFormula, HydraulicOptions, LinkKind, NetworkArrays, NodeKind, Patterns,
     STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, TimeOptions,
 )
+from parktwin.hydraulics.controls_parse import compile_controls_from_file
+from parktwin.hydraulics.leakage import si_from_file
+from parktwin.hydraulics.units_tables import EPANET_FLOW_PER_CFS, US_FLOW_UNITS, wntr_flow_unit_factor
 
-# EPANET's own factors, flow unit -> (that unit per cfs); see EPANET's types.h.
-EPANET_FLOW_PER_CFS = {
-    "CFS": 1.0, "GPM": 448.831, "MGD": 0.64632, "IMGD": 0.5382, "AFD": 1.9837,
-    "LPS": 28.317, "LPM": 1699.0, "MLD": 2.4466, "CMH": 101.94, "CMD": 2446.6, "CMS": 0.028317,
-}
-# Exact SI size of each flow unit, as WNTR converts them (m3/s per unit).
-SI_PER_FLOW_UNIT = {
-    "CFS": 0.028316846592, "GPM": 6.30901964e-05, "MGD": 0.0438126364, "IMGD": 0.05261678,
-    "AFD": 0.01427641, "LPS": 0.001, "LPM": 1.0 / 60000.0, "MLD": 1000.0 / 86400.0,
-    "CMH": 1.0 / 3600.0, "CMD": 1.0 / 86400.0, "CMS": 1.0,
-}
 
 
 class UnsupportedFeature(NotImplementedError):
     """A model uses something the solver does not support yet; the message names it."""
-
-
-def wntr_flow_unit_factor(flow_units: str) -> float:
-    """m3/s per unit, as WNTR converted the file (read from wntr itself where possible)."""
-    try:
-        from wntr.epanet.util import FlowUnits
-        return float(FlowUnits[flow_units].factor)
-    except (ImportError, KeyError, AttributeError):
-        return SI_PER_FLOW_UNIT[flow_units]
 
 
 def _status_code(status) -> int:
@@ -216,7 +199,6 @@ def compile_network(wn, *, name: str = "", source_path: str | Path = "", extras=
     )
     controls, rules = (), ()
     if source_path:
-        from parktwin.hydraulics.controls import compile_controls_from_file
         controls, rules = compile_controls_from_file(
             source_path, {rename(n): i for n, i in node_index.items()},
             {rename(lk): i for i, lk in enumerate(link_ids)}, kind, node_kind,
@@ -260,8 +242,6 @@ def _pipe_leakage(extras, link_ids, flow_units: str) -> dict:
     rows = getattr(extras, "leakage", ()) if extras is not None else ()
     if not rows:
         return {}
-    from parktwin.hydraulics.epanet_units import US_FLOW_UNITS
-    from parktwin.hydraulics.leakage import si_from_file
     index = {lid: k for k, lid in enumerate(link_ids)}
     c1, c2 = np.zeros(len(link_ids)), np.zeros(len(link_ids))
     for pipe, area, expansion in rows:
@@ -288,6 +268,7 @@ def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
                 return replace(net, source_path=str(path))
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             pass   # a stale or truncated cache entry is rebuilt below
+    # imported here: the reader brings in WNTR and EPANET's toolkit, which a cached network never needs
     from parktwin.hydraulics.inp_reader import read_inp_with_extras
     wn, extras = read_inp_with_extras(path)
     net = compile_network(wn, source_path=path, extras=extras)
@@ -297,7 +278,8 @@ def load_network(path: str | Path, *, use_cache: bool = True) -> NetworkArrays:
 
 
 _COMPILER_SOURCES = ("compile.py", "inp_reader.py", "inp_normalise.py", "inp_tokens.py", "inp_options.py",
-                     "inp_sections.py", "controls.py", "rules.py", "network.py")
+                     "inp_sections.py", "control_units.py", "controls_parse.py", "rules_parse.py",
+                     "units_tables.py", "network.py")
 
 
 def _cache_file(path: Path) -> Path | None:

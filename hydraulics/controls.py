@@ -1,156 +1,25 @@
-"""EPANET 2.3 simple controls ([CONTROLS]), parsed from the .inp text and evaluated for a batch.
+"""EPANET 2.3's control engine: simple controls and rules in EPANET's internal units, and the evaluation of
+simple controls for a batch (hydraul.c controls() and controltimestep()).
 
-Parsing follows input3.c controldata() and the unit conversions of input1.c convertunits(); evaluation
-follows hydraul.c controls() and controltimestep(). Junction-pressure controls act inside the solver
-(hydsolver.c pswitch(), see hydraulics.status.pressure_switch); the rule engine is in hydraulics.rules.
-
-Two forms of a control:
-  * `SimpleControl` (what `compile_controls` returns; stored in NetworkArrays): SI, as WNTR writes a
-    file's values (psi -> m as 0.3048/0.4333, flow with WNTR's factor);
-  * `InternalControl` (what `to_internal` makes once per solver): EPANET's internal units (ft, cfs).
+The parsers (hydraulics.controls_parse, hydraulics.rules_parse) give SI `SimpleControl`s and `Rule`s, as
+NetworkArrays stores them; `to_internal` converts them once per solver into `InternalControl`s and
+`RuleInternal`s in EPANET's internal units (ft, cfs). Junction-pressure controls act inside the solver
+(hydsolver.c pswitch(), see hydraulics.status.pressure_switch); the rule engine is hydraulics.rules.
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from parktwin.hydraulics.coefficients import ACTIVE, CLOSED, OPEN, set_pcv_loss
-from parktwin.hydraulics.inp_tokens import decode_inp, epanet_lines, findmatch, getfloat, hour, match  # noqa: F401  (rules.py imports them from here)
-from parktwin.hydraulics.epanet_units import M_PER_FT, PSI_PER_FT, QZERO, US_FLOW_UNITS, SolverNetwork, tank_volume
-from parktwin.hydraulics.network import LinkKind, NodeKind, PumpCurveKind
-
-SECONDS_PER_DAY = 86400
-KPA_PER_PSI = 6.895
-BAR_PER_PSI = 0.068948
-MISSING = math.nan
-SECTIONS = ("[TITLE]", "[JUNCTIONS]", "[RESERVOIRS]", "[TANKS]", "[PIPES]", "[PUMPS]", "[VALVES]",
-            "[CONTROLS]", "[RULES]", "[DEMANDS]", "[SOURCES]", "[EMITTERS]", "[PATTERNS]", "[CURVES]",
-            "[QUALITY]", "[STATUS]", "[ROUGHNESS]", "[ENERGY]", "[REACTIONS]", "[MIXING]", "[REPORT]",
-            "[TIMES]", "[OPTIONS]", "[COORDINATES]", "[VERTICES]", "[LABELS]", "[BACKDROP]", "[TAGS]",
-            "[LEAKAGE]", "[END]")
-PRESSURE_VALVES = (LinkKind.PRV, LinkKind.PSV, LinkKind.PBV)
-
-
-class ControlError(ValueError):
-    """A [CONTROLS] or [RULES] line EPANET would reject; `code` is EPANET's error code."""
-
-    def __init__(self, code: int, line_no: int, line: str, what: str = ""):
-        self.code, self.line_no, self.line = code, line_no, line
-        super().__init__(f"EPANET error {code} at line {line_no}: {what + ': ' if what else ''}{line.strip()}")
-
-
-# --------------------------------------------------------------------------- EPANET's text primitives
-_QUOTE_END = re.compile(r'["\n\r]')
-_SEP = re.compile(r"[ \t\n\r]")
-
-
-def tokens(line: str) -> list[str]:
-    """input2.c gettokens(): cut at ';', split on blanks/tabs, a token starting with '"' runs to the next '"'."""
-    line = line.split(";", 1)[0]
-    out, i, n = [], 0, len(line)
-    while i < n and len(out) < 40:
-        if line[i] in " \t\n\r":
-            i += 1
-            continue
-        quoted = line[i] == '"'
-        m = (_QUOTE_END if quoted else _SEP).search(line, i + quoted)
-        j = m.start() if m else n
-        out.append(line[i + quoted:j])
-        i = j + quoted
-    return out
-
-
-def section_lines(inp_text: str):
-    """(section, tokens, line_no, line) for every non-blank data line; section is e.g. '[RULES]' or None.
-    Reading stops at [END], as EPANET's does."""
-    sect = None
-    for no, line in enumerate(inp_text.split("\n"), start=1):   # fgets: only \n ends a line
-        tok = tokens(line)
-        if not tok:
-            continue
-        if tok[0].startswith("["):
-            k = findmatch(tok[0], SECTIONS)
-            sect = SECTIONS[k] if k >= 0 else None
-            if sect == "[END]":
-                return
-            continue
-        yield sect, tok, no, line
-
-
-# --------------------------------------------------------------------------- units
-@dataclass(frozen=True)
-class FileUnits:
-    """How a file's values convert: `*_si` = SI per file unit (WNTR's convention), `*_ucf` = EPANET's
-    Ucf (file unit per internal unit), used verbatim where EPANET compares in file units (rules)."""
-
-    us: bool
-    flow_si: float
-    flow_ucf: float
-    head_si: float
-    head_ucf: float
-    pressure_si: float
-    pressure_ucf: float
-
-
-def file_units(inp_text: str, flow_units: str, specific_gravity: float) -> FileUnits:
-    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS, wntr_flow_unit_factor
-    fu = flow_units.upper()
-    us = fu in US_FLOW_UNITS
-    press = None
-    for sect, tok, _, _ in section_lines(inp_text):
-        if sect == "[OPTIONS]" and len(tok) >= 2 and match(tok[0], "PRESSURE") and not match(tok[1], "EXP"):
-            press = next((w for w in ("PSI", "KPA", "METERS", "BAR", "FEET") if match(tok[1], w)), press)
-    press = press or ("PSI" if us else "METERS")
-    sg = specific_gravity
-    pcf = {"PSI": PSI_PER_FT * sg, "METERS": M_PER_FT, "KPA": KPA_PER_PSI * PSI_PER_FT * sg,
-           "BAR": BAR_PER_PSI * PSI_PER_FT * sg, "FEET": 1.0}[press]
-    if (us and press == "PSI") or (not us and press == "METERS"):
-        psi = M_PER_FT / PSI_PER_FT if us else 1.0
-    else:   # internal ft -> the solver's SI pressure (sn.pressure_si_to_ft) convention
-        psi = M_PER_FT * (sg if us else 1.0) / pcf
-    return FileUnits(us=us, flow_si=wntr_flow_unit_factor(fu), flow_ucf=EPANET_FLOW_PER_CFS[fu],
-                     head_si=M_PER_FT if us else 1.0, head_ucf=1.0 if us else M_PER_FT,
-                     pressure_si=psi, pressure_ucf=pcf)
-
-
-def setting_si_factor(kind: int, u: FileUnits) -> float:
-    """SI per file unit of a link setting (input1.c: valves' pressure or flow; others unconverted)."""
-    if kind in PRESSURE_VALVES:
-        return u.pressure_si
-    if kind == LinkKind.FCV:
-        return u.flow_si
-    return 1.0
-
-
-def setting_to_internal(kind: int, value_si: float, sn: SolverNetwork) -> float:
-    if kind in PRESSURE_VALVES:
-        return value_si * sn.pressure_si_to_ft
-    if kind == LinkKind.FCV:
-        return value_si / sn.m3s_per_cfs
-    return value_si
-
-
-# --------------------------------------------------------------------------- simple controls
-@dataclass(frozen=True)
-class SimpleControl:
-    """One [CONTROLS] line, SI. kind: low/high (IF NODE BELOW/ABOVE), timer (AT TIME), timeofday (AT CLOCKTIME).
-    status: EPANET StatusType as controldata() sets it (CLOSED 2, OPEN 3, ACTIVE 4). setting_si: nan =
-    MISSING; pump speed; PRV/PSV/PBV m; FCV m3/s; TCV loss coefficient; pipe: the number written (unused);
-    GPV: nan (EPANET stores the GPV's own curve index, i.e. 'setting unchanged')."""
-
-    link: int
-    node: int
-    kind: str
-    threshold_head_m: float
-    time_s: int
-    status: int
-    setting_si: float
-    enabled: bool
-    level_si: float = math.nan   # the level as written, SI: tank level (m) or junction pressure (m)
+from parktwin.hydraulics.coefficients import CLOSED, OPEN, set_pcv_loss
+from parktwin.hydraulics.control_units import MISSING, SECONDS_PER_DAY, setting_to_internal
+from parktwin.hydraulics.controls_parse import SimpleControl
+from parktwin.hydraulics.epanet_units import QZERO, SolverNetwork, tank_volume
+from parktwin.hydraulics.network import LinkKind, PumpCurveKind
+from parktwin.hydraulics.rules_parse import Action, Premise, Rule
+from parktwin.hydraulics.units_tables import M_PER_FT
 
 
 @dataclass(frozen=True)
@@ -170,107 +39,38 @@ class InternalControl:
     link_kind: int
 
 
-def _control(tok, no, line, node_index, link_index, link_kind, node_kind, elevation_m, u: FileUnits):
-    n = len(tok)
-    if n < 6:
-        raise ControlError(201, no, line)
-    enabled = True
-    if match(tok[n - 1], "DISABLED"):
-        enabled, n = False, n - 1
-    k = link_index.get(tok[1])
-    if k is None:
-        raise ControlError(204, no, line, f"undefined link {tok[1]}")
-    lt = int(link_kind[k])
-    if lt == LinkKind.CVPIPE:
-        raise ControlError(207, no, line, "cannot control a check valve")
-    setting, status = MISSING, ACTIVE
-    if match(tok[2], "OPEN"):
-        status = OPEN
-        setting = 1.0 if lt == LinkKind.PUMP else MISSING
-    elif match(tok[2], "CLOSED"):
-        status = CLOSED
-        setting = 0.0 if lt == LinkKind.PUMP else MISSING
-    elif lt == LinkKind.GPV:
-        raise ControlError(207, no, line, "a GPV takes OPEN or CLOSED only")
-    else:
-        setting = getfloat(tok[2])
-        if setting is None:
-            raise ControlError(202, no, line)
-    if lt in (LinkKind.PUMP, LinkKind.PIPE) and not math.isnan(setting):
-        if setting < 0.0:
-            raise ControlError(211, no, line)
-        status = CLOSED if setting == 0.0 else OPEN
-    node = -1
-    if match(tok[4], "TIME"):
-        kind = "timer"
-    elif match(tok[4], "CLOCKTIME"):
-        kind = "timeofday"
-    else:
-        if n < 8:
-            raise ControlError(201, no, line)
-        node = node_index.get(tok[5], -1)
-        if node < 0:
-            raise ControlError(203, no, line, f"undefined node {tok[5]}")
-        if match(tok[6], "BELOW"):
-            kind = "low"
-        elif match(tok[6], "ABOVE"):
-            kind = "high"
-        else:
-            raise ControlError(213, no, line)
-    time_s, head, level_si = 0, math.nan, math.nan
-    if kind in ("timer", "timeofday"):
-        h = hour(tok[5], "") if n == 6 else hour(tok[5], tok[6]) if n >= 7 else 0.0
-        if h < 0.0:
-            raise ControlError(213, no, line)
-        time_s = int(3600.0 * h)
-        if kind == "timeofday":
-            time_s %= SECONDS_PER_DAY
-    else:
-        level = getfloat(tok[7])
-        if level is None:
-            raise ControlError(202, no, line)
-        junction = int(node_kind[node]) == NodeKind.JUNCTION
-        level_si = level * (u.pressure_si if junction else u.head_si)
-        head = float(elevation_m[node]) + level_si
-    setting_si = setting * setting_si_factor(lt, u) if lt != LinkKind.GPV else MISSING
-    return SimpleControl(link=k, node=node, kind=kind, threshold_head_m=head, time_s=time_s, status=status,
-                         setting_si=setting_si, enabled=enabled, level_si=level_si)
+@dataclass(frozen=True)
+class ActionInternal:
+    link: int
+    link_kind: int
+    status: int
+    setting: float       # internal units; nan = none
 
 
-def compile_controls(inp_text: str, node_index: dict[str, int], link_index: dict[str, int],
-                     link_kind: np.ndarray, node_kind: np.ndarray, elevation_m: np.ndarray,
-                     flow_units: str, specific_gravity: float):
-    """Parse [CONTROLS] and [RULES] of an .inp text -> (SimpleControl tuple, Rule tuple), SI.
-
-    elevation_m: node elevations (reservoirs: their head, as EPANET's Node.El). Raises ControlError where
-    EPANET would refuse the file."""
-    from parktwin.hydraulics.rules import RuleParser
-    u = file_units(inp_text, flow_units, specific_gravity)
-    controls = []
-    rp = RuleParser(node_index, link_index, link_kind, node_kind, u)
-    for sect, tok, no, line in section_lines(inp_text):
-        if sect == "[CONTROLS]":
-            controls.append(_control(tok, no, line, node_index, link_index, link_kind, node_kind, elevation_m, u))
-        elif sect == "[RULES]":
-            rp.line(tok, no, line)
-    return tuple(controls), rp.finish()
+@dataclass(frozen=True)
+class RuleInternal:
+    label: str
+    premises: tuple[Premise, ...]
+    then_actions: tuple[ActionInternal, ...]
+    else_actions: tuple[ActionInternal, ...]
+    priority: float
+    enabled: bool
 
 
-def read_inp_text(path) -> str:
-    """The text as EPANET reads it: every line cut at its first NUL byte and at fgets' MAXLINE."""
-    return decode_inp(b"\n".join(epanet_lines(Path(path).read_bytes())[0]))[0]
-
-
-def compile_controls_from_file(path, node_index, link_index, link_kind, node_kind, elevation_m,
-                               flow_units, specific_gravity):
-    return compile_controls(read_inp_text(path), node_index, link_index, link_kind, node_kind, elevation_m,
-                            flow_units, specific_gravity)
+def rule_to_internal(rule: Rule, sn: SolverNetwork) -> RuleInternal:
+    def conv(a: Action):
+        kind = int(sn.kind[a.link])
+        return ActionInternal(link=a.link, link_kind=kind, status=a.status,
+                              setting=setting_to_internal(kind, a.setting_si, sn))
+    return RuleInternal(label=rule.label, premises=rule.premises,
+                        then_actions=tuple(conv(a) for a in rule.then_actions),
+                        else_actions=tuple(conv(a) for a in rule.else_actions),
+                        priority=rule.priority, enabled=rule.enabled)
 
 
 # --------------------------------------------------------------------------- to internal units
 def to_internal(items, sn: SolverNetwork) -> tuple:
     """SimpleControl -> InternalControl, Rule -> RuleInternal (once per solver); internal items pass."""
-    from parktwin.hydraulics.rules import Rule, rule_to_internal
     tank_of = {int(n): t for t, n in enumerate(sn.tank_node)}
     out = []
     for c in items:

@@ -14,15 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, NetworkArrays, PumpCurveKind
-
-M_PER_FT = 0.3048
-PSI_PER_FT = 0.4333
-KW_PER_HP = 0.7457
-VISCOSITY_FT2S = 1.1e-5   # EPANET's kinematic viscosity of water at 20 C
-US_FLOW_UNITS = {"CFS", "GPM", "MGD", "IMGD", "AFD"}
-
+from parktwin.hydraulics.units_tables import (EPANET_FLOW_PER_CFS, KW_PER_HP, M_PER_FT, PSI_PER_FT, US_FLOW_UNITS,
+                                              VISCOSITY_FT2S)
 # EPANET's numerical constants (ft, cfs) live in kernels.epanet_codes; imported here for this layer.
-from parktwin.kernels.epanet_codes import BIG, CBIG, CSMALL, HTOL, QTOL, QZERO, RQTOL, TINY  # noqa: E402, F401
+from parktwin.kernels.epanet_codes import BIG, CBIG, CSMALL, HTOL, QTOL, QZERO, RQTOL, TINY  # noqa: F401
 
 MINPDIFF = 0.1
 
@@ -187,11 +182,11 @@ def build_solver_network(net: NetworkArrays) -> SolverNetwork:
 
     qexp = 1.0 / opts.emitter_exponent
     ecf = PSI_PER_FT * sg if us else M_PER_FT
-    flow_factor = net.m3s_per_cfs / _epanet_flow_per_cfs(net.flow_units)   # m3/s per file unit
+    flow_factor = net.m3s_per_cfs / EPANET_FLOW_PER_CFS[net.flow_units]   # m3/s per file unit
     c_user = net.emitter_coeff / flow_factor
     if us:
         c_user = c_user / np.sqrt(PSI_PER_FT / M_PER_FT)   # undo WNTR's psi -> m conversion
-    ucf_flow = _epanet_flow_per_cfs(net.flow_units)
+    ucf_flow = EPANET_FLOW_PER_CFS[net.flow_units]
     with np.errstate(divide="ignore"):
         ke = np.where(c_user > 0, ucf_flow ** qexp / ecf / np.power(np.where(c_user > 0, c_user, 1.0), qexp), 0.0)
 
@@ -220,11 +215,6 @@ def build_solver_network(net: NetworkArrays) -> SolverNetwork:
         pexp=opts.pda_pressure_exponent,
     )
     return _with_tank_volumes(sn, net)
-
-
-def _epanet_flow_per_cfs(flow_units: str) -> float:
-    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS
-    return EPANET_FLOW_PER_CFS[flow_units]
 
 
 def tank_volume(sn: SolverNetwork, t: int, head_ft):

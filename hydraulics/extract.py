@@ -7,7 +7,7 @@ from parktwin.hydraulics.coefficients import CLOSED, OPEN
 from parktwin.hydraulics.leakage import node_leakage
 from parktwin.hydraulics.network import LinkKind
 from parktwin.hydraulics.results import QUANTITIES
-from parktwin.hydraulics.epanet_units import M_PER_FT
+from parktwin.hydraulics.units_tables import M_PER_FT
 
 
 def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 EPANET (input2.c/input3.c) matches keywords by prefix and case-insensitively, accepts optional
 fields with defaults, clock times, unit words and ranges that WNTR's reader rejects or silently
-misreads.  ``normalise`` tokenises the file the way EPANET does, interprets every line with
-EPANET's rules and writes it back in the one canonical spelling WNTR understands.  Only files that
+misreads.  ``normalise`` tokenises the file the way EPANET does (``hydraulics.inp_tokens``),
+interprets every line with EPANET's rules and writes it back in the one canonical spelling WNTR
+understands.  Only files that
 EPANET itself has already opened are normalised, so the input is known to be well formed.
 """
 from __future__ import annotations
@@ -12,14 +13,9 @@ from dataclasses import dataclass, field
 
 from parktwin.hydraulics.inp_options import _emit_options, _emit_times, _Net
 from parktwin.hydraulics.inp_sections import _collect, _emit_network
-# Callers (inp_reader, tests) import these helpers from here; the split into modules is internal.
-from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, MAXLINE, MAXTOKS, OUT_ORDER, PRESSURE_VALVES, PSI_PER_FT,
-                                   SECTIONS, SI_FLOWS, VALVE_TYPES, VISCOS, Line, NormaliseError, _Out, epanet_lines,
-                                   findmatch, fmt, hms, hours, isnum, match, num, split_sections, tokenise)
+from parktwin.hydraulics.inp_tokens import _Out, split_sections
 
-__all__ = ['DIFFUS', 'FLOW_WORDS', 'M_PER_FT', 'MAXLINE', 'MAXTOKS', 'OUT_ORDER', 'PRESSURE_VALVES', 'PSI_PER_FT', 'SECTIONS',
-           'SI_FLOWS', 'VALVE_TYPES', 'VISCOS', 'Line', 'Normalised', 'NormaliseError', 'epanet_lines', 'findmatch', 'fmt', 'hms',
-           'hours', 'isnum', 'match', 'normalise', 'num', 'split_sections', 'tokenise']
+__all__ = ['Normalised', 'normalise']
 
 
 @dataclass

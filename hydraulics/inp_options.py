@@ -5,8 +5,9 @@ such as the pressure unit and the default pattern change how those sections are 
 """
 from __future__ import annotations
 
-from parktwin.hydraulics.inp_tokens import (DIFFUS, FLOW_WORDS, M_PER_FT, PSI_PER_FT, SI_FLOWS, VISCOS, Line, _atoi,
-                                   _Out, fmt, hms, hours, isnum, match, num)
+from parktwin.hydraulics.inp_tokens import Line, _atoi, _Out, fmt, hms, hours, isnum, match, num
+from parktwin.hydraulics.units_tables import (BAR_PER_PSI, DIFFUSIVITY_FT2S, FLOW_UNITS, KPA_PER_PSI, M_PER_FT,
+                                              PSI_PER_FT, SI_FLOW_UNITS, VISCOSITY_FT2S)
 
 
 class _Net:
@@ -33,15 +34,15 @@ class _Net:
 
     @property
     def us(self):
-        return self.flow not in SI_FLOWS
+        return self.flow not in SI_FLOW_UNITS
 
     @property
     def kp(self):
         """Factor from the file's pressure unit to the unit WNTR assumes (psi or m), via EPANET's
         Ucf[PRESSURE] (input1.c initunits), which uses the specific gravity and PSIperFT=0.4333."""
         press = self.press or ('PSI' if self.us else 'METERS')
-        pcf = {'PSI': PSI_PER_FT * self.spgrav, 'KPA': 6.895 * PSI_PER_FT * self.spgrav,
-               'BAR': 0.068948 * PSI_PER_FT * self.spgrav, 'METERS': M_PER_FT, 'FEET': 1.0}[press]
+        pcf = {'PSI': PSI_PER_FT * self.spgrav, 'KPA': KPA_PER_PSI * PSI_PER_FT * self.spgrav,
+               'BAR': BAR_PER_PSI * PSI_PER_FT * self.spgrav, 'METERS': M_PER_FT, 'FEET': 1.0}[press]
         return (PSI_PER_FT if self.us else M_PER_FT) / pcf
 
     def note(self, text):
@@ -58,7 +59,7 @@ def _option(net: _Net, ln: Line):
             if match(t[1], 'SI'):
                 # WNTR 1.5 has no "SI" flow unit; EPANET reads it as LPS (input2.c getunitsoption)
                 net.note('UNITS SI written as LPS')
-            net.flow = next((w for w in FLOW_WORDS if match(t[1], w)), 'LPS')
+            net.flow = next((w for w in FLOW_UNITS if match(t[1], w)), 'LPS')
         return
     if match(k, 'PRESSURE') and n >= 1 and not match(t[1], 'EXP'):
         net.press = next(w for w in ('PSI', 'KPA', 'METERS', 'BAR', 'FEET') if match(t[1], w))
@@ -202,12 +203,12 @@ def _emit_options(net: _Net, out: _Out):
     out.add(S, 0, 'SPECIFIC GRAVITY', fmt(net.spgrav))
     v = net.viscos
     # WNTR holds a relative viscosity; EPANET reads values <= 1e-3 as absolute (ft2/s or m2/s)
-    rel = 1.0 if v is None else v if v > 1e-3 else v / (1.0 if net.us else M_PER_FT ** 2) / VISCOS
+    rel = 1.0 if v is None else v if v > 1e-3 else v / (1.0 if net.us else M_PER_FT ** 2) / VISCOSITY_FT2S
     if v is not None and v <= 1e-3:
         net.note('absolute VISCOSITY converted to the relative value WNTR holds')
     out.add(S, 0, 'VISCOSITY', fmt(rel))
     d = net.diffus
-    rel = 1.0 if d is None else d if d > 1e-4 else d / (1.0 if net.us else M_PER_FT ** 2) / DIFFUS
+    rel = 1.0 if d is None else d if d > 1e-4 else d / (1.0 if net.us else M_PER_FT ** 2) / DIFFUSIVITY_FT2S
     out.add(S, 0, 'DIFFUSIVITY', fmt(rel))
     if net.kp != 1.0:
         net.note('pressure values converted from %s (specific gravity %g) as EPANET does'

@@ -23,8 +23,8 @@ from pathlib import Path
 import wntr
 from wntr.epanet.exceptions import EpanetException
 
-from parktwin.hydraulics.inp_normalise import SECTIONS, NormaliseError, findmatch, normalise, tokenise
-from parktwin.hydraulics.inp_tokens import decode_inp, epanet_lines
+from parktwin.hydraulics.inp_normalise import normalise
+from parktwin.hydraulics.inp_tokens import NormaliseError, decode_inp, epanet_lines, section_lines, tokenise
 
 __all__ = ['InpError', 'InpExtras', 'read_inp', 'read_inp_with_extras']
 
@@ -149,7 +149,7 @@ def _report_errors(report: str, text: str, numbers: list[int]) -> tuple[list[str
     the offending input line (never its number), or 'Error NNN: ... <ID>' for checks made after
     reading (tank levels, pump curves)."""
     lines = [ln.strip() for ln in report.splitlines()]
-    src = list(zip(numbers, text.split('\n')))
+    src = list(section_lines(zip(numbers, text.split('\n')), headers=True))
     problems, first = [], None
     for i, ln in enumerate(lines):
         m = re.match(r'Error (\d+): (.*)$', ln)
@@ -170,34 +170,17 @@ def _report_errors(report: str, text: str, numbers: list[int]) -> tuple[list[str
     return problems, first
 
 
-def _find_line(src: list[tuple[int, str]], section: str | None, want: list[str]) -> int | None:
+def _find_line(src: list, section: str | None, want: list[str]) -> int | None:
     """File line number of the line with these tokens, inside the named section if one is given."""
-    sect = None
-    for no, raw in src:
-        toks, _ = tokenise(raw + '\n')
-        if not toks:
-            continue
-        if toks == want and (section is None or sect == section):
-            return no
-        if toks[0].startswith('['):
-            k = findmatch(toks[0], SECTIONS)
-            sect = SECTIONS[k] if k >= 0 else None
-    return None
+    return next((ln.no for sect, ln in src if ln.toks == want and (section is None or sect == section)), None)
 
 
-def _find_definition(src: list[tuple[int, str]], ident: str) -> int | None:
+_DEFINING = {'[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]', '[PATTERNS]', '[CURVES]'}
+
+
+def _find_definition(src: list, ident: str) -> int | None:
     """Line defining a node, link, pattern or curve named in a post-read EPANET error."""
-    defining = {'[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]',
-                '[PATTERNS]', '[CURVES]'}
-    sect = None
-    for no, raw in src:
-        toks, _ = tokenise(raw + '\n')
-        if toks and toks[0].startswith('['):
-            k = findmatch(toks[0], SECTIONS)
-            sect = SECTIONS[k] if k >= 0 else None
-        elif toks and sect in defining and toks[0] == ident:
-            return no
-    return None
+    return next((ln.no for sect, ln in src if sect in _DEFINING and ln.toks[0] == ident), None)
 
 
 def _wntr_read(path: Path, norm) -> wntr.network.WaterNetworkModel:

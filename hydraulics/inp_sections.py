@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from parktwin.hydraulics.inp_options import _Net, _option, _time
-from parktwin.hydraulics.inp_tokens import (M_PER_FT, PRESSURE_VALVES, PSI_PER_FT, VALVE_TYPES, Line, NormaliseError, _Out,
-                                   _range, findmatch, fmt, hms, hours, isnum, match, num, numtok)
+from parktwin.hydraulics.inp_tokens import (PRESSURE_VALVES, VALVE_TYPES, Line, NormaliseError, _Out, _range, findmatch,
+                                            fmt, hms, hours, isnum, match, num, numtok)
+from parktwin.hydraulics.units_tables import M_PER_FT, PSI_PER_FT
 
 
 def _check_id(ln: Line, tok: str):

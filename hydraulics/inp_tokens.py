@@ -1,18 +1,19 @@
 """EPANET's lexical rules for .inp text, and the writer of the canonical text WNTR reads.
 
-Tokenising, keyword matching, number and clock-time parsing follow EPANET's input2.c/input3.c
-exactly, because ``normalise`` must see every line the way EPANET does before rewriting it.
+The one tokeniser of .inp text: tokenising, section headers, keyword matching, number and clock-time
+parsing follow EPANET's input2.c/input3.c exactly, because every reader of the text (the normaliser, the
+controls and rules parser, the error locator of ``inp_reader``, the upload counter of the API) must see
+each line the way EPANET does.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 MAXTOKS = 40                      # EPANET reads at most 40 tokens of a line (types.h MAXTOKS)
 MAXLINE = 1024                    # fgets(line, MAXLINE, f): at most MAXLINE - 1 bytes a read (types.h)
-PSI_PER_FT, M_PER_FT, VISCOS, DIFFUS = 0.4333, 0.3048, 1.1e-5, 1.3e-8
-SI_FLOWS = ('LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
-FLOW_WORDS = ('CFS', 'GPM', 'MGD', 'IMGD', 'AFD', 'LPS', 'LPM', 'MLD', 'CMH', 'CMD', 'CMS')
+# EPANET's section keywords (input2.c SectTxt), in its order.
 SECTIONS = ('[TITLE]', '[JUNCTIONS]', '[RESERVOIRS]', '[TANKS]', '[PIPES]', '[PUMPS]', '[VALVES]',
             '[CONTROLS]', '[RULES]', '[DEMANDS]', '[SOURCES]', '[EMITTERS]', '[PATTERNS]',
             '[CURVES]', '[QUALITY]', '[STATUS]', '[ROUGHNESS]', '[ENERGY]', '[REACTIONS]',
@@ -124,17 +125,24 @@ def num(tok: str) -> float:
 hours = hour   # the normaliser's name for EPANET's hour()
 
 
+# C's strcspn() for the two character sets gettokens() uses; a regex search instead of a loop over
+# characters, because the API counts a 32 MiB upload with this tokeniser before anything else runs.
+_STOPS = {' \t\n\r': re.compile('[ \t\n\r]'), '"\n\r': re.compile('["\n\r]')}
+_TOKEN = re.compile('[^ \t\n\r]+')
+
+
 def _strcspn(s: str, start: int, chars: str) -> int:
-    end = start
-    while end < len(s) and s[end] not in chars:
-        end += 1
-    return end - start
+    m = _STOPS[chars].search(s, start)
+    return (m.start() if m else max(len(s), start)) - start
 
 
 def tokenise(line: str) -> tuple[list[str], str]:
     """EPANET's gettokens() step by step, including its bookkeeping after a quoted token (the
     count of characters left is then one short, so the final token keeps what follows it)."""
     body, _, comment = line.partition(';')
+    if '"' not in body:
+        # Without quotes gettokens() gives the runs between separators, the first MAXTOKS of them.
+        return _TOKEN.findall(body)[:MAXTOKS], comment.rstrip('\r\n')
     toks, pos, left = [], 0, len(body)
     while left > 0 and len(toks) < MAXTOKS:
         m = _strcspn(body, pos, ' \t\n\r')
@@ -174,22 +182,37 @@ def fmt(x: float) -> str:
     return repr(float(x))
 
 
-def epanet_lines(data: bytes) -> tuple[list[bytes], list[int]]:
-    """The lines EPANET's readdata() sees, and the file line number of each.
+def _fgets(raw: bytes) -> list[bytes]:
+    """One file line (without its newline) as the lines EPANET's readdata() sees.
 
     EPANET reads with fgets(line, MAXLINE): a longer line arrives in pieces of MAXLINE - 1 bytes
     (the newline counts), each read as a line of its own; and C string functions end every piece at
     its first NUL byte, so whatever follows a NUL up to the newline is never seen."""
-    pieces, numbers = [], []
-    for no, raw in enumerate(data.split(b'\n'), start=1):
-        seg = raw + b'\n'
-        for i in range(0, len(seg), MAXLINE - 1):
-            pieces.append(seg[i:i + MAXLINE - 1].rstrip(b'\n').split(b'\x00', 1)[0])
-            numbers.append(no)
+    seg = raw + b'\n'
+    return [seg[i:i + MAXLINE - 1].rstrip(b'\n').split(b'\x00', 1)[0] for i in range(0, len(seg), MAXLINE - 1)]
+
+
+def epanet_lines(data: bytes) -> tuple[list[bytes], list[int]]:
+    """The lines EPANET's readdata() sees in a file's bytes (see _fgets), and the file line number of each."""
+    rows = data.split(b'\n')
     if data.endswith(b'\n'):          # split() leaves an empty piece after the last newline
-        pieces.pop()
-        numbers.pop()
+        rows.pop()
+    pieces, numbers = [], []
+    for no, raw in enumerate(rows, start=1):
+        for piece in _fgets(raw):
+            pieces.append(piece)
+            numbers.append(no)
     return pieces, numbers
+
+
+def epanet_rows(lines: Iterable[bytes]) -> Iterator[tuple[int, str]]:
+    """(file line number, text) of the lines EPANET's readdata() sees, from a binary file's lines (each
+    with or without its newline), one line in memory at a time. The text is Latin-1, byte for byte: the
+    separators and section headers EPANET looks for are ASCII, so tokens split where EPANET splits them
+    whatever the file's encoding (names may need decode_inp's choice of encoding to read right)."""
+    for no, raw in enumerate(lines, start=1):
+        for piece in _fgets(raw[:-1] if raw.endswith(b'\n') else raw):
+            yield no, piece.decode('latin-1')
 
 
 def decode_inp(data: bytes) -> tuple[str, str]:
@@ -204,6 +227,44 @@ def decode_inp(data: bytes) -> tuple[str, str]:
 BLANK_STAND_IN = '\u2423'          # '␣': WNTR splits its lines at blanks, EPANET allows quoted IDs with them
 
 
+def section_of(token: str) -> str | None:
+    """The section a header token ('[JUNCTIONS]', '[junc...') opens, as readdata()'s findmatch() reads
+    it; None for a header EPANET does not know."""
+    k = findmatch(token, SECTIONS)
+    return SECTIONS[k] if k >= 0 else None
+
+
+def section_lines(rows: Iterable[tuple[int, str]], strict: bool = False, headers: bool = False
+                  ) -> Iterator[tuple[str | None, Line]]:
+    """(section, line) for every data line of (line number, text) rows, the way EPANET's readdata()
+    assigns them: blank and comment-only lines skipped, a token starting with '[' opens a section, reading
+    stops at [END]. Lines before the first header, or under one EPANET does not know, come with section
+    None; ``strict`` raises NormaliseError at an unknown header instead. ``headers`` yields the header
+    lines too, each with the section it opens (EPANET echoes an unknown one in its error report)."""
+    sect = None
+    for no, raw in rows:
+        toks, comment = tokenise(raw + '\n')        # fgets() keeps the newline
+        if not toks:
+            continue
+        if toks[0].startswith('['):
+            sect = section_of(toks[0])
+            if sect is None and strict:
+                raise NormaliseError(no, 'unknown section %s' % toks[0])
+            if sect == '[END]':
+                return
+            if headers:
+                yield sect, Line(no, toks, comment, raw.rstrip('\r'))
+            continue
+        yield sect, Line(no, toks, comment, raw.rstrip('\r'))
+
+
+def numbered_rows(text: str, line_numbers: Iterable[int] | None = None) -> Iterator[tuple[int, str]]:
+    """(file line number, text) for each line of ``text`` (only \\n ends a line, as for fgets()); the
+    numbers default to 1, 2, ... (see ``epanet_lines`` for text whose lines are not the file's)."""
+    rows = text.split('\n')
+    return zip(line_numbers if line_numbers is not None else range(1, len(rows) + 1), rows)
+
+
 def split_sections(text: str, line_numbers: list[int] | None = None,
                    aliases: dict[str, str] | None = None) -> list[tuple[str, Line]]:
     """Assign every data line to its section the way EPANET's readdata() does.
@@ -211,27 +272,13 @@ def split_sections(text: str, line_numbers: list[int] | None = None,
     ``line_numbers`` gives the file line of each line of ``text`` (see ``epanet_lines``).  A token with
     blanks inside (a quoted ID) becomes one without, the same everywhere it appears; ``aliases``, if
     given, receives original -> stand-in."""
-    rows = text.split('\n')
-    numbers = line_numbers if line_numbers is not None else range(1, len(rows) + 1)
-    lines = [(no, raw, *tokenise(raw + '\n')) for no, raw in zip(numbers, rows)]   # fgets() keeps the newline
+    lines = [(sect, ln) for sect, ln in section_lines(numbered_rows(text, line_numbers), strict=True)
+             if sect is not None]
     names = {} if aliases is None else aliases
-    taken = {tok for _, _, toks, _ in lines for tok in toks}
-    out, sect = [], None
-    for no, raw, toks, comment in lines:
-        if not toks:
-            continue
-        if toks[0].startswith('['):
-            k = findmatch(toks[0], SECTIONS)
-            if k < 0:
-                raise NormaliseError(no, 'unknown section %s' % toks[0])
-            sect = SECTIONS[k]
-            if sect == '[END]':
-                break
-            continue
-        if sect is not None:
-            toks = [_stand_in(tok, names, taken) for tok in toks]
-            out.append((sect, Line(no, toks, comment, raw.rstrip('\r'))))
-    return out
+    # A stand-in must differ from every token of the lines kept (the only ones WNTR's copy holds).
+    taken = {tok for _, ln in lines for tok in ln.toks}
+    return [(sect, Line(ln.no, [_stand_in(tok, names, taken) for tok in ln.toks], ln.comment, ln.raw))
+            for sect, ln in lines]
 
 
 def _stand_in(tok: str, names: dict[str, str], taken: set[str]) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from parktwin.hydraulics.epanet_units import M_PER_FT
 from parktwin.hydraulics.network import LinkKind
+from parktwin.hydraulics.units_tables import M_PER_FT
 
 C_ORIFICE = 4.8149766e-6    # 0.6 sqrt(2 g) in ft^0.5/s, times m² per mm² (leakage.c)
 Q_START_CFS = 0.001         # init_node_leakage(): the solver needs a nonzero starting flow

@@ -175,8 +175,8 @@ class NetworkArrays:
     # L/s per cfs); keeping that factor lets the solver reproduce EPANET's numbers exactly.
     m3s_per_cfs: float
     flow_units: str
-    controls: tuple = field(default=())   # simple controls, see hydraulics.controls
-    rules: tuple = field(default=())      # rule-based controls, see hydraulics.controls
+    controls: tuple = field(default=())   # simple controls, see hydraulics.controls_parse
+    rules: tuple = field(default=())      # rule-based controls, see hydraulics.rules_parse
     source_path: str = ""
     source_sha256: str = ""
     # EPANET 2.3 pipe leakage ([LEAKAGE], FAVAD; hydraulics.leakage), per link, None without the section:

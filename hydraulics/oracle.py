@@ -135,12 +135,6 @@ def epanet_version() -> str:
     return f"{major}.{minor}.{patch}"
 
 
-def __getattr__(name):  # lazily, so that importing never requires the library
-    if name == "EPANET_VERSION":
-        return epanet_version()
-    raise AttributeError(name)
-
-
 def _as_out(out: np.ndarray | None, n: int) -> np.ndarray:
     if out is None:
         return np.empty(n, dtype=np.float64)

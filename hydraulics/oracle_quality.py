@@ -13,6 +13,7 @@ from ctypes import byref, c_long
 import numpy as np
 
 from parktwin.hydraulics.oracle import EN_FLOW, EN_INITFLOW, EN_JUNCTION, EpanetProject
+from parktwin.hydraulics.units_tables import EPANET_FLOW_PER_CFS
 
 EN_QUALITY, EN_LINKQUAL = 12, 14
 Q_STAGNANT_CFS = 0.005 / 448.831   # EPANET's 0.005 gpm: slower water has no flow direction
@@ -21,7 +22,6 @@ Q_STAGNANT_CFS = 0.005 / 448.831   # EPANET's 0.005 gpm: slower water has no flo
 def run_quality(project: EpanetProject, max_time_s: int | None = None) -> dict:
     """time_s (T,), node_quality [T, N], link_quality [T, L], flow_cfs [T, L] at every report time up to
     max_time_s."""
-    from parktwin.hydraulics.compile import EPANET_FLOW_PER_CFS
     if project._si_units:
         raise ValueError("run_quality needs the file's own units: open the project with si_units=False")
     lib, ph = project._lib, project._ph

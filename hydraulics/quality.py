@@ -15,6 +15,7 @@ import numpy as np
 
 from parktwin.hydraulics.extended import report_times
 from parktwin.hydraulics.quality_model import KIND_CHEM, SOURCE_TYPES, QualityModel
+from parktwin.hydraulics.units_tables import M_PER_FT
 
 _NEED_SLACK = 1      # free segments kept beyond one per link and tank
 
@@ -175,7 +176,6 @@ def _getucf(order: float) -> float:
 
 
 def sn_length_ft(net) -> np.ndarray:
-    from parktwin.hydraulics.epanet_units import M_PER_FT
     return np.ascontiguousarray(net.length_m / M_PER_FT, float)
 
 

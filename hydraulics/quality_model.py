@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.units_tables import DIFFUSIVITY_FT2S, M_PER_FT, SI_FLOW_UNITS, VISCOSITY_FT2S
 
 KIND_NONE, KIND_CHEM, KIND_AGE, KIND_TRACE = 0, 1, 2, 3
 KIND_NAMES = {KIND_CHEM: "chemical", KIND_AGE: "age", KIND_TRACE: "trace"}
 L_PER_FT3 = 28.317                 # EPANET's LperFT3
-CHLORINE_DIFFUSIVITY_FT2S = 1.3e-8  # EPANET's DIFFUS
-WATER_VISCOSITY_FT2S = 1.1e-5       # EPANET's VISCOS
 SECONDS_PER_DAY = 86400.0
-SI_FLOW_UNITS = ("LPS", "LPM", "MLD", "CMH", "CMD", "CMS")
 SOURCE_TYPES = ("CONCEN", "MASS", "SETPOINT", "FLOWPACED")
 MIXING_MODELS = ("MIXED", "2COMP", "FIFO", "LIFO")
 
@@ -152,9 +150,9 @@ def _read(en, ph, path: Path, net: NetworkArrays) -> QualityModel | None:
         ctol=en.getoption(ph, en.TOLERANCE) / ucf_q, climit=en.getoption(ph, en.CONCENLIMIT) / ucf_q,
         bulk_order=en.getoption(ph, en.BULKORDER), wall_order=en.getoption(ph, en.WALLORDER),
         tank_order=en.getoption(ph, en.TANKORDER),
-        diffusivity_ft2s=en.getoption(ph, en.SP_DIFFUS) * CHLORINE_DIFFUSIVITY_FT2S,
-        viscosity_ft2s=en.getoption(ph, en.SP_VISCOS) * WATER_VISCOSITY_FT2S,
-        ucf_elev=0.3048 if flow_units in SI_FLOW_UNITS else 1.0, ucf_quality=ucf_q,
+        diffusivity_ft2s=en.getoption(ph, en.SP_DIFFUS) * DIFFUSIVITY_FT2S,
+        viscosity_ft2s=en.getoption(ph, en.SP_VISCOS) * VISCOSITY_FT2S,
+        ucf_elev=M_PER_FT if flow_units in SI_FLOW_UNITS else 1.0, ucf_quality=ucf_q,
         node_c0=node_c0, link_kb=kb, link_kw=kw, tank_kb=tank_kb, tank_mix=tank_mix, tank_v1frac=tank_v1,
         source_type=src_type, source_strength=src_strength, source_pattern=src_pattern,
         epanet_node_order=order, epanet_link_order=link_of,

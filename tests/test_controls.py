@@ -1,4 +1,5 @@
-"""Simple controls and rules (hydraulics/controls.py, hydraulics/rules.py).
+"""Simple controls and rules: parsing (hydraulics/controls_parse.py, hydraulics/rules_parse.py) and the engines
+(hydraulics/controls.py, hydraulics/rules.py).
 
 Parsing is checked against EPANET 2.3's own reading (owa-epanet, switched to CMS and metres so it reports
 SI) for every network under shared/networks; evaluation on hand-made batches with known answers, and the
@@ -14,12 +15,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from parktwin.hydraulics.controls import (
-    ControlError, InternalControl, SimpleControl, apply_simple_controls, compile_controls,
-    compile_controls_from_file, control_time_step, getfloat, hour, to_internal, tokens,
-)
+from parktwin.hydraulics.control_units import ControlError
+from parktwin.hydraulics.controls import (InternalControl, RuleInternal, apply_simple_controls, control_time_step,
+                                          to_internal)
+from parktwin.hydraulics.controls_parse import SimpleControl, compile_controls, compile_controls_from_file
+from parktwin.hydraulics.inp_tokens import getfloat, hour, tokenise
 from parktwin.hydraulics.network import LinkKind, NodeKind, PumpCurveKind
-from parktwin.hydraulics.rules import Rule, RuleEngine, RuleInternal
+from parktwin.hydraulics.rules import RuleEngine
+from parktwin.hydraulics.rules_parse import Rule
 from parktwin.hydraulics.state import HydraulicState
 
 
@@ -140,8 +143,8 @@ def test_text_primitives():
     assert hour("1:30:36", "PM") == 13.51 and hour("x", "") == -1.0 and hour("5", "FORTNIGHTS") == -1.0
     assert getfloat("1e3") == 1000.0 and getfloat("-.5") == -0.5 and getfloat("1.5x") is None
     assert getfloat("abc") is None and getfloat("3.") == 3.0
-    assert tokens('  LINK "my pump" OPEN IF ; a comment') == ["LINK", "my pump", "OPEN", "IF"]
-    assert tokens("\tRULE\t1 \r\n") == ["RULE", "1"]
+    assert tokenise('  LINK "my pump" OPEN IF ; a comment\n') == (["LINK", "my pump", "OPEN", "IF"], " a comment")
+    assert tokenise("\tRULE\t1 \r\n") == (["RULE", "1"], "")
 
 
 # ----------------------------------------------------------------------------- a hand-made network

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from parktwin.api.server.errors import ApiError, scrub
 from parktwin.api.server.settings import UploadLimits, env_name
+from parktwin.hydraulics.inp_tokens import epanet_rows, section_lines
 
 # .inp section -> the count it adds to (pattern lines add their multipliers, the others one per line)
-_COUNTED = {"JUNCTIONS": "nodes", "RESERVOIRS": "nodes", "TANKS": "nodes", "PIPES": "links", "PUMPS": "links",
-            "VALVES": "links", "PATTERNS": "pattern_values", "CONTROLS": "control_lines", "RULES": "control_lines"}
+_COUNTED = {"[JUNCTIONS]": "nodes", "[RESERVOIRS]": "nodes", "[TANKS]": "nodes", "[PIPES]": "links",
+            "[PUMPS]": "links", "[VALVES]": "links", "[PATTERNS]": "pattern_values", "[CONTROLS]": "control_lines",
+            "[RULES]": "control_lines"}
 _CAPS = {"nodes": ("max_nodes", "nodes (junctions, reservoirs and tanks)"),
          "links": ("max_links", "links (pipes, pumps and valves)"),
          "pattern_values": ("max_pattern_values", "pattern multipliers"),
@@ -25,18 +27,15 @@ _CAPS = {"nodes": ("max_nodes", "nodes (junctions, reservoirs and tanks)"),
 
 def scan_counts(path: Path) -> dict[str, int]:
     """Data lines per kind of the .inp at `path`, comments and blank lines left out. A count, not a
-    parse: the reader proper comes after, on a file known to be within the limits."""
+    parse: the reader proper comes after, on a file known to be within the limits. Lines and sections
+    are told apart by EPANET's own rules (hydraulics.inp_tokens), so a header EPANET reads as a section
+    ('[junctions]', '[JUNCTIONS]x') is counted as one, and the file is read a line at a time."""
     counts = dict.fromkeys(_CAPS, 0)
-    kind = None
     with open(path, "rb") as fh:
-        for raw in fh:
-            line = raw.split(b";", 1)[0].strip()
-            if not line:
-                continue
-            if line.startswith(b"["):
-                kind = _COUNTED.get(line.strip(b"[]").decode("ascii", "replace").strip().upper())
-            elif kind == "pattern_values":
-                counts[kind] += max(len(line.split()) - 1, 0)
+        for sect, line in section_lines(epanet_rows(fh)):
+            kind = _COUNTED.get(sect)
+            if kind == "pattern_values":
+                counts[kind] += max(len(line.toks) - 1, 0)
             elif kind is not None:
                 counts[kind] += 1
     return counts

@@ -286,6 +286,9 @@ def park_run(park_dir: Path = typer.Argument(..., help="park folder: park.toml, 
     for v in result.service_violations():
         console.print(f"  [yellow]service[/]: {escape(json.dumps(v))}", highlight=False)
     _print_boundary(result)
+    if result.quality is not None:      # park.toml [quality]: the TDS figures are in balance.json
+        from parktwin.twin.report_quality import quality_summary
+        console.print("  " + escape(quality_summary(result.quality)), highlight=False)
     console.print("written: " + ", ".join(escape(str(p)) for p in written))
 
 

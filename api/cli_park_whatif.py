@@ -4,7 +4,8 @@ The operations are the API's own (`api.server.models.Operation`, turned into `tw
 by `api.server.whatif`), so a file that the API accepts in `{"operations": [...]}` works here unchanged.
 The base park and the changed park run the same way (the same days, or both until their tanks repeat);
 the command writes the changed park's indicators.json and balance.json and comparison.json (before,
-after and change of every indicator and of the boundary balance). Mistakes are ValueErrors naming the
+after and change of every indicator, of the boundary balance and, for a park with a [quality] table, of
+the TDS figures of twin.park_quality). Mistakes are ValueErrors naming the
 file and the operation, which api.cli prints as one line.
 """
 
@@ -83,6 +84,7 @@ def register(park_app: typer.Typer, backend_type, console) -> None:
         from parktwin.twin.coupled import _plain, run_park, write_outputs
         from parktwin.twin.park import load_park
         from parktwin.twin.periodic import Periodicity
+        from parktwin.twin.park_quality import compare_quality
         from parktwin.twin.whatif import compare
         park = load_park(park_dir)
         operations = read_operations(ops)
@@ -98,7 +100,8 @@ def register(park_app: typer.Typer, backend_type, console) -> None:
         written = list(write_outputs(new, out))
         comparison = {"park": park.name, "operations": [o.model_dump(mode="json") for o in operations],
                       "days": {"base": base.days, "what_if": new.days},
-                      "indicators": compare(base, new), "boundary": boundary_comparison(base, new)}
+                      "indicators": compare(base, new), "boundary": boundary_comparison(base, new),
+                      "quality": compare_quality(base.quality, new.quality)}
         path = out / "comparison.json"
         path.write_text(json.dumps(_plain(comparison), indent=2, ensure_ascii=False))
         written.append(path)
@@ -115,6 +118,13 @@ def register(park_app: typer.Typer, backend_type, console) -> None:
         b = comparison["boundary"]
         console.print(f"  boundary closure: {_fmt(b['closure']['before'])} -> {_fmt(b['closure']['after'])}",
                       highlight=False)
+        for key, d in comparison["quality"].items():
+            # Per-enterprise and per-grade TDS is in comparison.json, as the per-enterprise indicators are.
+            if "[" in key or d["before"] is None and d["after"] is None:
+                continue
+            change = "n/a" if d["change"] is None else f"{d['change']:+.4g}"
+            console.print(f"  {escape(key)}: {_fmt(d['before'])} -> {_fmt(d['after'])} ({change}) "
+                          f"{escape(str(d['unit']))}", highlight=False)
         console.print("written: " + ", ".join(escape(str(p)) for p in written))
 
 

@@ -13,8 +13,9 @@ from parktwin.viz.quantities import QUANTITIES
 
 _QUANTITY_HELP = ("what to colour: " + ", ".join(QUANTITIES) +
                   " (which ones a source holds: result file: pressure, head, demand, leak, flow, velocity, "
-                  "elevation; summary file: the statistics and elevation; park: the hydraulic ones, elevation, "
-                  "reclaimed_share; .inp: elevation, or its base case solved)")
+                  "elevation, quality; summary file: the statistics and elevation; park: the hydraulic ones, "
+                  "elevation, reclaimed_share, tds (delivered TDS per enterprise, a park with [quality]); .inp: "
+                  "elevation, or its base case solved)")
 
 
 def register(app: typer.Typer) -> None:

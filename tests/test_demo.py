@@ -30,6 +30,9 @@ def test_demo_runs_example_park(tmp_path):
     assert "| reuse_rate |" in report and "| substitution_rate |" in report
     assert "## Water balance (m³/d)" in report and "plant: reclaimed" in report
     assert "## What-if: reclaimed-water plant outage" in report
+    # Issue 14: each enterprise's delivered TDS with the GB/T 19923 check, and the RO what-if's effect on it.
+    assert "## Water quality: total dissolved solids" in report and "| steelworks | 2,480 |" in report
+    assert "## What-if: RO recovery 0.6" in report and "| steelworks: delivered TDS (mg/L) |" in report
     assert "Mode: 24 h run" in report
     assert "## Boundary balance" in report and "the tanks repeat their levels" in report
     assert "## Monte-Carlo study of the park's operations" in report and "| reclaimed supply short |" in report

@@ -38,6 +38,7 @@ from parktwin.twin.indicators import (IntensityBaseline, ParkBalance, Targets, e
                              unserved_demand)
 from parktwin.twin.park_hydraulics import (SECONDS_PER_DAY, JunctionLoad, NetworkHydraulics, combine_loads, daily_network,
                                   snapshot_inputs, with_perturbations)
+from parktwin.twin.park_quality import ParkQuality, park_quality
 from parktwin.twin.park_schema import NETWORKS, Park
 from parktwin.twin.periodic import ONE_DAY, DailyVolumes, Periodicity, level_change_m, tank_levels_at_midnight
 
@@ -92,6 +93,7 @@ class ParkRunResult:
     hydraulics: dict = field(default_factory=dict)   # network name -> twin.park_hydraulics.NetworkHydraulics
     boundary: BoundaryBalance | None = None          # twin.boundary: the balance at the park's fence
     days: dict = field(default_factory=dict)          # days run, the reported day, whether it is periodic
+    quality: ParkQuality | None = None                # twin.park_quality: TDS; None without park.toml [quality]
 
     def service_violations(self) -> list[dict]:
         """Enterprises whose supply or reclaimed junction falls below the service pressure, and networks
@@ -321,8 +323,12 @@ def run_park(park: Park, duration_s: int = SECONDS_PER_DAY, options: SolverOptio
         "formula": "|Σin - Σout - ΔS| / Σin, metered at the park boundary (twin.boundary)",
         "reason": None if boundary.closure is not None else "nothing came in",
         "residual_m3d": boundary.residual_m3d}
+    # TDS rides on the final allocation (after sewer losses): the same flows as the balance table.
+    quality = park_quality(park, alloc)
+    if quality is not None:
+        table["quality"] = quality.as_dict()
     return ParkRunResult(park.name, int(duration_s), alloc, pb, indicators, table, service, min_pressure_m,
-                         hydraulics, boundary, days)
+                         hydraulics, boundary, days, quality)
 
 
 def _plain(x):

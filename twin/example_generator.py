@@ -357,8 +357,14 @@ def _park_toml(site: _Site) -> str:
     # Sludge water and evaporation: about 0.5 % of the flow treated (assumption, docs/example-park.md).
     out += ["[plants.wastewater]", f"capacity_m3d = {ww_cap}", "losses_fraction = 0.005", "",
             "[plants.reclaimed]", f"capacity_m3d = {rec_cap}",
-            "[[plants.reclaimed.units]]", 'name = "UF"', "recovery_fraction = 0.92",
-            "[[plants.reclaimed.units]]", 'name = "RO"', "recovery_fraction = 0.75", "",
+            # UF passes dissolved salts; a brackish RO membrane on secondary effluent (docs/example-park.md).
+            "[[plants.reclaimed.units]]", 'name = "UF"', "recovery_fraction = 0.92", "salt_rejection_fraction = 0.0",
+            "[[plants.reclaimed.units]]", 'name = "RO"', "recovery_fraction = 0.75", "salt_rejection_fraction = 0.98",
+            "",
+            # TDS, mg/L (assumptions, docs/example-park.md): soft river water, the city's filtered secondary
+            # effluent, and a chemical park's salty combined wastewater (chlor-alkali, soda ash, dyeing).
+            "[quality]", "city_fresh_tds_mg_l = 250", "city_reclaimed_tds_mg_l = 850", "wastewater_tds_mg_l = 2000",
+            "",
             "[city]", f"fresh_head_m = {round(site.max_ground + 35.0, 2)}", 'fresh_reservoir = "MUNICIPAL"',
             "fresh_capacity_m3d = 30000",
             "reclaimed_offer_m3d = 3000", "wastewater_capacity_m3d = 5000", "reclaimed_to_city_m3d = 500", "",

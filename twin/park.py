@@ -14,13 +14,14 @@ from typing import Any
 from parktwin.twin import quotas
 from parktwin.twin.park_meters import check_meter_elements, read_meters
 from parktwin.twin.park_schema import (
-    FRESH_GRADES, NETWORKS, RECLAIMED_GRADES, SHIFT_HOURS, CityLinks, Enterprise, Park, ParkError,
-    ReclaimedPlant, Recycling, Targets, TreatmentUnit, WastewaterPlant, WaterNeeds,
+    FRESH_GRADES, NETWORKS, RECLAIMED_GRADES, SALT_REJECTION_DEFAULT, SHIFT_HOURS, TDS_MAX_MG_L, CityLinks,
+    Enterprise, Park, ParkError, ReclaimedPlant, Recycling, SourceQuality, Targets, TreatmentUnit, WastewaterPlant,
+    WaterNeeds,
 )
 
 __all__ = [
     "load_park", "ParkError", "Park", "Enterprise", "WaterNeeds", "Recycling", "ReclaimedPlant",
-    "TreatmentUnit", "WastewaterPlant", "CityLinks", "Targets", "NETWORKS", "known_sectors",
+    "TreatmentUnit", "WastewaterPlant", "CityLinks", "Targets", "SourceQuality", "NETWORKS", "known_sectors",
 ]
 
 PARK_FILE = "park.toml"
@@ -153,8 +154,13 @@ def _reclaimed_plant(t: _Table) -> ReclaimedPlant:
             raise t.fail(f"units[{i}]", f"expected a table, got {type(u).__name__}")
         ut = _Table(u, t.key(f"units[{i}]"))
         # Recovery 0 would mean a unit that produces nothing; it is a typo, not a design.
-        units.append(TreatmentUnit(name=ut.string("name"),
-                                   recovery_fraction=ut.number("recovery_fraction", lo=0.0, hi=1.0, lo_open=True)))
+        recovery = ut.number("recovery_fraction", lo=0.0, hi=1.0, lo_open=True)
+        rejection = ut.number("salt_rejection_fraction", SALT_REJECTION_DEFAULT, lo=None)
+        if not 0.0 <= rejection < 1.0:
+            # 1 is excluded too: no membrane holds back every ion, and the report would show salt-free water.
+            raise ut.fail("salt_rejection_fraction", f"must be in [0, 1), got {rejection:g}")
+        units.append(TreatmentUnit(name=ut.string("name"), recovery_fraction=recovery,
+                                   salt_rejection_fraction=rejection))
         ut.done()
     t.done()
     return ReclaimedPlant(capacity_m3d=capacity, units=tuple(units))
@@ -169,6 +175,12 @@ def _city(t: _Table) -> CityLinks:
                      fresh_reservoir=None if t.raw("fresh_reservoir", None) is None else t.string("fresh_reservoir"))
     t.done()
     return city
+
+
+def _quality(t: _Table) -> SourceQuality:
+    tds = {k: t.number(k, hi=TDS_MAX_MG_L) for k in SourceQuality.__dataclass_fields__}
+    t.done()
+    return SourceQuality(**tds)
 
 
 def _targets(t: _Table, sectors: tuple[str, ...]) -> Targets:
@@ -264,9 +276,11 @@ def load_park(folder: str | Path) -> Park:
     city = _city(root.table("city"))
     targets = _targets(root.table("targets"), sectors)
     meters = read_meters(root.raw("meters", None), {e.name for e in enterprises})
+    quality = _quality(root.table("quality")) if "quality" in data else None
     root.done()
 
     _check_networks(folder, enterprises, city)
     check_meter_elements(folder, meters)
     return Park(name=name, folder=str(folder), enterprises=enterprises, wastewater_plant=wastewater,
-                reclaimed_plant=reclaimed, city=city, targets=targets, meters=meters)
+                reclaimed_plant=reclaimed, city=city, targets=targets, meters=meters,
+                quality=quality)

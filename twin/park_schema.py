@@ -13,6 +13,11 @@ NETWORKS = ("supply", "reclaimed", "discharge")        # one EPANET file each: <
 FRESH_GRADES = ("process", "boiler", "domestic")          # must be served by fresh water
 RECLAIMED_GRADES = ("cooling_makeup", "washing", "greening")  # reclaimed water allowed
 SHIFT_HOURS = (8, 16, 24)
+# A unit passes dissolved salts unless park.toml says it rejects them: UF, MBR and filters do not desalt.
+SALT_REJECTION_DEFAULT = 0.0
+# No water carries more than 10^6 mg/L of dissolved solids (that is a kilogram per litre): a larger TDS is a
+# unit mistake (µg/L, µS/cm), caught at load time.
+TDS_MAX_MG_L = 1.0e6
 
 class ParkError(ValueError):
     """A park description is invalid; the message reads "<file>: <key path>: <reason>"."""
@@ -85,6 +90,8 @@ class Enterprise:
 class TreatmentUnit:
     name: str
     recovery_fraction: float      # product / feed; the rest is brine returned to discharge
+    # Local salt rejection: permeate TDS = (1 - this) x the feed-side TDS where it permeates (twin/park_quality.py)
+    salt_rejection_fraction: float = SALT_REJECTION_DEFAULT
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,16 @@ class CityLinks:
     # The supply network's reservoir that is the municipal connection: its head is set to fresh_head_m.
     # None: the head in supply.inp stands and fresh_head_m is only recorded.
     fresh_reservoir: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceQuality:
+    """park.toml [quality]: total dissolved solids (TDS, mg/L) of the water the park's books start from.
+
+    Site measurements, so no defaults: a made-up salinity would pass for a measured one in the report."""
+    city_fresh_tds_mg_l: float        # the city's fresh water at the park connection
+    city_reclaimed_tds_mg_l: float    # the city's reclaimed water offered to the park
+    wastewater_tds_mg_l: float        # the park wastewater plant's influent (biological treatment keeps it)
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,7 @@ class Park:
     # Hydraulic what-ifs on top of the files; empty for a park as loaded.
     hydraulic_changes: tuple[HydraulicChange, ...] = ()
     meters: tuple[Meter, ...] = ()          # park.toml [meters]; readings attach to the model through them
+    quality: SourceQuality | None = None    # park.toml [quality]; None: TDS is not modelled
 
     def network_path(self, network: str) -> str:
         """Path of the EPANET file of one of NETWORKS."""

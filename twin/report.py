@@ -1,7 +1,8 @@
 """The park report: a Markdown file with the indicators against their targets, the water balance per
-enterprise and plant, the effect of a what-if (e.g. a plant outage) on the indicators, the headline of
-a Monte-Carlo study of the park's operations (twin.park_montecarlo), a leak drill (twin.leak_location)
-and pictures when given.
+enterprise and plant, the TDS each enterprise receives against GB/T 19923 (twin.report_quality), the
+effect of a what-if (e.g. a plant outage) on the indicators and on TDS, the headline of a Monte-Carlo
+study of the park's operations (twin.park_montecarlo), a leak drill (twin.leak_location) and pictures
+when given.
 
 Pure formatting: every number comes from a `twin.coupled.ParkRunResult` or a study file; nothing is
 solved here.
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from parktwin.twin.report_quality import quality_section, quality_whatif_rows
 
 BALANCE_COLUMNS = ("intake", "reclaimed_in", "reused", "consumption", "discharge", "losses")
 PARK_INDICATORS = ("reuse_rate", "substitution_rate", "water_per_10k_yuan", "leakage_rate", "discharge_to_city",
@@ -263,6 +266,7 @@ def whatif_section(title: str, base, changed, description: str = "") -> list[str
                 for k in ("intake", "reclaimed_in", "discharge_to_city", "reclaimed_from_plant",
                           "reclaimed_from_city", "fresh_over_capacity", "overflow_unhandled") if k in pb]
         lines += _table(("park flow (m³/d)", "base", "what-if", "change"), rows)
+    lines += quality_whatif_rows(getattr(base, "quality", None), getattr(changed, "quality", None))
     return lines
 
 
@@ -327,6 +331,8 @@ def write_report(path, result, *, whatifs=(), study: StudyHeadline | None = None
     lines += indicators_section(result)
     lines += boundary_section(result)
     lines += balance_section(result)
+    if getattr(result, "quality", None) is not None:
+        lines += quality_section(result.quality)
     for title, changed, description in whatifs:
         lines += whatif_section(title, result, changed, description)
     if study is not None:

@@ -38,6 +38,19 @@ def reclaimed_share_fraction(park: Park, result) -> np.ndarray:
     return out
 
 
+def delivered_tds_mg_l(park: Park, result) -> np.ndarray:
+    """Per enterprise (park order): TDS of its whole intake, mg/L (NaN for an enterprise with no intake)."""
+    q = getattr(result, "quality", None)
+    if q is None:
+        raise ValueError(f"{park.name}: TDS is not modelled: park.toml has no [quality] table "
+                         "(city_fresh_tds_mg_l, city_reclaimed_tds_mg_l, wastewater_tds_mg_l)")
+    by_name = {e.name: e.tds_mg_l for e in q.enterprises}
+    return np.array([np.nan if by_name[e.name] is None else by_name[e.name] for e in park.enterprises])
+
+
+ENTERPRISE_VALUES = {"reclaimed_share": reclaimed_share_fraction, "tds": delivered_tds_mg_l}
+
+
 def terrain_surface(points_xyz: np.ndarray, z_scale: float, cells: int, pad_fraction: float = 0.04):
     """A smooth ground surface through the junctions' (x, y, elevation): linear interpolation on a grid,
     nearest junction outside their hull (the example park's generator made a smooth terrain and sampled it
@@ -106,7 +119,7 @@ def park_figure(park: Park | str | Path, result=None, quantity: str | Quantity =
     nets = _networks(park, result)
     values, when = _values_for(q, park, result, time_s, network_values)
     shown = {n: display_values(nets[n], v, q) for n, v in values.items()}
-    share = reclaimed_share_fraction(park, result) * q.display_factor if q.location == ENTERPRISE else None
+    share = ENTERPRISE_VALUES[q.name](park, result) * q.display_factor if q.location == ENTERPRISE else None
     mapped = [v for v in shown.values()] + ([share] if share is not None else [])
     all_shown = np.concatenate(mapped) if mapped else None
     label = "base case" if not network_values else "given values"

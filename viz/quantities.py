@@ -49,6 +49,9 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
              description="node water quality of an extended run of a network with a QUALITY option"),
     Quantity("reclaimed_share", "reclaimed share of intake", "%", ENTERPRISE, "YlGn", 100.0,
              description="intake from reclaimed water / total intake, per enterprise (park only)"),
+    # A park's TDS is a steady blend per network (twin/park_quality.py): per enterprise is where it differs.
+    Quantity("tds", "delivered TDS", "mg/L", ENTERPRISE, "YlOrBr",
+             description="total dissolved solids of an enterprise's intake, all grades (park with [quality] only)"),
     # Monte-Carlo statistics (summary files of `parktwin mc --store summary`).
     Quantity("low_pressure_probability", "P(pressure < service)", "1", NODE, "YlOrRd",
              summary_key="pressure_below_service_prob",
@@ -72,7 +75,7 @@ QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
 # What each kind of source can show (the CLI lists these when a quantity does not fit the source).
 RESULT_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation", "quality")
 SUMMARY_QUANTITIES = tuple(name for name, q in QUANTITIES.items() if q.is_statistic) + ("elevation",)
-PARK_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation", "reclaimed_share")
+PARK_QUANTITIES = ("pressure", "head", "demand", "leak", "flow", "velocity", "elevation", "reclaimed_share", "tds")
 NETWORK_QUANTITIES = RESULT_QUANTITIES[:-1]   # a plain .inp: elevation alone, or its base case solved
 
 

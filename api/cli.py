@@ -90,6 +90,17 @@ def _with_progress(total: int, out: Path, solve):
         raise typer.Exit(code=130) from None
 
 
+RECORD_HELP = ("what the file records, comma-separated: head, pressure, demand, leak, flow (or head_m, "
+               "pressure_m, demand_m3s, leak_m3s, flow_m3s), quality; default all. Status, convergence, "
+               "iterations and failures are always recorded")
+
+
+def _record(record: str | None):
+    """--record as SolverOptions.record (None: everything); an unknown name is one line listing the valid."""
+    from parktwin.hydraulics.results import parse_record
+    return parse_record(record)
+
+
 CPU_CHUNK, DEVICE_CHUNK = 512, 65536
 CHUNK_HELP = f"scenarios solved together (default {CPU_CHUNK}; {DEVICE_CHUNK:,} on cupy, whose device takes them in slices that fit its memory)"
 
@@ -106,14 +117,16 @@ def _chunk(chunk_size: int | None, backend: "Backend") -> int:
 
 
 def _run(network: Path, batch_factory, out: Path, duration: int, backend: Backend, chunk_size: int | None,
-         resume: bool, accuracy: float | None, precision: Precision):
+         resume: bool, accuracy: float | None, precision: Precision, record: str | None = None):
     import numpy as np
     from parktwin.hydraulics.solver import SolverOptions
     from parktwin.scenarios.runner import run_batch
+    chosen = _record(record)
     _check_out(out)
     net = _load(network)
     batch = batch_factory(net)
-    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend), accuracy=accuracy)
+    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend), accuracy=accuracy,
+                            record=chosen)
     summary = _with_progress(batch.size, out, lambda update: run_batch(
         net, batch, options, duration, out, resume=resume, progress=update,
         float_dtype=np.float32 if precision == Precision.single else np.float64))
@@ -140,7 +153,8 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
           duration: int = typer.Option(0, "--duration", min=0, help="seconds; 0 = snapshot at time 0"),
           backend: Backend = typer.Option(Backend.auto, "--backend"),
           accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
-          precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
+          precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file"),
+          record: str = typer.Option(None, "--record", help=RECORD_HELP)):
     """Solve the network's base case and write the results."""
     from parktwin.scenarios.batch import ScenarioBatch
     from parktwin.scenarios.perturbations import PerturbationTable
@@ -148,7 +162,7 @@ def solve(network: Path = typer.Argument(..., help="EPANET .inp file"),
 
     def base(net):
         return ScenarioBatch(ids=("base",), inputs=BatchInputs.base(1), perturbations=PerturbationTable.from_rows([]))
-    _run(network, base, out, duration, backend, 1, False, accuracy, precision)
+    _run(network, base, out, duration, backend, 1, False, accuracy, precision, record)
 
 
 @app.command()
@@ -160,15 +174,17 @@ def run(network: Path = typer.Argument(..., help="EPANET .inp file"),
         chunk_size: int = typer.Option(None, "--chunk-size", min=1, help=CHUNK_HELP),
         resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
         accuracy: float = typer.Option(None, "--accuracy", help="override the network's ACCURACY"),
-        precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file")):
+        precision: Precision = typer.Option(Precision.single, "--precision", help="floats in the file"),
+        record: str = typer.Option(None, "--record", help=RECORD_HELP)):
     """Solve every scenario of a perturbation table."""
     from parktwin.scenarios.batch import build_batch
     from parktwin.scenarios.perturbation_files import read_perturbations
+    _record(record)
     table = read_perturbations(scenarios)
 
     def factory(net):
         return build_batch(table, net)
-    _run(network, factory, out, duration, backend, chunk_size, resume, accuracy, precision)
+    _run(network, factory, out, duration, backend, chunk_size, resume, accuracy, precision, record)
 
 
 class Store(str, Enum):
@@ -202,7 +218,8 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
        workers: int = typer.Option(0, "--workers", min=0, help="start a local Ray cluster of K workers"),
        ray_address: str = typer.Option(None, "--ray", help="join an existing Ray cluster"),
        resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out"),
-       precision: Precision = typer.Option(Precision.single, "--precision", help="floats in a full file")):
+       precision: Precision = typer.Option(Precision.single, "--precision", help="floats in a full file"),
+       record: str = typer.Option(None, "--record", help=RECORD_HELP + " (--store full only)")):
     """Monte-Carlo study: sample scenarios from a specification and solve them.
 
     Without --spec and without distribution options, each scenario has one leak (log-normal area,
@@ -214,6 +231,10 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
     from parktwin.scenarios.executor import ExecutorOptions
     from parktwin.scenarios.montecarlo import run_monte_carlo
     from parktwin.scenarios.spec import load_spec, spec_from_options
+    chosen = _record(record)
+    if chosen is not None and store != Store.full:
+        raise UserError("--record chooses what a full result file holds: give it with --store full "
+                        "(a summary's statistics need every quantity)")
     _check_out(out)
     given = dict(sampler=sampler, leaks=leaks, leak_location=leak_location, leak_median_m2=leak_median_m2,
                  leak_sigma=leak_sigma, demand_min=demand_min, demand_max=demand_max, breaks=breaks,
@@ -233,7 +254,7 @@ def mc(network: Path = typer.Argument(..., help="EPANET .inp file"),
             given["demand"] = "uniform"
         study = spec_from_options(scenarios=scenarios, seed=seed, **given)
     net = _load(network)
-    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend))
+    options = SolverOptions(backend=backend.value, chunk_size=_chunk(chunk_size, backend), record=chosen)
     executor = ExecutorOptions(workers=workers, ray_address=ray_address,
                                gpu_per_worker=1.0 if backend == Backend.cupy and (workers or ray_address) else 0.0)
     summary_options = None

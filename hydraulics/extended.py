@@ -11,7 +11,7 @@ import numpy as np
 from parktwin.hydraulics.epanet_units import QZERO, tank_grade
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.leakage import node_leakage
-from parktwin.hydraulics.results import QUANTITIES, ResultSet
+from parktwin.hydraulics.results import QUANTITIES, ResultSet, recorded_quantities
 
 SECONDS_PER_DAY = 86400
 
@@ -63,7 +63,7 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
     # written whole; those it never reaches (it failed first) become NaN at the end.
     if out is None:
         res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch, dtype=solver.options.result_dtype,
-                                 prefill=False)
+                                 prefill=False, quantities=recorded_quantities(solver.options.record))
     else:
         _check_reusable(out, net, times, batch, solver.options.result_dtype)
         res = out

@@ -236,12 +236,15 @@ def check_quality_inputs(net, inputs, duration_s: int) -> None:
 
 def solve_with_quality(solver, inputs, duration_s: int):
     """solver.run(inputs, duration_s), with node and link quality when the network has a quality model and
-    the run has a duration (a snapshot has no quality: EPANET reports its initial values)."""
+    the run has a duration (a snapshot has no quality: EPANET reports its initial values) and the options
+    record quality (SolverOptions.record)."""
     from dataclasses import replace
 
     from parktwin.hydraulics.extended import run_extended
     check_quality_inputs(solver.net, inputs, duration_s)
-    model = quality_model(solver.net) if duration_s and duration_s > 0 else None
+    from parktwin.hydraulics.results import records_quality
+    recorded = records_quality(solver.options.record)
+    model = quality_model(solver.net) if duration_s and duration_s > 0 and recorded else None
     if model is None:
         return solver.run(inputs, duration_s)
     engine = QualityEngine(solver, model, inputs.batch_size, int(duration_s), source_strength=inputs.source_quality,

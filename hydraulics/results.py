@@ -68,3 +68,46 @@ class ResultSet:
 
 
 QUANTITIES = ("head_m", "pressure_m", "demand_m3s", "leak_m3s", "flow_m3s")
+
+# What a run can be told to record (`--record`, SolverOptions.record): the element quantities by their short
+# or full names, and water quality (recorded only where the network has a quality model and the run a
+# duration). Status, convergence, iterations and failure reasons are always recorded.
+QUALITY = "quality"
+RECORDABLE = QUANTITIES + (QUALITY,)
+_SHORT_NAMES = {"head": "head_m", "pressure": "pressure_m", "demand": "demand_m3s", "leak": "leak_m3s",
+                "flow": "flow_m3s"}
+
+
+def parse_record(names) -> tuple[str, ...] | None:
+    """`--record` as given ("pressure,flow", or names in an iterable; short or full names; "all") -> the
+    canonical selection in RECORDABLE order, or None for everything. ValueError names an unknown name and
+    lists the valid ones."""
+    if names is None:
+        return None
+    items = names.split(",") if isinstance(names, str) else [str(n) for n in names]
+    items = [n.strip().lower() for n in items if n.strip()]
+    if items == ["all"]:
+        return None
+    unknown = [n for n in items if n not in _SHORT_NAMES and n not in RECORDABLE]
+    if unknown or not items:
+        what = f"unknown quantity {unknown[0]!r}" if unknown else "no quantity given"
+        valid = ", ".join(f"{short} ({full})" for short, full in _SHORT_NAMES.items())
+        raise ValueError(f"--record: {what}; valid: {valid}, {QUALITY}, or all")
+    wanted = {_SHORT_NAMES.get(n, n) for n in items}
+    chosen = tuple(n for n in RECORDABLE if n in wanted)
+    return None if chosen == RECORDABLE else chosen
+
+
+def short_names(names) -> tuple[str, ...]:
+    """head_m -> head, ...: the names `--record` takes (quality stays quality)."""
+    full_to_short = {full: short for short, full in _SHORT_NAMES.items()}
+    return tuple(full_to_short.get(n, n) for n in names)
+
+
+def recorded_quantities(record) -> tuple[str, ...] | None:
+    """The element arrays of QUANTITIES a selection records (for ResultSet.allocate), None for all."""
+    return None if record is None else tuple(n for n in QUANTITIES if n in record)
+
+
+def records_quality(record) -> bool:
+    return record is None or QUALITY in record

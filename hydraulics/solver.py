@@ -15,7 +15,7 @@ from parktwin.hydraulics.epanet_units import M_PER_FT, SolverNetwork, build_solv
 from parktwin.hydraulics.gga import GgaSettings, GradientSolver
 from parktwin.hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF, BatchInputs
 from parktwin.hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
-from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.results import ResultSet, recorded_quantities
 from parktwin.hydraulics.state import HydraulicState, initial_state
 
 # Snapshot answers are solved one decade past ACCURACY. EPANET's stopping rule (relative flow change below
@@ -39,6 +39,14 @@ class SolverOptions:
     # with EN_initH(0), but never at the cost of an answer: see HydraulicSolver.snapshot.
     warm_start: bool = True
     result_dtype: str = "float64"       # float dtype of the ResultSet arrays (float32 halves result files)
+    # What the ResultSets record: names of results.RECORDABLE (results.parse_record), None = everything.
+    # Unrecorded quantities get no columns and are neither computed nor stored; status, convergence,
+    # iterations and failures are always recorded.
+    record: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        from parktwin.hydraulics.results import parse_record
+        object.__setattr__(self, "record", parse_record(self.record))   # short names, order, "all" -> canonical
 
 
 class HydraulicSolver:
@@ -297,7 +305,8 @@ class HydraulicSolver:
             outcome = self._merge(st, outcome, retry, self.last_state, cold)
         self.last_state, self.last_outcome = st, outcome
         res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size,
-                                 dtype=self.options.result_dtype, prefill=False)
+                                 dtype=self.options.result_dtype, prefill=False,
+                                 quantities=recorded_quantities(self.options.record))
         self.record(res, 0, st, outcome)
         return res
 

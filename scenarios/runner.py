@@ -25,11 +25,11 @@ import numpy as np
 
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.network import NetworkArrays
-from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.results import ResultSet, recorded_quantities, records_quality
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 from parktwin.scenarios.batch import ScenarioBatch
 from parktwin.scenarios.executor import ExecutorOptions, solve_chunks
-from parktwin.scenarios.store import ResultStore
+from parktwin.scenarios.store import ResultStore, recorded_names
 
 Progress = Callable[[int, int], None]   # (scenarios done, scenarios in the batch)
 
@@ -78,9 +78,11 @@ def run_attrs(solver: HydraulicSolver, options: SolverOptions, duration_s: int, 
     """Root attributes describing how the file was made (backend, device, the solver options)."""
     attrs = {"backend": solver.backend.name, "device": device_name(solver.backend.name),
              "duration_s": int(duration_s or 0), "seed": seed}
-    attrs.update(quality_attrs(solver.net, duration_s))
+    if records_quality(options.record):
+        attrs.update(quality_attrs(solver.net, duration_s))
     for field in dataclasses.fields(options):
-        attrs[f"solver_{field.name}"] = getattr(options, field.name)
+        value = getattr(options, field.name)
+        attrs[f"solver_{field.name}"] = ",".join(value) if isinstance(value, tuple) else value
     return attrs
 
 
@@ -91,8 +93,8 @@ def quality_attrs(net: NetworkArrays, duration_s: int) -> dict:
     return {} if model is None else {"quality_kind": model.kind_name, "quality_units": model.units}
 
 
-def _failed_results(net: NetworkArrays, time_s: np.ndarray, reason: str) -> ResultSet:
-    res = ResultSet.allocate(net.node_ids, net.link_ids, time_s, 1)
+def _failed_results(net: NetworkArrays, time_s: np.ndarray, reason: str, record=None) -> ResultSet:
+    res = ResultSet.allocate(net.node_ids, net.link_ids, time_s, 1, quantities=recorded_quantities(record))
     res.failure[0] = reason
     return res
 
@@ -126,7 +128,8 @@ def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, 
     # a batch. KeyboardInterrupt and SystemExit are not Exceptions and still stop the run.
     except Exception as error:  # noqa: BLE001
         if len(rows) == 1:
-            return _failed_results(solver.net, time_s, f"solver error: {type(error).__name__}: {error}")
+            return _failed_results(solver.net, time_s, f"solver error: {type(error).__name__}: {error}",
+                                   solver.options.record)
     half = len(rows) // 2
     return _concat([_solve_rows(solver, inputs, rows[:half], duration_s, time_s),
                     _solve_rows(solver, inputs, rows[half:], duration_s, time_s)])
@@ -137,8 +140,9 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
               float_dtype=np.float64, executor: ExecutorOptions = ExecutorOptions()) -> RunSummary:
     """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk.
 
-    resume=True re-opens an existing `out_path` (same network, scenario ids and times, else StoreMismatch)
-    and solves only the scenarios not yet done; without a file it starts afresh.
+    resume=True re-opens an existing `out_path` (same network, scenario ids, times and recorded quantities,
+    else StoreMismatch) and solves only the scenarios not yet done; without a file it starts afresh.
+    `options.record` chooses what the file records (None: everything).
     """
     started = time.perf_counter()
     out_path = Path(out_path)
@@ -150,7 +154,9 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     time_s = report_times_s(net, duration_s)
     chunk = max(int(options.chunk_size), 1)
     if resume and out_path.exists():
-        store = ResultStore.open_for_resume(out_path, net.source_sha256, batch.ids, time_s)
+        quality = records_quality(options.record) and bool(quality_attrs(net, duration_s))
+        store = ResultStore.open_for_resume(out_path, net.source_sha256, batch.ids, time_s,
+                                            recorded_names(recorded_quantities(options.record), quality))
         store.set_attrs({"resumed_backend": solver.backend.name,
                          "resumed_device": device_name(solver.backend.name)})
     else:
@@ -158,7 +164,8 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
         # HDF5 chunks that divide the solver chunk keep every write aligned (no read-modify-write).
         store = ResultStore.create(out_path, net, batch.ids, time_s, batch.perturbations, attrs,
                                    float_dtype=float_dtype,
-                                   scenarios_per_chunk=_divisor_at_most(chunk, 256))
+                                   scenarios_per_chunk=_divisor_at_most(chunk, 256),
+                                   quantities=recorded_quantities(options.record))
     n_solved, complete = run_chunks(net, batch, options, duration_s, store, executor, solver, progress)
     seconds = time.perf_counter() - started
     return _summary(out_path, seconds, n_solved, complete)

@@ -15,6 +15,15 @@ Float precision is the caller's choice. `parktwin run` writes float32 by default
 size, and writing 50,000 L-Town scenarios (N=785, L=909, T=1) takes 0.4-0.45 s against 0.9-2.1 s for
 float64 on the development machine. `--precision double` (float_dtype=np.float64) makes the file
 bit-identical to the in-memory ResultSet, for comparisons at 1e-9 from files.
+
+What a file records is the run's choice (`--record`, SolverOptions.record): only the chosen element
+quantities get datasets, and the root attribute `recorded` lists them (comma-separated ResultSet names,
+"quality" where the file holds water quality). Status, convergence, iterations and failures are always
+there. `read_results` returns an unrecorded quantity with no columns ([B, T, 0]), as ResultSet.allocate
+does; `require_recorded` is the one clear error for a reader that needs one.
+
+HDF5 chunks match the write pattern: a chunk spans every report time and every element, and its rows
+divide the writer's chunk of scenarios (`scenarios_per_chunk`), so each write fills whole chunks.
 """
 from __future__ import annotations
 
@@ -26,7 +35,7 @@ import h5py
 import numpy as np
 
 from parktwin.hydraulics.network import NetworkArrays
-from parktwin.hydraulics.results import ResultSet
+from parktwin.hydraulics.results import QUALITY, QUANTITIES, ResultSet, short_names
 
 STRING_DTYPE = h5py.string_dtype("utf-8")
 MAX_SCENARIOS_PER_CHUNK = 256
@@ -58,7 +67,39 @@ _UNITS = {"node/head": "m", "node/pressure": "m", "node/demand": "m3/s", "node/l
 
 
 class StoreMismatch(ValueError):
-    """A file cannot be resumed with the run asked for (other network, scenarios or times)."""
+    """A file cannot be resumed with the run asked for (other network, scenarios, times or --record)."""
+
+
+class NotRecorded(ValueError):
+    """A reader asked for a quantity the file's run did not record."""
+
+
+def recorded_names(quantities=None, quality: bool = False) -> tuple[str, ...]:
+    """The `recorded` list of a file: its element quantities (None: all of QUANTITIES) and "quality"."""
+    chosen = QUANTITIES if quantities is None else tuple(n for n in QUANTITIES if n in quantities)
+    return chosen + ((QUALITY,) if quality else ())
+
+
+def file_recorded(f: h5py.File) -> tuple[str, ...]:
+    """What an open result file records: its `recorded` attribute, or for files written before there was a
+    choice, the result datasets it holds."""
+    value = f.attrs.get("recorded")
+    if value is not None:
+        value = value.decode() if isinstance(value, bytes) else str(value)
+        return tuple(n for n in value.split(",") if n)
+    return recorded_names([attr for name, (attr, _, _) in _FIELDS.items() if name in f],
+                          quality="node/quality" in f)
+
+
+def require_recorded(path, quantity: str, recorded: tuple[str, ...], asked: str | None = None) -> None:
+    """NotRecorded unless `quantity` (a name of results.RECORDABLE) is in `recorded`, naming the file,
+    the quantity (and `asked`, what the caller wanted it for) and what the file holds."""
+    if quantity not in recorded:
+        name = short_names([quantity])[0]
+        what = name if asked in (None, name) else f"{asked} needs {name}, which"
+        held = ", ".join(short_names(recorded)) or "no element quantity"
+        raise NotRecorded(f"{path}: {what} was not recorded in this file (recorded: {held}); "
+                          f"run again with --record including {name}")
 
 
 def open_to_resume(path: Path, **kwargs) -> h5py.File:
@@ -147,13 +188,16 @@ class ResultStore:
     @staticmethod
     def create(path, net: NetworkArrays, scenario_ids, time_s, perturbations, attrs: dict,
                compression: str | None = None, float_dtype=np.float64,
-               scenarios_per_chunk: int | None = None) -> "ResultStore":
+               scenarios_per_chunk: int | None = None, quantities=None) -> "ResultStore":
         """Create (overwrite) `path` with every dataset at full size, nothing solved yet.
 
         `attrs` must carry `backend` and `device`; anything else in it (the solver options) is written as
         root attributes too. `compression` is None (default, fastest), "gzip" or "lzf".
         `scenarios_per_chunk` caps the HDF5 chunk along the scenario axis (default: up to 256 scenarios
-        and about 4 MB); a value dividing the writer's chunk size keeps writes chunk-aligned.
+        and about 4 MB); a value dividing the writer's chunk size keeps writes chunk-aligned, and a chunk
+        that the 4 MB cap makes smaller is a divisor of it too. `quantities`: the element quantities to
+        store (names of results.QUANTITIES; None: all); the others get no dataset. Water quality is stored
+        where `attrs` has quality_kind.
         """
         missing = {"backend", "device"} - set(attrs)
         if missing:
@@ -169,24 +213,25 @@ class ResultStore:
         b, n, l = len(ids), net.n_nodes, net.n_links
         time_s = np.asarray(time_s, dtype=np.int64)
         t = len(time_s)
-        per_scenario_bytes = max(t * max(n, l) * float_dtype.itemsize, 1)
-        rows_per_chunk = min(b, MAX_SCENARIOS_PER_CHUNK, TARGET_CHUNK_BYTES // per_scenario_bytes)
-        if scenarios_per_chunk is not None:
-            rows_per_chunk = min(rows_per_chunk, int(scenarios_per_chunk))
-        rows_per_chunk = max(1, int(rows_per_chunk))
+        unknown = set(quantities or ()) - set(QUANTITIES)
+        if unknown:
+            raise ValueError(f"quantities: unknown {sorted(unknown)}; valid: {', '.join(QUANTITIES)}")
+        recorded = recorded_names(quantities, quality=bool(attrs.get("quality_kind")))
 
         path = Path(path)
         f = h5py.File(path, "w", rdcc_nbytes=CHUNK_CACHE_BYTES)
         write_network(f, net, ids, time_s)
 
         comp = {"compression": compression} if compression else {}
-        fields = dict(_FIELDS, **(_QUALITY_FIELDS if attrs.get("quality_kind") else {}))
+        fields = {name: spec for name, spec in _FIELDS.items() if spec[2] != "float" or spec[0] in recorded}
+        fields.update(_QUALITY_FIELDS if QUALITY in recorded else {})
         for name, (_, axis, kind) in fields.items():
             width = {"node": n, "link": l, None: None}[axis]
             shape = (b, t) if width is None else (b, t, width)
-            chunks = (rows_per_chunk, max(t, 1)) + (() if width is None else (max(width, 1),))
             dtype, fill = {"float": (float_dtype, np.nan), "int8": (np.int8, -1),
                            "bool": (np.bool_, False), "int32": (np.int32, -1)}[kind]
+            rows = _rows_per_chunk(b, t * (width or 1) * np.dtype(dtype).itemsize, scenarios_per_chunk)
+            chunks = (rows, max(t, 1)) + (() if width is None else (max(width, 1),))
             # Unwritten rows read back as the fill value (NaN, -1), never as plausible numbers.
             ds = f.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks if b and t else None,
                                   fillvalue=fill, **(comp if b and t else {}))
@@ -204,6 +249,7 @@ class ResultStore:
         f.attrs["network_name"] = net.name
         f.attrs["created_utc"] = _utc_now()
         f.attrs["float_dtype"] = float_dtype.name
+        f.attrs["recorded"] = ",".join(recorded)
         for key, value in attrs.items():
             f.attrs[key] = _attr_value(value)
         f.attrs["complete"] = False
@@ -211,9 +257,11 @@ class ResultStore:
         return ResultStore(path, f, b, time_s, n, l, float_dtype)
 
     @staticmethod
-    def open_for_resume(path, expected_sha256: str, expected_ids, expected_time_s=None) -> "ResultStore":
+    def open_for_resume(path, expected_sha256: str, expected_ids, expected_time_s=None,
+                        expected_recorded=None) -> "ResultStore":
         """Re-open a partly written file. Refuses (StoreMismatch) unless it is the same network, the same
-        scenario ids in the same order and, if given, the same report times."""
+        scenario ids in the same order and, if given, the same report times and the same recorded
+        quantities (`expected_recorded`, as recorded_names gives them)."""
         path = Path(path)
         f = open_to_resume(path, rdcc_nbytes=CHUNK_CACHE_BYTES)
         try:
@@ -229,13 +277,18 @@ class ResultStore:
             time_s = f["time_s"][()]
             if expected_time_s is not None and not np.array_equal(time_s, np.asarray(expected_time_s)):
                 raise StoreMismatch(f"{path}: report times differ (file has {len(time_s)}); refusing to resume")
+            recorded = file_recorded(f)
+            if expected_recorded is not None and tuple(expected_recorded) != recorded:
+                held, asked = (",".join(short_names(r)) or "none" for r in (recorded, expected_recorded))
+                raise StoreMismatch(f"{path}: records {held}, not {asked} as asked (--record); refusing to "
+                                    f"resume: give --record {held} (or write another file)")
         except BaseException:
             f.close()
             raise
         f.attrs["resumed_utc"] = _utc_now()
         f.attrs["complete"] = False
         return ResultStore(path, f, len(ids), time_s, len(f["node/ids"]), len(f["link/ids"]),
-                           f["node/head"].dtype)
+                           np.dtype(str(f.attrs.get("float_dtype", "float64"))))
 
     # ------------------------------------------------------------------ writing
     def pending_rows(self) -> np.ndarray:
@@ -268,6 +321,9 @@ class ResultStore:
         for name, (attr, _, _) in _stored_fields(f).items():
             ds = f[name]
             data = getattr(results, attr)
+            if data is not None and data.ndim == 3 and data.shape[2] != ds.shape[2]:
+                raise ValueError(f"{self.path}: the results do not hold {attr} ({data.shape[2]} columns), which "
+                                 "this file records; solve with the file's record selection")
             if data is None:
                 # a scenario that failed before any step (the solver raised) has no quality: NaN, as its heads
                 data = np.full((results.batch_size,) + ds.shape[1:], np.nan)
@@ -310,8 +366,25 @@ class ResultStore:
 
 
 def _stored_fields(f: h5py.File) -> dict:
-    """The result datasets this file holds: always _FIELDS, the quality ones where it records quality."""
-    return dict(_FIELDS, **{k: v for k, v in _QUALITY_FIELDS.items() if k in f})
+    """The result datasets this file holds: status and solver always, the recorded quantities of
+    _FIELDS, the quality ones where it records quality."""
+    return {k: v for k, v in dict(_FIELDS, **_QUALITY_FIELDS).items() if k in f}
+
+
+def _rows_per_chunk(b: int, bytes_per_scenario: int, scenarios_per_chunk: int | None) -> int:
+    """Scenarios per HDF5 chunk of a dataset: at most MAX_SCENARIOS_PER_CHUNK and about
+    TARGET_CHUNK_BYTES, and, when the writer's chunk is known (`scenarios_per_chunk`, a divisor of it),
+    a divisor of that, so every write covers whole chunks (no chunk is written twice)."""
+    cap = max(1, min(b, MAX_SCENARIOS_PER_CHUNK, TARGET_CHUNK_BYTES // max(bytes_per_scenario, 1)))
+    if scenarios_per_chunk is None:
+        return int(cap)
+    step = max(1, int(scenarios_per_chunk))
+    if step <= cap:
+        return step
+    # The largest divisor of the writer's chunk within the cap; one under half the cap would make many
+    # tiny chunks, and then the cap itself is better.
+    best = max(d for d in range(1, cap + 1) if step % d == 0)
+    return best if 2 * best >= cap else int(cap)
 
 
 # ---------------------------------------------------------------------- reading
@@ -359,7 +432,8 @@ def read_results(path, scenarios=None) -> tuple[ResultSet, dict]:
     """Read a result file back: (ResultSet of the chosen scenarios, meta).
 
     `scenarios`: None (all), a slice, integer rows, a boolean mask or scenario ids. Floats come back as
-    float64 whatever the file holds. Scenarios not written yet (see meta["done"]) read as NaN.
+    float64 whatever the file holds. Scenarios not written yet (see meta["done"]) read as NaN. Quantities
+    the run did not record (meta["recorded"] lists those it did) come back with no columns.
     """
     with h5py.File(path, "r") as f:
         rows = _select(f, scenarios)
@@ -372,6 +446,8 @@ def read_results(path, scenarios=None) -> tuple[ResultSet, dict]:
             data = take(f[name])
             values[attr] = data.astype(np.float64) if kind == "float" else data
         values["iterations"] = values["iterations"].astype(np.int64)
+        for attr in QUANTITIES:   # not recorded: no columns, as ResultSet.allocate(quantities=...) gives them
+            values.setdefault(attr, np.empty((len(rows), len(f["time_s"]), 0)))
         # Variable-length strings: reading them all is cheap (B short strings) and sidesteps wrappers.
         failure = np.asarray(f["scenario/failure"].asstr()[()], dtype=object)[rows]
         results = ResultSet(
@@ -389,5 +465,6 @@ def read_results(path, scenarios=None) -> tuple[ResultSet, dict]:
             "link_nodes": f["link/nodes"][()],
             "network_inp": f["network/inp"][()].tobytes(),
             "perturbations_group": "scenario/perturbations" if "scenario/perturbations" in f else None,
+            "recorded": file_recorded(f),
         }
     return results, meta

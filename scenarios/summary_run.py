@@ -43,6 +43,9 @@ def run_summary(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions
     from parktwin.hydraulics.quality import check_quality_inputs
     check_quality_inputs(net, batch.inputs, duration_s)
     summary_options = summary_options or SummaryOptions()
+    if options.record is not None:
+        raise ValueError("--record chooses what a full result file holds; a summary's statistics need every "
+                         "quantity (use --store full with --record, or drop --record)")
     options = replace(options, result_dtype="float64")
     solver = HydraulicSolver(net, options)
     time_s = report_times_s(net, duration_s)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.results import short_names
 from parktwin.viz.quantities import (NETWORK_QUANTITIES, RESULT_QUANTITIES, SUMMARY_QUANTITIES, Quantity,
                             get_quantity)
 
@@ -98,6 +99,11 @@ def hydraulic_values(net: NetworkArrays, quantity: Quantity, *, pressure_m=None,
     return np.asarray(found[name], dtype=float)
 
 
+# The quantity of a result file each view needs (velocity is drawn from the flows).
+_RECORDED_AS = {"pressure": "pressure_m", "head": "head_m", "demand": "demand_m3s", "leak": "leak_m3s",
+                "flow": "flow_m3s", "velocity": "flow_m3s"}
+
+
 def file_kind(path) -> str:
     """'summary' or 'full' for a ParkTwin HDF5 file; ValueError for anything else."""
     import h5py
@@ -108,7 +114,8 @@ def file_kind(path) -> str:
         with h5py.File(path, "r") as f:
             if f.attrs.get("store", "") == "summary":
                 return "summary"
-            if "node/pressure" in f and "network/inp" in f:
+            # a full file records pressure unless its run chose otherwise (--record: attribute `recorded`)
+            if ("node/pressure" in f or "recorded" in f.attrs) and "network/inp" in f:
                 return "full"
     except OSError as exc:
         raise ValueError(f"{path}: not an HDF5 result file ({exc})") from None
@@ -123,7 +130,7 @@ def _time_label(t_s: float) -> str:
 def from_result_file(path, quantity: str, time_s: float | None = None, scenario: str | None = None) -> ViewData:
     """A full result file (`parktwin solve|run|mc --store full`): one scenario at one report time."""
     import h5py
-    from parktwin.scenarios.store import read_results
+    from parktwin.scenarios.store import file_recorded, read_results, require_recorded
     path = Path(path)
     q = get_quantity(quantity, RESULT_QUANTITIES, f"result file {path}")
     with h5py.File(path, "r") as f:
@@ -131,6 +138,9 @@ def from_result_file(path, quantity: str, time_s: float | None = None, scenario:
         times = f["time_s"][()]
         name = str(f.attrs.get("network_name", path.stem))
         inp = f["network/inp"][()].tobytes()
+        recorded = file_recorded(f)
+    if q.name in _RECORDED_AS:      # a quantity the run may have left out (--record)
+        require_recorded(path, _RECORDED_AS[q.name], recorded, asked=q.name)
     sid = pick_scenario(ids, scenario, str(path))
     k = pick_time(times, time_s, str(path))
     res, meta = read_results(path, scenarios=[sid])
@@ -142,8 +152,9 @@ def from_result_file(path, quantity: str, time_s: float | None = None, scenario:
                          "finish it with --resume)")
     if q.name == "quality":
         if res.node_quality is None:
-            raise ValueError(f"{path}: no water quality in this file (the network's QUALITY option is NONE or "
-                             "the run is a snapshot)")
+            held = ", ".join(short_names(recorded)) or "no element quantity"
+            raise ValueError(f"{path}: no water quality in this file (the network's QUALITY option is NONE, "
+                             f"the run is a snapshot, or --record left it out; recorded: {held})")
         q = replace(q, unit=str(meta["attrs"].get("quality_units", "")),
                     label=f"{meta['attrs'].get('quality_kind', 'water')} quality")
         values = np.asarray(res.node_quality[0, k], dtype=float)

@@ -153,6 +153,21 @@ def element_columns(net: NetworkArrays, kind: ElementKind) -> dict[str, int]:
     return {links[k]: int(k) for k in np.flatnonzero(wanted)}
 
 
+def element_ids(net: NetworkArrays, kind: ElementKind) -> np.ndarray:
+    """Column -> id, the inverse of element_columns (indexed by link index for pipes and valves, as
+    their columns are; the '*' of JUNCTION_OR_ALL, column -1, is the caller's)."""
+    nodes, links = np.array(net.node_ids), np.array(net.link_ids)
+    if kind in (ElementKind.JUNCTION, ElementKind.JUNCTION_OR_ALL):
+        return nodes[: net.n_junctions]
+    if kind is ElementKind.TANK:
+        return nodes[net.tank_node]
+    if kind is ElementKind.RESERVOIR:
+        return nodes[net.reservoir_node]
+    if kind is ElementKind.PUMP:
+        return links[net.pump_link]
+    return nodes if kind is ElementKind.NODE else links
+
+
 def describe_element(net: NetworkArrays, element: str, prefer_nodes: bool = True) -> str | None:
     """What the id is in the network ('tank', 'pump', 'PRV valve', ...), None if nothing."""
     def as_node():

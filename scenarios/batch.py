@@ -52,8 +52,19 @@ def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
     position = {sid: i for i, sid in enumerate(ids)}
     row_scenario = np.array([position.get(s, -1) for s in order], np.int64)[scenario_code] \
         if len(table) else np.zeros(0, np.int64)
+    perturbations = table if scenario_ids is None else table.for_scenarios(ids)
+    return ScenarioBatch(ids=ids, inputs=inputs_from_rows(net, len(ids), row_scenario, attr_code, numeric, column),
+                         perturbations=perturbations, seed=seed)
+
+
+def inputs_from_rows(net: NetworkArrays, n_scenarios: int, row_scenario: np.ndarray, attr_code: np.ndarray,
+                     numeric: np.ndarray, column: np.ndarray) -> BatchInputs:
+    """The solver inputs of checked rows given as numbers: each row's scenario position (-1: not in the
+    batch), attribute (index in ATTRIBUTES), value (status words as their code) and column (see
+    attributes.element_columns; -1: every junction). What `build_batch` makes of a table's rows, and what
+    the samplers make of theirs without writing them as text first."""
     selected = row_scenario >= 0
-    base = BatchInputs(batch_size=len(ids))
+    base = BatchInputs(batch_size=n_scenarios)
     fields: dict[str, np.ndarray] = {}
     for code in np.unique(attr_code[selected]):
         attr = ATTRIBUTES[code]
@@ -62,14 +73,14 @@ def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
         if len(every) == len(rows) and attr.inputs_field == "demand_multiplier":
             # Only '*' rows: one factor per scenario, [B, 1], broadcast over junctions by the solver
             # (a dense [B, Nj] array would cost 6 GB per million L-Town scenarios).
-            target = np.ones((len(ids), 1))
+            target = np.ones((n_scenarios, 1))
             target[row_scenario[every], 0] = numeric[every]
             fields[attr.inputs_field] = target
             continue
         if attr.inputs_field in ("leak_area_m2", "leak_cd"):
             # Leaks are a few per scenario: sparse, so a million scenarios do not need a dense [B, Nj].
             target = sp.csr_matrix((numeric[rows], (row_scenario[rows], column[rows])),
-                                   shape=(len(ids), net.n_junctions))
+                                   shape=(n_scenarios, net.n_junctions))
             fields[attr.inputs_field] = target
             continue
         target = base.filled(attr.inputs_field, net)
@@ -78,6 +89,4 @@ def build_batch(table: PerturbationTable, net: NetworkArrays, scenario_ids=None,
         one = rows[column[rows] >= 0]
         target[row_scenario[one], column[one]] = numeric[one]
         fields[attr.inputs_field] = target
-    perturbations = table if scenario_ids is None else table.for_scenarios(ids)
-    return ScenarioBatch(ids=ids, inputs=BatchInputs(batch_size=len(ids), **fields),
-                         perturbations=perturbations, seed=seed)
+    return BatchInputs(batch_size=n_scenarios, **fields)

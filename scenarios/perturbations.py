@@ -179,11 +179,7 @@ class PerturbationTable:
 
     def write_h5(self, group) -> None:
         """Four UTF-8 string datasets in the given h5py group (replacing any there)."""
-        import h5py
-        for name in COLUMNS:
-            if name in group:
-                del group[name]
-            group.create_dataset(name, data=getattr(self, name).astype(object), dtype=h5py.string_dtype())
+        write_h5_tables(group, (self,))
 
     # ------------------------------------------------------------------ checks
     def check(self) -> None:
@@ -232,6 +228,28 @@ class PerturbationTable:
     def validate(self, net: NetworkArrays) -> None:
         """All checks, the network's included; raises PerturbationError for the earliest bad row."""
         resolve(self, net)
+
+
+H5_CHUNK_ROWS = 4096
+
+
+def write_h5_tables(group, tables) -> None:
+    """The rows of `tables`, one table after another, as the four UTF-8 string datasets `read_h5` reads
+    (replacing any in the group). The datasets grow with each table, so a study's table can be written a
+    chunk of scenarios at a time and only that chunk is ever in memory."""
+    import h5py
+    for name in COLUMNS:
+        if name in group:
+            del group[name]
+    columns = {name: group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(H5_CHUNK_ROWS,),
+                                          dtype=h5py.string_dtype()) for name in COLUMNS}
+    n = 0
+    for table in tables:
+        k = len(table)
+        for name, ds in columns.items():
+            ds.resize((n + k,))
+            ds[n:n + k] = getattr(table, name).astype(object)
+        n += k
 
 
 def _row_fields(row) -> tuple[str, ...] | str:

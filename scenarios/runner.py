@@ -25,6 +25,7 @@ import numpy as np
 
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.network import NetworkArrays
+from parktwin.hydraulics.quality import check_quality_inputs, quality_model, solve_with_quality
 from parktwin.hydraulics.results import ResultSet, recorded_quantities, records_quality
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 from parktwin.scenarios.batch import ScenarioBatch
@@ -88,7 +89,6 @@ def run_attrs(solver: HydraulicSolver, options: SolverOptions, duration_s: int, 
 
 def quality_attrs(net: NetworkArrays, duration_s: int) -> dict:
     """quality_kind (chemical, age, trace) and quality_units when the run records water quality."""
-    from parktwin.hydraulics.quality import quality_model
     model = quality_model(net) if duration_s and duration_s > 0 else None
     return {} if model is None else {"quality_kind": model.kind_name, "quality_units": model.units}
 
@@ -121,7 +121,6 @@ def _concat(parts: list[ResultSet]) -> ResultSet:
 def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, duration_s: int,
                 time_s: np.ndarray) -> ResultSet:
     """Solve `rows` together; if the batch raises, bisect so one bad scenario costs only itself."""
-    from parktwin.hydraulics.quality import solve_with_quality
     try:
         return solve_with_quality(solver, inputs.subset(rows), duration_s)
     # Any error is recorded as that scenario's failure reason: DESIGN says one bad scenario never fails
@@ -135,10 +134,18 @@ def _solve_rows(solver: HydraulicSolver, inputs: BatchInputs, rows: np.ndarray, 
                     _solve_rows(solver, inputs, rows[half:], duration_s, time_s)])
 
 
+def check_batch_quality(net: NetworkArrays, batch, duration_s: int) -> None:
+    """hydraulics.quality.check_quality_inputs for the whole batch, asked of its first scenario: every
+    scenario of a batch has the same kinds of input, and a sampled batch (scenarios.samplers.SampledBatch)
+    is not sampled whole for it."""
+    check_quality_inputs(net, batch.inputs.subset(np.arange(min(batch.size, 1))), duration_s)
+
+
 def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, duration_s: int,
               out_path, resume: bool = False, progress: Progress | None = None,
               float_dtype=np.float64, executor: ExecutorOptions = ExecutorOptions()) -> RunSummary:
-    """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk.
+    """Solve every scenario of `batch` into `out_path` (HDF5, DESIGN's layout), chunk by chunk. `batch` is a
+    ScenarioBatch, or a SampledBatch (scenarios.samplers), whose chunks are sampled as they are solved.
 
     resume=True re-opens an existing `out_path` (same network, scenario ids, times and recorded quantities,
     else StoreMismatch) and solves only the scenarios not yet done; without a file it starts afresh.
@@ -146,8 +153,7 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     """
     started = time.perf_counter()
     out_path = Path(out_path)
-    from parktwin.hydraulics.quality import check_quality_inputs
-    check_quality_inputs(net, batch.inputs, duration_s)
+    check_batch_quality(net, batch, duration_s)
     # The solver writes its results straight in the file's precision.
     options = replace(options, result_dtype=np.dtype(float_dtype).name)
     solver = HydraulicSolver(net, options)

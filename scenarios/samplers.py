@@ -1,52 +1,34 @@
-"""Unit samples (Monte Carlo, Latin hypercube, Sobol') and their expansion into perturbation tables.
+"""Specifications expanded into scenarios: perturbation tables and solver inputs, a chunk at a time.
 
-`expand(spec, net)` draws one unit sample [N, D] for the whole specification, one column per random
-choice (laid out by `Selection.dimensions`), and maps each column through an inverse CDF: LHS and
-Sobol' therefore stratify every input, the discrete ones (leak junctions, broken pipes, pump outages)
-included. Scenario i's rows are a function of row i of that sample alone, so the table is the same
-whether it is expanded at once or in chunks (`start`, `stop`), and the same (spec, network) gives the
-same table. Any change to the specification (N, a section, a count) may change every scenario; the
-numbers are reproducible for the same numpy and scipy versions.
+`expand(spec, net, start, stop)` maps rows [start, stop) of the specification's unit sample
+(scenarios.unit_samples; one column per random choice, laid out by `Selection.dimensions`) through inverse
+CDFs: LHS and Sobol' therefore stratify every input, the discrete ones (leak junctions, broken pipes, pump
+outages) included. Scenario i's rows are a function of the specification, the network and i alone, so a
+table expanded in chunks is the table expanded at once. `sample_inputs` gives the same scenarios' solver
+inputs straight from the numbers: what `build_batch` makes of the table, without writing it as text and
+parsing it back. `SampledBatch` is a whole study sampled a chunk at a time, what `scenarios.montecarlo`
+solves. Any change to the specification (N, a section, a count) may change every scenario.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtri     # the inverse standard normal CDF, what scipy.stats.norm.ppf calls
-from scipy.stats import qmc
 
+from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.network import NetworkArrays
-from parktwin.scenarios.batch import ScenarioBatch, build_batch
-from parktwin.scenarios.perturbations import PerturbationTable
+from parktwin.scenarios.attributes import ATTRIBUTES, BY_NAME, STATUS_WORDS, ValueKind, element_ids
+from parktwin.scenarios.batch import ScenarioBatch, build_batch, inputs_from_rows
+from parktwin.scenarios.perturbations import PerturbationTable, write_h5_tables
 from parktwin.scenarios.spec import ScenarioSpec
-from parktwin.scenarios.spec_errors import SAMPLERS
-from parktwin.scenarios.spec_errors import check as _check
+from parktwin.scenarios.unit_samples import sample_unit
 
-# scipy 1.15 renamed qmc's `seed` to `rng`; a Generator passed either way gives the same stream.
-_QMC_RNG = "rng" if "rng" in inspect.signature(qmc.Sobol).parameters else "seed"
-_BELOW_ONE = np.nextafter(1.0, 0.0)
-
-
-def sample_unit(sampler: str, n: int, dims: int, seed: int) -> np.ndarray:
-    """n points in [0, 1)^dims: `mc` (independent uniforms), `lhs` (each of n equal bins of every
-    dimension holds exactly one point) or `sobol` (scrambled; the first n points of 2^ceil(log2 n), so
-    n need not be a power of two and scipy's balance warning does not apply)."""
-    _check(sampler in SAMPLERS, "sampler", f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
-    if n < 1 or dims < 0:
-        raise ValueError(f"need n >= 1 and dims >= 0, got n={n}, dims={dims}")
-    if dims == 0:
-        return np.zeros((n, 0))
-    rng = np.random.default_rng(seed)
-    if sampler == "mc":
-        return rng.random((n, dims))
-    if sampler == "lhs":
-        unit = qmc.LatinHypercube(dims, **{_QMC_RNG: rng}).random(n)
-    else:
-        unit = qmc.Sobol(dims, scramble=True, **{_QMC_RNG: rng}).random_base2((n - 1).bit_length())[:n]
-    # LHS puts a point at (k - u)/n, which is 1.0 when u == 0; inverse CDFs need u < 1.
-    return np.minimum(unit, _BELOW_ONE)
+# Perturbation rows expanded at a time when a study's table is written: a row costs about 1 KB while its
+# table is built (api.server.sizing.TABLE_ROW_BYTES), so a step holds about 256 MB.
+SAMPLE_ROWS = 250_000
+_CLOSED = float(STATUS_WORDS["closed"])
+_WORDS = np.array(sorted(STATUS_WORDS, key=STATUS_WORDS.get))    # status code -> its word
 
 
 # ---------------------------------------------------------------------- expansion
@@ -94,13 +76,14 @@ def _repair_rounding(picks: np.ndarray, n_candidates: int) -> None:
 @dataclass(frozen=True)
 class _Block:
     attribute: str
-    element: np.ndarray          # [k] or [n, k] ids
-    value: np.ndarray            # [n, k] (or broadcastable) text
+    column: np.ndarray           # [k] or [n, k] columns of the attribute's elements (element_columns); -1: '*'
+    value: np.ndarray            # [n, k] or broadcastable, float64 (a status as its STATUS_WORDS code)
     keep: np.ndarray | None = None   # [n, k]: rows that exist (pump outages)
 
 
 def _text(values) -> np.ndarray:
-    # numpy writes float64 as its shortest round-trip text, as PerturbationTable.from_columns does.
+    # numpy writes float64 as its shortest round-trip text, as PerturbationTable.from_columns does, so the
+    # table's text reads back as exactly the numbers sample_inputs uses.
     return np.asarray(values, np.float64).astype(str)
 
 
@@ -120,78 +103,103 @@ def _demand_factor(demand, unit: np.ndarray | None, n: int) -> np.ndarray:
     return np.full(n, demand.value)
 
 
-def expand(spec: ScenarioSpec, net: NetworkArrays, start: int = 0, stop: int | None = None) -> PerturbationTable:
-    """The perturbation table of scenarios [start, stop) of the specification (all by default).
-
-    Rows come scenario by scenario, in section order. A scenario can have no rows (no pump failed and
-    nothing else varies); pass `scenario_ids(spec)` to `build_batch`, or use `sample_batch`. The unit
-    sample is drawn for all N scenarios on every call (LHS and Sobol' designs span all of them).
-    """
+def _blocks(spec: ScenarioSpec, net: NetworkArrays, start: int, stop: int | None) -> tuple[np.ndarray, list[_Block]]:
+    """The ids of scenarios [start, stop) and their rows as blocks of per-scenario columns, in section order."""
     sel = spec.validate(net)
     start, stop, _ = slice(start, stop).indices(spec.scenarios)
-    unit = sample_unit(spec.sampler, spec.scenarios, sel.n_dimensions, spec.seed)[start:max(start, stop)]
+    stop = max(start, stop)
+    unit = sample_unit(spec.sampler, spec.scenarios, sel.n_dimensions, spec.seed, start, stop)
     n = len(unit)
     offsets = np.cumsum([0] + [d for _, d in sel.dimensions])
     column = {name: unit[:, offsets[i]:offsets[i + 1]] for i, (name, _) in enumerate(sel.dimensions)}
-    junction_ids = np.array(net.node_ids[: net.n_junctions])
-    link_ids, node_ids = np.array(net.link_ids), np.array(net.node_ids)
     blocks: list[_Block] = []
     leaks, demand = spec.leaks, spec.demand
     if leaks is not None and leaks.count:
-        where = junction_ids[sel.leak_junctions[choose_distinct(column["leaks.location"], sel.leak_weight)]]
-        area = _leak_area_m2(leaks.area, column.get("leaks.area"), (n, leaks.count))
-        blocks.append(_Block("leak_area_m2", where, _text(area)))
+        where = sel.leak_junctions[choose_distinct(column["leaks.location"], sel.leak_weight)]
+        blocks.append(_Block("leak_area_m2", where, _leak_area_m2(leaks.area, column.get("leaks.area"),
+                                                                   (n, leaks.count))))
         if leaks.cd is not None:
-            blocks.append(_Block("leak_cd", where, _text([[leaks.cd]])))
+            blocks.append(_Block("leak_cd", where, np.array([[leaks.cd]], float)))
     if demand is not None:
         factor = _demand_factor(demand, column.get("demand"), n)
-        blocks.append(_Block("demand_multiplier", np.array(["*"]), _text(factor[:, None])))
+        blocks.append(_Block("demand_multiplier", np.array([-1]), factor[:, None]))
         if demand.junction_sd > 0:
             # A junction row replaces '*' there (it does not multiply), so it carries the global factor too.
             own = np.maximum(0.0, 1.0 + demand.junction_sd * ndtri(column["demand.junction_sd"]))
-            blocks.append(_Block("demand_multiplier", junction_ids[sel.demand_junctions],
-                                 _text(factor[:, None] * own)))
+            blocks.append(_Block("demand_multiplier", sel.demand_junctions, factor[:, None] * own))
     if spec.breaks is not None and spec.breaks.count:
-        pipes = link_ids[sel.break_links[choose_distinct(column["breaks"], sel.break_weight)]]
-        blocks.append(_Block("status", pipes, np.array([["closed"]])))
+        pipes = sel.break_links[choose_distinct(column["breaks"], sel.break_weight)]
+        blocks.append(_Block("status", pipes, np.array([[_CLOSED]])))
     if spec.pump_outages is not None:
         # Closed rather than speed 0 so that the table reads as an outage. It is the initial status only:
         # in an extended run a control or rule that opens the pump still does.
         off = column["pump_outages"] < spec.pump_outages.probability
-        blocks.append(_Block("status", link_ids[net.pump_link[sel.pumps]], np.array([["closed"]]), off))
+        blocks.append(_Block("status", net.pump_link[sel.pumps], np.array([[_CLOSED]]), off))
     if spec.tank_levels is not None:
         low, high = net.tank_min_level_m[sel.tanks], net.tank_max_level_m[sel.tanks]
-        level = np.clip(low + (high - low) * column["tank_levels"], low, high)
-        blocks.append(_Block("tank_level_m", node_ids[net.tank_node[sel.tanks]], _text(level)))
+        blocks.append(_Block("tank_level_m", sel.tanks, np.clip(low + (high - low) * column["tank_levels"], low, high)))
     if spec.reservoir_heads is not None:
         base = net.reservoir_head_m[sel.reservoirs]
         head = base + spec.reservoir_heads.delta_m * (2.0 * column["reservoir_heads"] - 1.0)
-        blocks.append(_Block("reservoir_head_m", node_ids[net.reservoir_node[sel.reservoirs]], _text(head)))
+        blocks.append(_Block("reservoir_head_m", sel.reservoirs, head))
     if spec.source_quality is not None:
         sq = spec.source_quality
-        blocks.append(_Block("source_quality", node_ids[sel.source_nodes],
-                             _text(sq.min + (sq.max - sq.min) * column["source_quality"])))
+        blocks.append(_Block("source_quality", sel.source_nodes, sq.min + (sq.max - sq.min) * column["source_quality"]))
     if spec.roughness is not None:
         scale = 1.0 + spec.roughness.fraction * (2.0 * column["roughness"] - 1.0)
-        blocks.append(_Block("roughness", link_ids[sel.pipes], _text(net.roughness[sel.pipes] * scale)))
-    return _assemble(scenario_ids(spec, start, stop), blocks, f"<spec seed={spec.seed}>")
+        blocks.append(_Block("roughness", sel.pipes, net.roughness[sel.pipes] * scale))
+    return scenario_ids(spec, start, stop), blocks
 
 
-def _assemble(ids: np.ndarray, blocks: list[_Block], source: str) -> PerturbationTable:
-    """Scenario-major rows from blocks of per-scenario columns."""
+def _rows(n: int, blocks: list[_Block]) -> tuple[np.ndarray, ...]:
+    """Scenario-major rows of the blocks: each kept row's scenario position, block, column and value."""
+    widths = [np.broadcast_shapes(np.shape(b.column), np.shape(b.value))[-1] for b in blocks]
+    column = np.concatenate([np.broadcast_to(b.column, (n, w)) for b, w in zip(blocks, widths)], axis=1).ravel()
+    value = np.concatenate([np.broadcast_to(np.asarray(b.value, np.float64), (n, w))
+                            for b, w in zip(blocks, widths)], axis=1).ravel()
+    keep = np.concatenate([np.ones((n, w), bool) if b.keep is None else b.keep
+                           for b, w in zip(blocks, widths)], axis=1).ravel()
+    block = np.tile(np.repeat(np.arange(len(blocks)), widths), n)
+    scenario = np.repeat(np.arange(n), sum(widths))
+    return scenario[keep], block[keep], column[keep], value[keep]
+
+
+def expand(spec: ScenarioSpec, net: NetworkArrays, start: int = 0, stop: int | None = None) -> PerturbationTable:
+    """The perturbation table of scenarios [start, stop) of the specification (all by default).
+
+    Rows come scenario by scenario, in section order. A scenario can have no rows (no pump failed and
+    nothing else varies); pass `scenario_ids(spec)` to `build_batch`, or use `sample_batch`. Only the
+    unit-sample rows of [start, stop) are drawn.
+    """
+    ids, blocks = _blocks(spec, net, start, stop)
+    source = f"<spec seed={spec.seed}>"
     n = len(ids)
     if not blocks or n == 0:
         empty = np.zeros(0, str)
         return PerturbationTable.from_columns(empty, empty, empty, empty, source=source)
-    widths = [np.broadcast_shapes(np.shape(b.element), np.shape(b.value))[-1] for b in blocks]
-    element = np.concatenate([np.broadcast_to(b.element, (n, w)) for b, w in zip(blocks, widths)], axis=1)
-    value = np.concatenate([np.broadcast_to(b.value, (n, w)) for b, w in zip(blocks, widths)], axis=1)
-    keep = np.concatenate([np.ones((n, w), bool) if b.keep is None else b.keep
-                           for b, w in zip(blocks, widths)], axis=1).ravel()
-    attribute = np.repeat(np.array([b.attribute for b in blocks]), widths)
-    scenario = np.repeat(ids, sum(widths))
-    return PerturbationTable.from_columns(scenario[keep], element.ravel()[keep],
-                                          np.tile(attribute, n)[keep], value.ravel()[keep], source=source)
+    scenario, block, column, value = _rows(n, blocks)
+    # Each block's ids by column, '*' last so that column -1 names it.
+    kinds = [BY_NAME[b.attribute].element for b in blocks]
+    tables = [np.append(element_ids(net, kind), "*") for kind in kinds]
+    start_of = np.cumsum([0] + [len(t) for t in tables])[:-1]
+    element = np.concatenate(tables)[start_of[block] + np.where(column < 0, np.array([len(t) for t in tables])[block] - 1,
+                                                                column)]
+    text = _text(value)
+    status = np.array([BY_NAME[b.attribute].value is ValueKind.STATUS_WORD for b in blocks])[block]
+    text[status] = _WORDS[value[status].astype(np.int64)]
+    attribute = np.array([b.attribute for b in blocks])[block]
+    return PerturbationTable.from_columns(ids[scenario], element, attribute, text, source=source)
+
+
+def sample_inputs(spec: ScenarioSpec, net: NetworkArrays, start: int = 0, stop: int | None = None) -> BatchInputs:
+    """The solver inputs of scenarios [start, stop): those `build_batch` makes of `expand`'s table for the
+    same scenarios, built from the sampled numbers directly (no text, no parsing)."""
+    ids, blocks = _blocks(spec, net, start, stop)
+    if not blocks or not len(ids):
+        return BatchInputs(batch_size=len(ids))
+    scenario, block, column, value = _rows(len(ids), blocks)
+    code = np.array([ATTRIBUTES.index(BY_NAME[b.attribute]) for b in blocks], np.int64)[block]
+    return inputs_from_rows(net, len(ids), scenario, code, value, column)
 
 
 def sample_batch(spec: ScenarioSpec, net: NetworkArrays, start: int = 0,
@@ -200,3 +208,82 @@ def sample_batch(spec: ScenarioSpec, net: NetworkArrays, start: int = 0,
     and the specification's seed."""
     table = expand(spec, net, start, stop)
     return build_batch(table, net, scenario_ids=scenario_ids(spec, start, stop).tolist(), seed=spec.seed)
+
+
+def sampling_step(spec: ScenarioSpec, net: NetworkArrays, max_step: int) -> int:
+    """Scenarios expanded at a time when a study's table is written: at most `max_step` (the solver's
+    chunk) and about SAMPLE_ROWS rows, counting each scenario's most rows (Selection.rows_per_scenario)."""
+    per_scenario = max(spec.validate(net).rows_per_scenario, 1)
+    return max(1, min(int(max_step), SAMPLE_ROWS // per_scenario))
+
+
+@dataclass(frozen=True, eq=False)
+class SampledBatch:
+    """Every scenario of a specification, sampled a chunk at a time when asked for: what run_batch and
+    run_summary take in place of a ScenarioBatch. The stores write its table `step` scenarios at a time
+    (`perturbations.write_h5`) and the solver asks for each chunk's inputs (`inputs.subset(rows)`), so a
+    study holds a chunk's rows and inputs, never the whole job's; a scenario is the same in any chunk."""
+
+    spec: ScenarioSpec
+    net: NetworkArrays
+    ids: tuple[str, ...]
+    step: int                        # scenarios expanded at a time when the table is written
+
+    @staticmethod
+    def of(spec: ScenarioSpec, net: NetworkArrays, max_step: int) -> "SampledBatch":
+        """The study of `spec` on `net` (validated here), its table written `sampling_step` scenarios at
+        a time."""
+        return SampledBatch(spec, net, tuple(scenario_ids(spec).tolist()), sampling_step(spec, net, max_step))
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def inputs(self) -> "SampledInputs":
+        return SampledInputs(self)
+
+    @property
+    def perturbations(self) -> "SampledTable":
+        return SampledTable(self)
+
+
+@dataclass(frozen=True, eq=False)
+class SampledInputs:
+    """A SampledBatch's inputs as the runner uses BatchInputs: `batch_size`, and `subset(rows)` sampled
+    when asked for."""
+
+    batch: SampledBatch
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch.size
+
+    def subset(self, rows) -> BatchInputs:
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return BatchInputs(batch_size=0)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        # Runs of consecutive scenarios, each sampled in one go (a resumed run's chunks can have gaps).
+        runs = np.split(unique, np.flatnonzero(np.diff(unique) != 1) + 1)
+        spec, net = self.batch.spec, self.batch.net
+        parts = [sample_inputs(spec, net, int(run[0]), int(run[-1]) + 1) for run in runs]
+        merged = parts[0] if len(parts) == 1 else BatchInputs.concatenate(parts, net)
+        return merged if np.array_equal(unique, rows) else merged.subset(inverse)
+
+
+@dataclass(frozen=True, eq=False)
+class SampledTable:
+    """A SampledBatch's perturbation table as the stores write it: `write_h5(group)`, `step` scenarios
+    expanded at a time."""
+
+    batch: SampledBatch
+
+    def write_h5(self, group) -> None:
+        b = self.batch
+        write_h5_tables(group, (expand(b.spec, b.net, start, min(start + b.step, b.size))
+                                for start in range(0, b.size, b.step)))

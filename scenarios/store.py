@@ -104,12 +104,25 @@ def require_recorded(path, quantity: str, recorded: tuple[str, ...], asked: str 
 
 def open_to_resume(path: Path, **kwargs) -> h5py.File:
     """Open `path` read-write to resume it; a file HDF5 cannot open (a run killed while it created the
-    file, or not HDF5 at all) is refused with one StoreMismatch that names it and says what to do."""
+    file, or not HDF5 at all), or one whose creation never finished, is refused with one StoreMismatch that
+    names it and says what to do."""
     try:
-        return h5py.File(path, "r+", **kwargs)
+        f = h5py.File(path, "r+", **kwargs)
     except OSError as exc:
         raise StoreMismatch(f"{path}: not a readable HDF5 file ({exc}); it cannot be resumed: start "
                             "afresh (delete it, or write another file)") from None
+    if not created(f):
+        f.close()
+        raise StoreMismatch(f"{path}: its creation did not finish (the run was stopped while it wrote the "
+                            "scenarios' perturbation table); it cannot be resumed: start afresh (delete it, "
+                            "or write another file)")
+    return f
+
+
+def created(f: h5py.File) -> bool:
+    """Whether the stores' create() got past the perturbation table (which a sampled study writes a chunk at
+    a time, so a run can be stopped in it): both write the network's sha256 after it."""
+    return "network_sha256" in f.attrs
 
 
 def parktwin_version() -> str:

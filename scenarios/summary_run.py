@@ -11,7 +11,8 @@ from parktwin.hydraulics.network import NetworkArrays
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
 from parktwin.scenarios.batch import ScenarioBatch
 from parktwin.scenarios.executor import ExecutorOptions
-from parktwin.scenarios.runner import Progress, RunSummary, device_name, report_times_s, run_attrs, run_chunks
+from parktwin.scenarios.runner import (Progress, RunSummary, check_batch_quality, device_name, report_times_s, run_attrs,
+                                       run_chunks)
 from parktwin.scenarios.statistics import SummaryOptions
 from parktwin.scenarios.summary_store import SummaryStore, read_accumulator, read_summary
 
@@ -40,8 +41,7 @@ def run_summary(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions
                 summary_options: SummaryOptions | None = None) -> RunSummary:
     started = time.perf_counter()
     out_path = Path(out_path)
-    from parktwin.hydraulics.quality import check_quality_inputs
-    check_quality_inputs(net, batch.inputs, duration_s)
+    check_batch_quality(net, batch, duration_s)
     summary_options = summary_options or SummaryOptions()
     if options.record is not None:
         raise ValueError("--record chooses what a full result file holds; a summary's statistics need every "

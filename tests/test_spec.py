@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parktwin.scenarios.samplers import choose_distinct, expand, sample_batch, sample_unit, scenario_ids
+from parktwin.scenarios.samplers import (SampledBatch, choose_distinct, expand, sample_batch, sample_inputs,
+                                         scenario_ids)
 from parktwin.scenarios.selection import junction_pipe_length_m
 from parktwin.scenarios.spec import (DemandSpec, LeakArea, LeakSpec, PumpOutageSpec, ReservoirHeadSpec,
                                      RoughnessSpec, ScenarioSpec, TankLevelSpec, load_spec, spec_from_dict,
                                      spec_from_options)
 from parktwin.scenarios.spec_errors import MAX_ROWS, SpecError
+from parktwin.scenarios.unit_samples import MC_BLOCK, sample_unit
 
 NETWORKS = Path("/work/shared/networks")
 NET1_PATH = NETWORKS / "epanet-tests/network_one/NET1.inp"
@@ -209,7 +211,20 @@ def test_samplers_in_range_and_reproducible(sampler):
         assert sample_unit(sampler, 7, 0, seed=3).shape == (7, 0)
 
 
-@pytest.mark.parametrize("sampler, n", [("lhs", 100), ("lhs", 37), ("sobol", 256)])
+@pytest.mark.parametrize("sampler", ["mc", "lhs", "sobol"])
+def test_any_rows_of_a_design_are_those_rows_of_the_whole(sampler):
+    # What lets a study sample chunk by chunk: rows [a, b) drawn alone are rows a..b-1 of the whole design,
+    # whatever the chunks (here uneven ones, across the mc/lhs stream blocks), and never need the others.
+    n = 3 * MC_BLOCK + 41
+    whole = sample_unit(sampler, n, 4, seed=8)
+    for size in (1, 7, MC_BLOCK - 1, MC_BLOCK + 5, n):
+        chunks = [sample_unit(sampler, n, 4, seed=8, start=a, stop=a + size) for a in range(0, n, size)]
+        assert np.array_equal(np.concatenate(chunks), whole), size
+    if sampler == "mc":     # a row depends on the seed and its index alone, not on the size of the study
+        assert np.array_equal(sample_unit("mc", 10 * n, 4, seed=8)[:n], whole)
+
+
+@pytest.mark.parametrize("sampler, n", [("lhs", 100), ("lhs", 37), ("lhs", 1), ("sobol", 256)])
 def test_lhs_and_sobol_are_stratified(sampler, n):
     unit = sample_unit(sampler, n, 6, seed=11)
     for column in unit.T:       # each of n equal bins of every dimension holds exactly one point
@@ -312,6 +327,37 @@ def test_multiple_leaks_are_at_distinct_junctions(ltown):
     per_scenario = Counter(zip(table.scenario[areas].tolist(), table.element[areas].tolist()))
     assert len(per_scenario) == 6000 and set(per_scenario.values()) == {1}
     assert (table.value[table.attribute == "leak_cd"] == "0.6").all()
+
+
+@needs_networks
+@pytest.mark.parametrize("sampler", ["mc", "lhs", "sobol"])
+def test_sampled_inputs_are_the_tables_inputs(net1, sampler, tmp_path):
+    # sample_inputs builds the solver inputs from the sampled numbers; they must be exactly what
+    # build_batch makes of the table the same scenarios are written as (the file a study leaves).
+    path = tmp_path / "net1.toml"
+    path.write_text(FULL_TOML.replace('sampler = "lhs"', f'sampler = "{sampler}"'))
+    spec = load_spec(path)
+    reference = sample_batch(spec, net1)
+    _assert_same_inputs(sample_inputs(spec, net1), reference.inputs)
+    _assert_same_inputs(sample_inputs(spec, net1, 10, 23), reference.inputs.subset(np.arange(10, 23)))
+    lazy = SampledBatch.of(spec, net1, 16)
+    assert lazy.ids == reference.ids and lazy.step == 16
+    rows = np.array([40, 3, 4, 5, 63, 4])     # out of order, a gap, a repeat: as the runner may ask
+    _assert_same_inputs(lazy.inputs.subset(rows), reference.inputs.subset(rows))
+
+
+def _assert_same_inputs(a, b):
+    import dataclasses
+
+    import scipy.sparse as sp
+    assert a.batch_size == b.batch_size
+    for field in dataclasses.fields(a):
+        x, y = getattr(a, field.name), getattr(b, field.name)
+        if x is None or y is None:
+            assert x is None and y is None, field.name
+            continue
+        x, y = (v.toarray() if sp.issparse(v) else np.asarray(v) for v in (x, y))
+        assert np.array_equal(x, y, equal_nan=True), field.name
 
 
 @needs_networks

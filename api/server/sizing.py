@@ -1,15 +1,23 @@
 """A Monte-Carlo job's size, estimated before it is accepted: peak memory of its worker and its result file.
 
-    memory = perturbation rows x TABLE_ROW_BYTES          (the job's perturbation table, built whole)
+The job is sampled a chunk at a time (scenarios.samplers.SampledBatch): its perturbation table is written
+to the file a sampling step at a time, each solver chunk's inputs are sampled when it is solved, so memory
+follows the chunk, not the job; only the scenario ids are held for the whole job.
+
+    memory = rows a step x TABLE_ROW_BYTES                  (one step of the table, being written)
+           + rows a chunk x INPUT_ROW_BYTES                 (one chunk's inputs, being sampled)
+           + scenarios x ID_BYTES                           (the scenario ids)
            + 2 x chunk x times x (4 nodes + 2 links) x 8 B  (two solved chunks in flight)
     disk   = scenarios x times x (4 nodes x f + links x (f + 1) + 5) B   (store=full, f = 4: float32)
            = times x (nodes + links) x 8 B x SUMMARY_STATISTICS          (store=summary)
 
 Perturbation rows per scenario are counted on the specification's first few scenarios, expanded by the
-sampler itself, so the estimate follows whatever the sampler does. TABLE_ROW_BYTES is measured: 2000
-scenarios of per-junction demand noise, roughness and one leak on the example supply network (1.21 M
-rows) took 1.21 GB of peak memory on the development VM; 20,000 scenarios of one leak and a uniform demand
-(40,000 rows) 41 MB. The batch built from the table is sparse (0.15 MB for those 20,000): not counted.
+sampler itself, so the estimate follows whatever the sampler does; a step is `samplers.sampling_step`
+scenarios (at most a chunk and about SAMPLE_ROWS rows). The byte counts are measured (tracemalloc, on the
+development VM): 2000 scenarios of per-junction demand noise, roughness and one leak on the example
+supply network (1.21 M rows) took 1.21 GB while their table was built, about 1 KB a row (0.73 KB on
+L-Town); sampling 2048 L-Town scenarios' inputs directly (3.4 M rows) peaked at 79 B a row; a tuple of
+scenario ids costs about 110 B an id at its peak.
 """
 from __future__ import annotations
 
@@ -18,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 TABLE_ROW_BYTES = 1100
+INPUT_ROW_BYTES = 100
+ID_BYTES = 120
 RESULT_NODE_ARRAYS, RESULT_LINK_ARRAYS = 4, 2
 SUMMARY_STATISTICS = 8
 SAMPLE_SCENARIOS = 32
@@ -50,13 +60,17 @@ def human(n: float) -> str:
 
 def estimate_job(net, spec, store: str, duration_s: int, chunk_size: int) -> JobSize:
     from parktwin.scenarios.runner import report_times_s
-    from parktwin.scenarios.samplers import expand
+    from parktwin.scenarios.samplers import expand, sampling_step
     b, n, links = int(spec.scenarios), int(net.n_nodes), int(net.n_links)
     t = len(report_times_s(net, duration_s))
     k = min(b, SAMPLE_SCENARIOS)
-    rows = int(np.ceil(len(expand(spec, net, 0, k)) * b / max(k, 1)))
+    per_scenario = len(expand(spec, net, 0, k)) / max(k, 1)
+    rows = int(np.ceil(per_scenario * b))
     chunk = min(b, max(int(chunk_size), 1))
-    memory = (rows * TABLE_ROW_BYTES
+    step = min(b, sampling_step(spec, net, chunk))
+    memory = (int(np.ceil(per_scenario * step)) * TABLE_ROW_BYTES
+              + int(np.ceil(per_scenario * chunk)) * INPUT_ROW_BYTES
+              + b * ID_BYTES
               + 2 * chunk * t * (RESULT_NODE_ARRAYS * n + RESULT_LINK_ARRAYS * links) * 8)
     if store == "full":
         f = FULL_STORE_FLOAT_BYTES

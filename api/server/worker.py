@@ -118,11 +118,16 @@ def _done_in_file(path: Path) -> int:
 
 
 def _readable(path: Path) -> bool:
-    """Whether `path` is an HDF5 file that got as far as its done flags (what a resume starts from)."""
+    """Whether `path` is an HDF5 file whose creation finished (what a resume starts from): a worker killed
+    while it wrote the scenarios' perturbation table leaves one that must start afresh."""
     import h5py
+
+    from parktwin.scenarios.store import created
     try:
         with h5py.File(path, "r") as f:
-            return "scenario/done" in f
+            if not created(f):
+                print(f"{path.name}: its creation did not finish; the job starts afresh", flush=True)
+            return "scenario/done" in f and created(f)
     except OSError as exc:
         print(f"{path.name}: unreadable ({exc}); the job starts afresh", flush=True)
         return False

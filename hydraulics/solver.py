@@ -95,7 +95,10 @@ class HydraulicSolver:
         """The batch's starting state; batches that change no link, tank or reservoir start from a copy of
         one cached template (per batch size and warm start), which is most chunks of a leak study."""
         if any(getattr(inputs, name) is not None for name in self._STRUCTURAL):
-            return self._with_pipe_leakage(self._initial_uncached(inputs, flow_prev), inputs)
+            st = self._initial_uncached(inputs, flow_prev)
+            if flow_prev is not None and st.leak_ke.any():
+                st.leak_flow = self._warm_leak_flow(st.leak_ke)
+            return self._with_pipe_leakage(st, inputs)
         key = (inputs.batch_size, flow_prev is not None)
         cached = getattr(self, "_template", None)
         if cached is None or cached[0] != key:
@@ -108,8 +111,18 @@ class HydraulicSolver:
         leak_ke = self._leak_ke(inputs)
         if leak_ke.any():
             st.leak_ke = leak_ke
-            st.leak_flow = (leak_ke > 0).astype(float)   # inithyd() starts every emitter at 1 cfs
+            # inithyd() starts every emitter at 1 cfs; warm-started scenarios start nearer (_warm_leak_flow)
+            st.leak_flow = (leak_ke > 0).astype(float) if flow_prev is None else self._warm_leak_flow(leak_ke)
         return self._with_pipe_leakage(st, inputs)
+
+    def _warm_leak_flow(self, leak_ke: np.ndarray) -> np.ndarray:
+        """A warm-started leak's starting flow (cfs): the orifice's own flow at the base case's pressure,
+        sqrt(p / Ke). Started at EPANET's 1 cfs (28 L/s, several times a typical leak) it took two Newton
+        trials more to come down (L-Town leak study: 7.3 -> 5.2 trials on average). The answer is the same
+        solution to the same tolerance (SNAPSHOT_TIGHTENING); only the path to it is shorter."""
+        leaking = leak_ke > 0
+        pressure_ft = np.maximum(self._base_pressure_ft, 0.0)
+        return np.where(leaking, np.sqrt(pressure_ft / np.where(leaking, leak_ke, 1.0)), 0.0)
 
     def _with_pipe_leakage(self, st: HydraulicState, inputs: BatchInputs) -> HydraulicState:
         """EPANET 2.3's [LEAKAGE] (and the leak_favad_* perturbations) on a fresh state."""
@@ -274,9 +287,12 @@ class HydraulicSolver:
             cold = self._solve_snapshot(BatchInputs.base(1), None, tight)
             if cold.converged.all():
                 flows = self.last_state.flow[:, :1].copy()
+                nj = self.net.n_junctions
+                pressure_ft = self.last_state.head[:nj, :1] - self.sn.elevation_ft[:nj, None]
                 restart = self._solve_snapshot(BatchInputs.base(1), flows, tight)
                 if restart.converged.all() and 2 * restart.iterations[0] <= cold.iterations[0]:
                     self._base_flows = flows
+                    self._base_pressure_ft = pressure_ft
         return self._base_flows
 
     def snapshot(self, inputs: BatchInputs, warm: bool | None = None) -> ResultSet:

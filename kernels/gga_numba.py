@@ -388,16 +388,16 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, c
 
 
 @nb.njit(cache=True, inline="always")
-def _gather(batch_rows, cols, w, block_rows):
-    """block_rows[:, lane] = batch_rows[:, cols[lane]] for the block's w lanes."""
+def _gather(batch_rows, cols, w, first_row, block_rows):
+    """block_rows[first_row:, lane] = batch_rows[first_row:, cols[lane]] for the block's w lanes."""
     c0 = cols[0]
     if cols[w - 1] - c0 == w - 1:     # a run of consecutive scenarios (most blocks): a plain copy
-        for i in range(batch_rows.shape[0]):
+        for i in range(first_row, batch_rows.shape[0]):
             source, target = batch_rows[i], block_rows[i]
             for lane in range(w):
                 target[lane] = source[c0 + lane]
     else:
-        for i in range(batch_rows.shape[0]):
+        for i in range(first_row, batch_rows.shape[0]):
             source, target = batch_rows[i], block_rows[i]
             for lane in range(w):
                 target[lane] = source[cols[lane]]
@@ -483,9 +483,10 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                 any_live = any_live or live[lane]
             if not any_live:
                 continue
-            _gather(flow, cols, w, flow_b)
-            _gather(head, cols, w, head_b)
-            _gather(status, cols, w, status_b)
+            _gather(flow, cols, w, 0, flow_b)
+            # Junction heads are not read before the solve writes them: only the fixed grades come in.
+            _gather(head, cols, w, nj, head_b)
+            _gather(status, cols, w, 0, status_b)
             _coefficients(net_i, net_f, cx, cy, c_off, flow_b, q_pow, speed_pow, status_b, setting, resist,
                           r_cols, cols, w, p, y)
             _assemble(nj, net_i, net_f, flow_b, head_b, status_b, setting, emitter_flow, leak_flow, leak_ke,
@@ -513,8 +514,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             for j in range(nj):
                 row = head_b[perm[j]]
                 for lane in range(w):
-                    if live[lane]:
-                        row[lane] = work[j, lane]
+                    row[lane] = work[j, lane] if live[lane] else head[perm[j], cols[lane]]
             for lane in range(w):
                 rnow[lane] = relax[cols[lane]] if live[lane] else 0.0
             _new_flows(nj, net_i, net_f, flow_b, head_b, status_b, emitter_flow, leak_flow, leak_ke, qexp,

@@ -66,14 +66,24 @@ def state_to_si(solver, res, t_index: int, st, outcome, cols=None):
         else:
             pieces["leak_m3s"][:, :nj] = 0.0
         pieces["leak_m3s"][:, nj:] = 0.0
-    if "flow_m3s" in pieces:
-        # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
-        into(pieces["flow_m3s"], np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
+    rows = slice(None) if cols is None else cols
+    is_valve = net.link_kind > LinkKind.PUMP
+    if "flow_m3s" in pieces and getattr(solver.backend, "name", "") == "numba":
+        # flows and status codes in one compiled pass (same values as the numpy lines below)
+        from parktwin.kernels.hydraulic_numba import link_results
+        codes = res.status[:, t_index] if cols is None else np.empty((st.batch_size, net.n_links), np.int8)
+        link_results(np.ascontiguousarray(st.flow), np.ascontiguousarray(st.status), is_valve, float(cfs),
+                     pieces["flow_m3s"], codes)
+        if cols is not None:
+            res.status[rows, t_index] = codes
+    else:
+        if "flow_m3s" in pieces:
+            # EPANET reports zero flow through a closed link (its tiny solver flow is an artefact).
+            into(pieces["flow_m3s"], np.where(st.status <= CLOSED, 0.0, st.flow), cfs)
+        res.status[rows, t_index] = status_codes(st.status, is_valve[:, None]).T
     if cols is not None:
         for name, block in pieces.items():
             getattr(res, name)[cols, t_index] = block
-    rows = slice(None) if cols is None else cols
-    res.status[rows, t_index] = status_codes(st.status, (net.link_kind > LinkKind.PUMP)[:, None]).T
     res.converged[rows, t_index] = outcome.converged
     res.iterations[rows, t_index] = outcome.iterations
     if outcome.failed.any():

@@ -81,6 +81,16 @@ class FusedGradientSolver:
         keep = (kind == LinkKind.CVPIPE) | (kind == LinkKind.PUMP) | (kind == LinkKind.FCV) | at_tank
         return np.flatnonzero(keep).astype(np.int64)
 
+    def _workspace(self, n_workers: int) -> np.ndarray:
+        """The kernel's per-worker work arrays, kept for the solver's life (grown when threads are added)."""
+        from parktwin.kernels.gga_numba import workspace_size
+        sn, plan = self.sn, self.rescue.plan
+        size = workspace_size(sn.n_links, sn.n_nodes, sn.n_junctions, len(plan.edge_slot), self.nslots, BLOCK)
+        ws = getattr(self, "_ws", None)
+        if ws is None or ws.shape[0] < n_workers or ws.shape[1] != size:
+            self._ws = ws = np.empty((n_workers, size))
+        return ws
+
     def _pool(self):
         if getattr(self, "_threads", None) is None:
             from concurrent.futures import ThreadPoolExecutor
@@ -163,7 +173,7 @@ class FusedGradientSolver:
                     np.ascontiguousarray(st.resistance), st.emitter_flow, st.leak_flow, st.leak_ke,
                     st.demand_flow, st.node_outflow, lanes.state, lanes.iters, lanes.next_check, lanes.relax,
                     lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols,
-                    fav, fav_ptr, fav_node)
+                    fav, fav_ptr, fav_node, self._workspace(n_workers))
 
 
 class _Lanes:

@@ -106,7 +106,10 @@ def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo,
 @nb.njit(cache=True)
 def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist, r_cols,
                   cols, w, p, y):
-    """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w]."""
+    """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w].
+
+    flow and status are the block's own copies [L, w] (lane-indexed); q_pow, speed_pow, setting and
+    resist are the batch's arrays, indexed by the scenario column cols[lane]."""
     start, kind, pump_of, pump_type, pump_curve = net_i[0], net_i[2], net_i[3], net_i[4], net_i[5]
     km, diam4, hexp = net_f[0], net_f[1], net_f[2][0]
     pump_h0, pump_r, pump_n = net_f[3], net_f[4], net_f[5]
@@ -123,7 +126,7 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
             contiguous = cols[w - 1] - c0 == w - 1
             for lane in range(w):
                 b = c0 + lane if contiguous else cols[lane]
-                q = q_row[b]
+                q = q_row[lane]
                 rk = r_row[b * r_step]
                 qa = abs(q)
                 hgrad = hexp * rk * qp_row[b]
@@ -133,14 +136,14 @@ def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, s
                 hloss = hloss + kmk * qa * qa
                 hgrad = hgrad + 2.0 * kmk * qa
                 hloss = hloss * -1.0 if q < 0.0 else hloss
-                closed = s_row[b] <= CLOSED
+                closed = s_row[lane] <= CLOSED
                 p_row[lane] = 1.0 / CBIG if closed else 1.0 / hgrad
                 y_row[lane] = q if closed else hloss / hgrad
             continue
         for lane in range(w):
             b = cols[lane]
-            q = flow[k, b]
-            s = status[k, b]
+            q = flow[k, lane]
+            s = status[k, lane]
             if kk == PUMP:
                 pn = pump_of[k]
                 c = pump_curve[pn]

@@ -38,7 +38,10 @@ def _favad(q, c, n_inv, q_pow):
 @nb.njit(cache=True)
 def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
               qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node, fav, fav_ptr, fav_node):
-    """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order."""
+    """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order.
+
+    flow, head and status are the block's copies (lane-indexed); the rest are the batch's arrays, indexed
+    by the scenario column cols[lane]."""
     start, end, edge_of, ctl = net_i[0], net_i[1], net_i[6], net_i[7]
     kind = net_i[2]
     km, el, ke = net_f[0], net_f[7], net_f[8]
@@ -59,8 +62,7 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
             # Additions of exact zeros where P = 0 leave every sum unchanged, and keep the loop branch-free.
             pk = p_row[lane]
             on = 1.0 if pk != 0.0 else 0.0
-            b = cols[lane]
-            qk, yk = q_row[b] * on, y_row[lane] * on
+            qk, yk = q_row[lane] * on, y_row[lane] * on
             x1[lane] -= qk
             x2[lane] += qk
             if e >= 0:
@@ -69,12 +71,12 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
                 d1[lane] += pk
                 f1[lane] += yk
             elif j2:
-                f2[lane] += pk * h1[b]
+                f2[lane] += pk * h1[lane]
             if j2:
                 d2[lane] += pk
                 f2[lane] -= yk
             elif j1:
-                f1[lane] += pk * h2[b]
+                f1[lane] += pk * h2[lane]
     for j in range(nj):
         if ke[j] > 0.0:
             for lane in range(w):
@@ -119,8 +121,8 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
             sv = setting[k, b]
             if np.isnan(sv):
                 continue
-            q = flow[k, b]
-            active = status[k, b] == ACTIVE
+            q = flow[k, lane]
+            active = status[k, lane] == ACTIVE
             if kind[k] == FCV:
                 if active:
                     xflow[n1, lane] -= sv
@@ -132,7 +134,7 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
                     pk, rhs = 1.0 / CBIG, 0.0
                     p[k, lane], y[k, lane] = pk, q - sv
                 else:
-                    pk, yv = _valve(q, status[k, b], km[k])
+                    pk, yv = _valve(q, status[k, lane], km[k])
                     rhs = yv - q
                     p[k, lane], y[k, lane] = pk, yv
             else:
@@ -159,7 +161,7 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
                         if e >= 0:
                             aij[e, lane] -= 1.0 / CBIG
                     continue
-                pk, yv = _valve(q, status[k, b], km[k])
+                pk, yv = _valve(q, status[k, lane], km[k])
                 rhs = yv - q
                 p[k, lane], y[k, lane] = pk, yv
             if e >= 0:
@@ -177,6 +179,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
                relax, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum, leak_ptr, leak_node,
                fav, fav_ptr, fav_node, fav_ok):
     """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change.
+    flow, head and status are the block's copies (lane-indexed), as in _assemble.
 
     Links outermost and lanes innermost (contiguous memory); the per-lane sums still add link by link,
     in the reference path's order."""
@@ -201,14 +204,14 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
         for lane in range(w):
             # Lanes that are not live have relax 0, so their flow is left as it is.
             b = cols[lane]
-            dq = (y_row[lane] - p_row[lane] * (h1_row[b] - h2_row[b])) * relax[lane]
-            if const_hp and dq > q_row[b]:
-                dq = q_row[b] / 2.0
-            qn = q_row[b] - dq
-            q_row[b] = qn
+            dq = (y_row[lane] - p_row[lane] * (h1_row[lane] - h2_row[lane])) * relax[lane]
+            if const_hp and dq > q_row[lane]:
+                dq = q_row[lane] / 2.0
+            qn = q_row[lane] - dq
+            q_row[lane] = qn
             qsum[lane] += abs(qn)
             dqsum[lane] += abs(dq)
-            if live[lane] and s_row[b] > CLOSED:
+            if live[lane] and s_row[lane] > CLOSED:
                 if fixed1:
                     o1[b] -= qn
                 if fixed2:
@@ -224,7 +227,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
             if ke[j] > 0.0:
                 q = emitter_flow[j, b]
                 hl, hg = _emitter(ke[j], qexp, q, backflow)
-                de = (hl - (head[j, b] - el[j])) / hg * rb
+                de = (hl - (head[j, lane] - el[j])) / hg * rb
                 emitter_flow[j, b] = q - de
                 e_q += abs(q - de)
                 e_dq += abs(de)
@@ -234,7 +237,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
             j = leak_node[i]
             q = leak_flow[j, b]
             hl, hg = _emitter(leak_ke[j, b], 2.0, q, False)
-            dl = (hl - (head[j, b] - el[j])) / hg * rb
+            dl = (hl - (head[j, lane] - el[j])) / hg * rb
             leak_flow[j, b] = q - dl
             qs += abs(q - dl)
             dqs += abs(dl)
@@ -243,7 +246,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
         ok = True
         for i in range(fav_ptr[b], fav_ptr[b + 1]):
             j = fav_node[i]
-            pj = head[j, b] - el[j]
+            pj = head[j, lane] - el[j]
             hfa, gfa = _favad(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
             hva, gva = _favad(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
             dqfa = (hfa - pj) / gfa * rb if gfa > 0.0 else 0.0
@@ -268,7 +271,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
 
 @nb.njit(cache=True)
 def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
-    """valvestatus(): PRVs and PSVs with a setting."""
+    """valvestatus(): PRVs and PSVs with a setting (flow, head, status: the block's copies)."""
     start, end, kind, prv_psv = net_i[0], net_i[1], net_i[2], net_i[10]
     km, el = net_f[0], net_f[7]
     if not only[:w].any():
@@ -281,10 +284,10 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, 
             sv = setting[k, b]
             if not only[lane] or np.isnan(sv):
                 continue
-            s = status[k, b]
-            q = flow[k, b]
+            s = status[k, lane]
+            q = flow[k, lane]
             hml = km[k] * q * q
-            h1, h2 = head[n1, b], head[n2, b]
+            h1, h2 = head[n1, lane], head[n2, lane]
             reverse = q < -QTOL
             new = s
             if kind[k] == PRV:
@@ -319,12 +322,13 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, 
                     new = CLOSED
             if new != s:
                 changed[lane] = True
-                status[k, b] = new
+                status[k, lane] = new
 
 
 @nb.njit(cache=True)
 def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
-    """linkstatus(): check valves, pumps, FCVs, links into full or empty tanks."""
+    """linkstatus(): check valves, pumps, FCVs, links into full or empty tanks (flow, head, status: the
+    block's copies)."""
     start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
     tank_of, status_links = net_i[8], net_i[9]
     km, pump_hmax = net_f[0], net_f[6]
@@ -340,10 +344,10 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, c
             if not only[lane]:
                 continue
             b = cols[lane]
-            old = status[k, b]
+            old = status[k, lane]
             s = OPEN if (old == XHEAD or old == TEMPCLOSED) else old
-            dh = head[n1, b] - head[n2, b]
-            q = flow[k, b]
+            dh = head[n1, lane] - head[n2, lane]
+            q = flow[k, lane]
             if kk == CVPIPE:
                 if abs(dh) > HTOL:
                     s = CLOSED if dh < -HTOL else (CLOSED if q < -QTOL else OPEN)
@@ -375,25 +379,52 @@ def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, c
                 t = tank_of[end_node]
                 if t >= 0 and tank_area[t] != 0.0 and s > CLOSED:
                     qt = sign * q
-                    h = head[end_node, b]
+                    h = head[end_node, lane]
                     if (h >= tank_hmax[t] and tank_over[t] == 0.0 and qt < 0.0) or (h <= tank_hmin[t] and qt > 0.0):
                         s = TEMPCLOSED
             if s != old:
                 changed[lane] = True
-            status[k, b] = s
+            status[k, lane] = s
+
+
+@nb.njit(cache=True, inline="always")
+def _gather(batch_rows, cols, w, first_row, block_rows):
+    """block_rows[first_row:, lane] = batch_rows[first_row:, cols[lane]] for the block's w lanes."""
+    c0 = cols[0]
+    if cols[w - 1] - c0 == w - 1:     # a run of consecutive scenarios (most blocks): a plain copy
+        for i in range(first_row, batch_rows.shape[0]):
+            source, target = batch_rows[i], block_rows[i]
+            for lane in range(w):
+                target[lane] = source[c0 + lane]
+    else:
+        for i in range(first_row, batch_rows.shape[0]):
+            source, target = batch_rows[i], block_rows[i]
+            for lane in range(w):
+                target[lane] = source[cols[lane]]
+
+
+@nb.njit(cache=True, inline="always")
+def _scatter(block_rows, cols, w, stop_row, batch_rows):
+    """batch_rows[:stop_row or all, cols[lane]] = block_rows[..., lane] (stop_row 0: every row)."""
+    n = batch_rows.shape[0] if stop_row == 0 else stop_row
+    for i in range(n):
+        source, target = block_rows[i], batch_rows[i]
+        for lane in range(w):
+            target[cols[lane]] = source[lane]
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
 def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
             flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
             demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out,
-            leak_ptr, leak_node, live_cols, fav, fav_ptr, fav_node):
+            leak_ptr, leak_node, live_cols, fav, fav_ptr, fav_node, workspace):
     """One hydsolve() iteration for every running lane (lane_state 0); finished lanes get state 1.
 
     ctrl = (accuracy, max_trials, check_frequency, max_check, damp_limit, qexp, backflow).
     Lanes whose matrix fails get bad_node_out >= 0 and are left for the caller's badvalve() rescue.
     fav = (cfa, cva, qfa, qva, |qva|^(-1/3)) [Nj, B] of EPANET 2.3's pipe leakage, its junctions listed per
     scenario in fav_ptr / fav_node (empty lists where nothing leaks that way).
+    workspace: [>= n_workers, workspace_size(...)] float64, reused from call to call.
     """
     perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot = plan_i
     accuracy, max_trials, check_freq, max_check, damp_limit, qexp, backflow_f = ctrl
@@ -405,14 +436,29 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
     n_live = live_cols.shape[0]
     n_blocks = (n_live + block - 1) // block
     for worker in nb.prange(n_workers):
-        p = np.empty((n_links, block))
-        y = np.empty((n_links, block))
-        aii = np.empty((nj, block))
-        f = np.empty((nj, block))
-        aij = np.empty((max(n_edges, 1), block))
-        xflow = np.empty((n_nodes, block))
-        values_buf = np.empty(nslots * block)
-        work_buf = np.empty(nj * block)
+        # Work arrays carved from the caller's per-worker workspace (workspace_size()): allocated once per
+        # solver, because fresh megabytes per call page-fault on first touch on every iteration.
+        ws = workspace[worker]
+        o = 0
+        p = ws[o: o + n_links * block].reshape((n_links, block))
+        o += n_links * block
+        y = ws[o: o + n_links * block].reshape((n_links, block))
+        o += n_links * block
+        aii = ws[o: o + nj * block].reshape((nj, block))
+        o += nj * block
+        f = ws[o: o + nj * block].reshape((nj, block))
+        o += nj * block
+        aij = ws[o: o + max(n_edges, 1) * block].reshape((max(n_edges, 1), block))
+        o += max(n_edges, 1) * block
+        xflow = ws[o: o + n_nodes * block].reshape((n_nodes, block))
+        o += n_nodes * block
+        values_buf = ws[o: o + nslots * block]
+        o += nslots * block
+        work_buf = ws[o: o + nj * block]
+        o += nj * block
+        flow_b = ws[o: o + n_links * block].reshape((n_links, block))
+        o += n_links * block
+        head_b = ws[o: o + n_nodes * block].reshape((n_nodes, block))
         first_buf = np.empty(block, dtype=np.int64)
         live = np.zeros(block, dtype=np.bool_)
         chk = np.zeros(block, dtype=np.bool_)
@@ -423,6 +469,10 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
         qsum = np.zeros(block)
         dqsum = np.zeros(block)
         fav_ok = np.ones(block, dtype=np.bool_)
+        # The block's flows, heads and statuses, copied in once per iteration: every stage then reads
+        # contiguous lanes (SIMD) from a few hundred KiB that stay in cache, instead of gathering the same
+        # scenario columns from the whole batch's rows (a page apart at 512 scenarios) four times over.
+        status_b = np.empty((n_links, block), dtype=status.dtype)
         for blk in range(worker, n_blocks, n_workers):
             # Blocks are cut from the list of running scenarios, so finished ones cost nothing.
             cols = live_cols[blk * block: blk * block + block]
@@ -433,9 +483,13 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                 any_live = any_live or live[lane]
             if not any_live:
                 continue
-            _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist,
+            _gather(flow, cols, w, 0, flow_b)
+            # Junction heads are not read before the solve writes them: only the fixed grades come in.
+            _gather(head, cols, w, nj, head_b)
+            _gather(status, cols, w, 0, status_b)
+            _coefficients(net_i, net_f, cx, cy, c_off, flow_b, q_pow, speed_pow, status_b, setting, resist,
                           r_cols, cols, w, p, y)
-            _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke,
+            _assemble(nj, net_i, net_f, flow_b, head_b, status_b, setting, emitter_flow, leak_flow, leak_ke,
                       demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node,
                       fav, fav_ptr, fav_node)
             values = values_buf[:nslots * w].reshape((nslots, w))
@@ -458,12 +512,12 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                     bad_node_out[b] = perm[first[lane]]
                     live[lane] = False
             for j in range(nj):
+                row = head_b[perm[j]]
                 for lane in range(w):
-                    if live[lane]:
-                        head[perm[j], cols[lane]] = work[j, lane]
+                    row[lane] = work[j, lane] if live[lane] else head[perm[j], cols[lane]]
             for lane in range(w):
                 rnow[lane] = relax[cols[lane]] if live[lane] else 0.0
-            _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp,
+            _new_flows(nj, net_i, net_f, flow_b, head_b, status_b, emitter_flow, leak_flow, leak_ke, qexp,
                        backflow, rnow, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum,
                        leak_ptr, leak_node, fav, fav_ptr, fav_node, fav_ok)
             for lane in range(w):
@@ -478,12 +532,12 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                         chk[lane] = err[lane] <= damp_limit
                         if chk[lane]:
                             relax[b] = 0.6
-            _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, vchanged)
+            _valve_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, vchanged)
             for lane in range(w):
                 b = cols[lane]
                 conv = live[lane] and err[lane] <= accuracy and fav_ok[lane]
                 chk[lane] = conv and not (iters[b] > max_trials)
-            _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, lchanged)
+            _link_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
             for lane in range(w):
                 b = cols[lane]
                 if not live[lane]:
@@ -504,8 +558,19 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                     lane_state[b] = 1
             for lane in range(w):
                 lchanged[lane] = False
-            _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, chk, lchanged)
+            _link_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
             for lane in range(w):
                 b = cols[lane]
                 if chk[lane]:
                     next_check[b] += check_freq
+            # Back to the batch: junction heads (fixed-grade heads are inputs), flows and statuses.
+            _scatter(flow_b, cols, w, 0, flow)
+            _scatter(head_b, cols, w, nj, head)
+            _scatter(status_b, cols, w, 0, status)
+
+
+def workspace_size(n_links: int, n_nodes: int, n_junctions: int, n_edges: int, nslots: int, block: int) -> int:
+    """Floats of one worker's workspace in iterate(): p, y, aii, f, aij, xflow, the factor's values, the
+    substitution's work and the block's flows and heads, each [rows, block]."""
+    rows = 3 * n_links + 3 * n_junctions + max(n_edges, 1) + 2 * n_nodes + nslots
+    return rows * block

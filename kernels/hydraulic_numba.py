@@ -10,6 +10,7 @@ import numba as nb
 
 from parktwin.kernels.epanet_codes import CBIG as _CBIG
 from parktwin.kernels.epanet_codes import CLOSED as _CLOSED
+from parktwin.kernels.epanet_codes import OPEN as _OPEN
 from parktwin.kernels.epanet_codes import RQTOL as _RQTOL
 _BLOCK = 64
 
@@ -140,3 +141,25 @@ def transpose_scaled(src, scale, dst):
                 out = dst[b]
                 for n in range(n0, n1):
                     out[n] = src[n, b] * scale
+
+
+@nb.njit(cache=True, parallel=True)
+def link_results(flow, status, is_valve, scale, flow_out, status_out):
+    """The links' reported flows and status codes in one tiled pass over the [L, B] state:
+    flow_out[b, k] = flow * scale, or 0 through a closed link; status_out[b, k] as extract.status_codes()."""
+    n_links, batch = flow.shape
+    tile = 32
+    n_tiles = (batch + tile - 1) // tile
+    for t in nb.prange(n_tiles):
+        b0 = t * tile
+        b1 = min(batch, b0 + tile)
+        for k0 in range(0, n_links, tile):
+            k1 = min(n_links, k0 + tile)
+            for b in range(b0, b1):
+                q_out = flow_out[b]
+                s_out = status_out[b]
+                for k in range(k0, k1):
+                    s = status[k, b]
+                    closed = s <= _CLOSED
+                    q_out[k] = 0.0 if closed else flow[k, b] * scale
+                    s_out[k] = 0 if closed else (2 if is_valve[k] and s > _OPEN else 1)

@@ -11,7 +11,7 @@ import numpy as np
 from parktwin.hydraulics.epanet_units import QZERO, tank_grade
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.leakage import node_leakage
-from parktwin.hydraulics.results import QUANTITIES, ResultSet, recorded_quantities
+from parktwin.hydraulics.results import QUANTITIES, ResultSet
 
 SECONDS_PER_DAY = 86400
 
@@ -62,8 +62,7 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
     # Not prefilled with NaN: that would touch every page twice. Each report time a scenario reaches is
     # written whole; those it never reaches (it failed first) become NaN at the end.
     if out is None:
-        res = ResultSet.allocate(net.node_ids, net.link_ids, times, batch, dtype=solver.options.result_dtype,
-                                 prefill=False, quantities=recorded_quantities(solver.options.record))
+        res = solver.take_results(times, batch)
     else:
         _check_reusable(out, net, times, batch, solver.options.result_dtype)
         res = out
@@ -93,8 +92,8 @@ def run_extended(solver, inputs: BatchInputs, duration_s: int, progress=None,
             if sel.all():
                 solver.record(res, int(r_index), sub, outcome, None if whole else cols)
             else:
-                solver.record(res, int(r_index), _take(sub, np.flatnonzero(sel)), _subset_outcome(outcome, sel),
-                              cols[sel])
+                solver.record(res, int(r_index), sub, _subset_outcome(outcome, sel), cols[sel],
+                              state_cols=np.flatnonzero(sel))
             written[cols[sel], int(r_index)] = True
         failed = outcome.failed
         if failed.any():

@@ -330,9 +330,7 @@ class HydraulicSolver:
             cold = self._solve_snapshot(inputs.subset(retry), None)
             outcome = self._merge(st, outcome, retry, self.last_state, cold)
         self.last_state, self.last_outcome = st, outcome
-        res = ResultSet.allocate(self.net.node_ids, self.net.link_ids, [0], inputs.batch_size,
-                                 dtype=self.options.result_dtype, prefill=False,
-                                 quantities=recorded_quantities(self.options.record))
+        res = self.take_results(np.zeros(1, np.int64), inputs.batch_size)
         self.record(res, 0, st, outcome)
         return res
 
@@ -360,10 +358,31 @@ class HydraulicSolver:
         self.last_state, self.last_outcome = st, outcome
         return outcome
 
-    def record(self, res: ResultSet, t_index: int, st: HydraulicState, outcome, cols=None):
-        """Copy one time step of the state into the result set, converted to SI."""
+    def take_results(self, time_s: np.ndarray, batch: int) -> ResultSet:
+        """A result set for `batch` scenarios at `time_s`, not prefilled: one handed back by give_back()
+        that fits (its pages already mapped: a chunk's fresh result pages cost more page faults than its
+        solve on small networks), else a new one. Failure reasons come cleared."""
+        pool = getattr(self, "_spare_results", [])
+        for i, res in enumerate(pool):
+            if res.batch_size == batch and np.array_equal(res.time_s, time_s):
+                res = pool.pop(i)
+                res.failure[:] = ""
+                return res
+        return ResultSet.allocate(self.net.node_ids, self.net.link_ids, time_s, batch,
+                                  dtype=self.options.result_dtype, prefill=False,
+                                  quantities=recorded_quantities(self.options.record))
+
+    def give_back(self, res: ResultSet) -> None:
+        """Hand a result set the caller no longer reads to take_results() (a run streaming chunks to a
+        file keeps two: one being written, one being filled)."""
+        if res.node_quality is None and res.link_quality is None:
+            self._spare_results = [res, *getattr(self, "_spare_results", [])][:2]
+
+    def record(self, res: ResultSet, t_index: int, st: HydraulicState, outcome, cols=None, state_cols=None):
+        """Copy one time step of the state (its columns state_cols, None: all) into the result set at
+        rows cols (None: all), converted to SI."""
         from parktwin.hydraulics.extract import state_to_si
-        state_to_si(self, res, t_index, st, outcome, cols)
+        state_to_si(self, res, t_index, st, outcome, cols, state_cols)
 
 
 def _nonzero_entries(values):

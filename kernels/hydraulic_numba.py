@@ -144,22 +144,46 @@ def transpose_scaled(src, scale, dst):
 
 
 @nb.njit(cache=True, parallel=True)
-def link_results(flow, status, is_valve, scale, flow_out, status_out):
-    """The links' reported flows and status codes in one tiled pass over the [L, B] state:
-    flow_out[b, k] = flow * scale, or 0 through a closed link; status_out[b, k] as extract.status_codes()."""
-    n_links, batch = flow.shape
+def scatter_transposed(src, src_cols, scale, offset, dst, rows, t, col0):
+    """dst[rows[b], t, col0 + n] = src[n, src_cols[b]] * scale - offset[n], in float64 and rounded once
+    to dst's dtype: the solver's [N, B] state straight into the results' [B, T, N] at report time t."""
+    n_rows = src.shape[0]
+    batch = rows.shape[0]
     tile = 32
     n_tiles = (batch + tile - 1) // tile
-    for t in nb.prange(n_tiles):
-        b0 = t * tile
+    for i in nb.prange(n_tiles):
+        b0 = i * tile
+        b1 = min(batch, b0 + tile)
+        for n0 in range(0, n_rows, tile):
+            n1 = min(n_rows, n0 + tile)
+            for b in range(b0, b1):
+                out = dst[rows[b], t]
+                c = src_cols[b]
+                for n in range(n0, n1):
+                    out[col0 + n] = src[n, c] * scale - offset[n]
+
+
+@nb.njit(cache=True, parallel=True)
+def link_results(flow, status, src_cols, is_valve, scale, rows, t, flow_out, status_out, with_flow):
+    """The links' reported flows and status codes in one tiled pass over the [L, B] state's columns
+    src_cols, into the results' [B, T, L] at rows[b], time t: the flow times scale, or 0 through a closed
+    link; the status code as extract.status_codes()."""
+    n_links = flow.shape[0]
+    batch = rows.shape[0]
+    tile = 32
+    n_tiles = (batch + tile - 1) // tile
+    for i in nb.prange(n_tiles):
+        b0 = i * tile
         b1 = min(batch, b0 + tile)
         for k0 in range(0, n_links, tile):
             k1 = min(n_links, k0 + tile)
             for b in range(b0, b1):
-                q_out = flow_out[b]
-                s_out = status_out[b]
+                s_out = status_out[rows[b], t]
+                c = src_cols[b]
                 for k in range(k0, k1):
-                    s = status[k, b]
-                    closed = s <= _CLOSED
-                    q_out[k] = 0.0 if closed else flow[k, b] * scale
-                    s_out[k] = 0 if closed else (2 if is_valve[k] and s > _OPEN else 1)
+                    s = status[k, c]
+                    s_out[k] = 0 if s <= _CLOSED else (2 if is_valve[k] and s > _OPEN else 1)
+                if with_flow:
+                    q_out = flow_out[rows[b], t]
+                    for k in range(k0, k1):
+                        q_out[k] = 0.0 if status[k, c] <= _CLOSED else flow[k, c] * scale

@@ -195,14 +195,16 @@ def run_chunks(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions,
         n_done = batch.size - len(pending)
         chunks = [pending[start: start + chunk] for start in range(0, len(pending), chunk)]
         solve = partial(_solve_rows, duration_s=duration_s, time_s=time_s)
+        # A written chunk's result arrays go back to the in-process solver for the chunk after next.
+        reuse = solver if not executor.distributed else None
         for rows, results in solve_chunks(net, batch.inputs, chunks, options, solve, executor, solver=solver):
             if in_flight is not None:
-                n_done += _finish(in_flight, progress, n_done, batch.size)
-            in_flight = (writer.submit(store.write, rows, results), len(rows))
+                n_done += _finish(in_flight, progress, n_done, batch.size, reuse)
+            in_flight = (writer.submit(store.write, rows, results), len(rows), results)
             del results
             n_solved += len(rows)
         if in_flight is not None:
-            n_done += _finish(in_flight, progress, n_done, batch.size)
+            n_done += _finish(in_flight, progress, n_done, batch.size, reuse)
             in_flight = None
         finished = True
     finally:
@@ -211,10 +213,13 @@ def run_chunks(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions,
     return n_solved, complete
 
 
-def _finish(in_flight, progress, n_done: int, total: int) -> int:
-    """Wait for a background write (re-raising its error), then report progress; returns its rows."""
-    future, n_rows = in_flight
+def _finish(in_flight, progress, n_done: int, total: int, reuse: HydraulicSolver | None = None) -> int:
+    """Wait for a background write (re-raising its error), hand its results back to `reuse` (the solver
+    that made them), then report progress; returns its rows."""
+    future, n_rows, results = in_flight
     future.result()
+    if reuse is not None:
+        reuse.give_back(results)
     if progress is not None:
         progress(n_done + n_rows, total)
     return n_rows

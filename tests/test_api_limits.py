@@ -280,3 +280,36 @@ def test_the_default_limits_refuse_none_of_the_shared_networks():
     assert len(networks) >= 40, "../shared/networks is not beside the repository"
     sizes = [read_network(str(path), path.name, UploadLimits())["nodes"] for path in networks]
     assert max(sizes) >= 12_000
+
+
+def test_the_docs_list_every_limit_with_its_variable_and_default():
+    """docs/api.md's table of settings names every PARKTWIN_* variable the server reads, each on a row
+    that gives its default."""
+    import dataclasses
+    import re
+
+    from parktwin.api.server import settings as st
+    docs = (REPO / "docs" / "api.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| ")]
+    source = "\n".join(p.read_text() for p in (REPO / "api" / "server").glob("*.py"))
+    read = set(re.findall(r"PARKTWIN_[A-Z_]+", source)) - {"PARKTWIN_"}
+    assert read >= set(st.ENV_INTS.values()) | set(st.UPLOAD_ENV_INTS.values())
+    for var in sorted(read):
+        assert any(f"`{var}`" in row for row in rows), f"{var} is not in docs/api.md's table of settings"
+    defaults = {f.name: f.default for f in dataclasses.fields(st.Settings)}
+    defaults.update({f.name: f.default for f in dataclasses.fields(st.UploadLimits)})
+
+    def spelled(value: int) -> set[str]:
+        out = {f"{value:,}", f"{value} s", f"{value:,} s"}
+        for unit, size in (("GiB", st.GIB), ("MiB", st.MIB)):
+            if value % size == 0:
+                out.add(f"{value // size} {unit}")
+        if value % st.DAY_S == 0:
+            out.add(f"{value // st.DAY_S} days")
+        return out
+
+    for setting, var in {**st.ENV_INTS, **st.UPLOAD_ENV_INTS}.items():
+        row = next(row for row in rows if f"`{var}`" in row)
+        default = row.rsplit("|", 2)[-2]
+        assert any(s in default for s in spelled(defaults[setting])), \
+            f"{var}: default {defaults[setting]} not in its row {row!r}"

@@ -145,3 +145,75 @@ def test_bad_studies(park, tmp_path, change, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         run_park_study(park, dataclasses.replace(STUDY, **change), tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
+
+
+# ------------------------------------------------------------------------------------ sampling per chunk
+CHUNKED = dataclasses.replace(STUDY, scenarios=30, chunk_size=7)
+
+
+def _file_arrays(path):
+    with h5py.File(path, "r") as f:
+        out = {f"scenario/{n}": f[f"scenario/{n}"][:] for n in f["scenario"]}
+        out.update({f"draws/{n}": f[f"draws/{n}"][:] for n in ("demand_factor", "reclaimed_outage",
+                                                                "city_offer_factor")})
+        for net_name in f["draws/leaks"]:
+            for col in ("scenario", "element", "attribute", "value"):
+                out[f"leaks/{net_name}/{col}"] = f[f"draws/leaks/{net_name}/{col}"][:]
+        out["risk"] = {n: f[f"risk/{n}/count_below_service"][:].sum(axis=0) for n in f["risk"]}
+    return out
+
+
+def test_no_sampling_call_draws_more_than_a_chunk(park, tmp_path, monkeypatch):
+    """The park's numbers and the leaks are drawn a chunk at a time: no call to the unit sampler (the
+    root of every draw, the park's own and the scenario engine's) asks for more rows than a chunk."""
+    import parktwin.scenarios.samplers as samplers
+    import parktwin.twin.park_montecarlo as pmc
+    from parktwin.scenarios.unit_samples import sample_unit
+    calls = []
+
+    def spy(sampler, n, dims, seed, start=0, stop=None):
+        lo, hi, _ = slice(start, stop).indices(n)
+        calls.append((n, hi - lo))
+        return sample_unit(sampler, n, dims, seed, start, stop)
+
+    monkeypatch.setattr(samplers, "sample_unit", spy)
+    monkeypatch.setattr(pmc, "sample_unit", spy)
+    run_park_study(park, CHUNKED, tmp_path / "spied.h5")
+    assert calls and all(n == CHUNKED.scenarios for n, _ in calls)
+    assert max(rows for _, rows in calls) <= CHUNKED.chunk_size
+
+
+def test_results_do_not_depend_on_the_chunk_size(park, tmp_path):
+    """A scenario's draws depend on the study and its index alone: runs in chunks of 7, 30 (one chunk)
+    and 4 write the same draws and the same results, and the draws are those drawn whole."""
+    runs = {c: _file_arrays(run_park_study(park, dataclasses.replace(CHUNKED, chunk_size=c),
+                                           tmp_path / f"c{c}.h5").path) for c in (7, 30, 4)}
+    for c in (30, 4):
+        for name, values in runs[7].items():
+            if name == "risk":
+                for net_name in values:
+                    np.testing.assert_array_equal(runs[c]["risk"][net_name], values[net_name])
+            else:
+                np.testing.assert_array_equal(runs[c][name], values, err_msg=f"{name}, chunk {c}")
+    whole = draw(park, CHUNKED)
+    np.testing.assert_array_equal(runs[7]["draws/demand_factor"], whole.demand_factor)
+    np.testing.assert_array_equal(runs[7]["draws/reclaimed_outage"], whole.reclaimed_outage)
+    np.testing.assert_array_equal(runs[7]["draws/city_offer_factor"], whole.city_offer_factor)
+    for net_name, batch in whole.leaks.items():
+        np.testing.assert_array_equal(runs[7][f"leaks/{net_name}/value"].astype(str), batch.perturbations.value)
+
+
+def test_a_range_of_draws_is_a_slice_of_the_whole(park):
+    whole = draw(park, STUDY)
+    part = draw(park, STUDY, 45, 77)
+    assert part.start == 45
+    for name in ("demand_factor", "reclaimed_outage", "city_offer_factor"):
+        np.testing.assert_array_equal(getattr(part, name), getattr(whole, name)[45:77])
+    for net_name, batch in whole.leaks.items():
+        np.testing.assert_allclose(part.leaks[net_name].inputs.leak_area_m2.toarray(),
+                                   batch.inputs.leak_area_m2[45:77].toarray())
+        assert list(part.leaks[net_name].ids) == list(batch.ids[45:77])
+    # The uniform ranges are honoured and the outage follows its probability.
+    lo, hi = STUDY.demand_factor_range
+    assert np.all((whole.demand_factor >= lo) & (whole.demand_factor < hi))
+    assert 0 < whole.reclaimed_outage.mean() < 0.5

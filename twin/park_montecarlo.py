@@ -4,7 +4,7 @@ outage of the reclaimed-water plant and a varying city reclaimed offer, solved t
 Each scenario is the park's 24 h run (`duration_s=86400`, the default, as `run_park`) or its snapshot
 (daily means, `duration_s=0`): its allocation, the three networks solved as one batch per
 network (`HydraulicSolver` over `BatchInputs`, the leaks drawn by the scenario engine's samplers,
-`scenarios.samplers.sample_batch`), the balance with the leaks as losses, and the indicators. Over 24 h a
+`scenarios.samplers.sample_inputs`, a chunk at a time), the balance with the leaks as losses, and the indicators. Over 24 h a
 junction's pressure is its minimum over the day, so the shifts' peak hours decide the service. Per scenario the file keeps the draws, the indicators and the service figures; per
 junction of the supply and reclaimed networks, how many scenarios put its pressure below the service
 threshold (the risk map).
@@ -12,6 +12,11 @@ threshold (the risk map).
 Questions it answers: the probability that the reclaimed supply falls short of the reclaimable needs
 (so fresh water makes up), that any enterprise's supply or reclaimed junction drops below its service
 pressure, that the reuse and substitution targets are met; and where in the networks service is at risk.
+
+Sampling goes chunk by chunk, never the whole study at once: scenario i's draws depend on the study and
+i alone (the park's own numbers from `scenarios.unit_samples.sample_unit` rows, the leaks from
+`scenarios.samplers.sample_inputs` / `SampledBatch`), so a chunk holds only its own numbers and the results
+are the same whatever the chunk size.
 
 The file is written chunk by chunk with a `done` flag per chunk and `complete = False` until the end;
 `resume=True` re-draws the same scenarios from the seed, skips the chunks already done and continues.
@@ -31,7 +36,10 @@ from parktwin.hydraulics.compile import load_network
 from parktwin.hydraulics.extended import StepVolumes, report_times, run_extended
 from parktwin.hydraulics.results import ResultSet
 from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+from parktwin.scenarios.samplers import SampledBatch, sample_batch, sample_inputs
+from parktwin.scenarios.spec import ScenarioSpec, spec_from_options
 from parktwin.scenarios.store import open_to_resume
+from parktwin.scenarios.unit_samples import sample_unit
 from parktwin.twin import balance as bal
 from parktwin.twin.coupled import DURATIONS_S, MIN_PRESSURE_M, enterprise_loads, indicator_targets, network_changes
 from parktwin.twin.park_batch import BatchAllocation, ParkArrays, allocate_batch, headline_indicators
@@ -90,37 +98,65 @@ class ParkStudy:
 
 @dataclass(frozen=True)
 class ParkDraws:
-    """What the study drew, per scenario."""
+    """What the study drew for scenarios start .. start + len - 1; row s of each array is scenario start + s."""
     demand_factor: np.ndarray       # [S, E]
     reclaimed_outage: np.ndarray    # [S] bool
     city_offer_factor: np.ndarray   # [S]
     leaks: dict                     # network -> ScenarioBatch of the scenario engine (leak rows)
+    start: int = 0
 
 
-def draw(park: Park, study: ParkStudy) -> ParkDraws:
-    """Every scenario's draws; the same seed gives the same draws (resume relies on it)."""
-    from parktwin.scenarios.samplers import sample_batch
-    from parktwin.scenarios.spec import spec_from_options
-    rng = np.random.default_rng(np.random.SeedSequence([study.seed, 0x9A4C]))
-    s, e = study.scenarios, len(park.enterprises)
-    demand = rng.uniform(*study.demand_factor_range, size=(s, e))
-    outage = rng.random(s) < study.reclaimed_outage_probability
-    offer = rng.uniform(*study.city_offer_factor_range, size=s)
-    leaks = {}
+# The park's own numbers (demand factors, outage, city offer) come from the `mc` unit sample of this seed,
+# apart from the leaks' specifications (seeded study.seed * 3 + k).
+_PARK_STREAM = 0x9A4C
+
+
+def _park_seed(study: ParkStudy) -> int:
+    return int(np.random.SeedSequence([study.seed, _PARK_STREAM]).generate_state(1, np.uint64)[0])
+
+
+def park_numbers(park: Park, study: ParkStudy, start: int = 0, stop: int | None = None):
+    """(demand factor [n, E], reclaimed outage [n], city offer factor [n]) of scenarios [start, stop):
+    rows of one `mc` unit sample with E + 2 columns, drawn without the other rows."""
+    e = len(park.enterprises)
+    unit = sample_unit("mc", study.scenarios, e + 2, _park_seed(study), start, stop)
+    (dlo, dhi), (olo, ohi) = study.demand_factor_range, study.city_offer_factor_range
+    return (dlo + (dhi - dlo) * unit[:, :e], unit[:, e] < study.reclaimed_outage_probability,
+            olo + (ohi - olo) * unit[:, e + 1])
+
+
+def leak_specs(study: ParkStudy, nets: dict) -> dict[str, ScenarioSpec]:
+    """network -> the scenario engine's specification of its leaks (validated on nets[network]), for the
+    networks with leaks."""
+    specs = {}
     for k, net_name in enumerate(NETWORKS):
         count = study.leaks_per_network.get(net_name, 0)
         if count == 0:
             continue
-        net = load_network(park.network_path(net_name))
-        spec = spec_from_options(scenarios=s, seed=study.seed * len(NETWORKS) + k, leaks=count,
+        spec = spec_from_options(scenarios=study.scenarios, seed=study.seed * len(NETWORKS) + k, leaks=count,
                                  leak_median_m2=study.leak_median_area_m2, leak_sigma=study.leak_sigma)
-        spec.validate(net)
-        leaks[net_name] = sample_batch(spec, net)
-    return ParkDraws(demand, outage, offer, leaks)
+        spec.validate(nets[net_name])
+        specs[net_name] = spec
+    return specs
+
+
+def draw(park: Park, study: ParkStudy, start: int = 0, stop: int | None = None, *,
+         nets: dict | None = None) -> ParkDraws:
+    """The draws of scenarios [start, stop) (all by default), sampled without the others: the same seed
+    gives the same draws for a scenario whichever range asks for it (resume and chunking rely on it).
+    `nets`: the park's networks already loaded (network -> NetworkArrays), else they are loaded here."""
+    start, stop, _ = slice(start, stop).indices(study.scenarios)
+    stop = max(start, stop)
+    if nets is None:
+        nets = {n: load_network(park.network_path(n)) for n in NETWORKS if study.leaks_per_network.get(n, 0)}
+    demand, outage, offer = park_numbers(park, study, start, stop)
+    leaks = {n: sample_batch(spec, nets[n], start, stop) for n, spec in leak_specs(study, nets).items()}
+    return ParkDraws(demand, outage, offer, leaks, start)
 
 
 def scenario_park(park: Park, draws: ParkDraws, s: int) -> Park:
-    """The park of scenario s: needs scaled, the reclaimed plant out or not, the city offer scaled."""
+    """The park of row s of the draws (scenario draws.start + s): needs scaled, the reclaimed plant out or
+    not, the city offer scaled."""
     ents = tuple(replace(e, needs=replace(e.needs, **{f: getattr(e.needs, f) * draws.demand_factor[s, i]
                                                       for f in e.needs.__dataclass_fields__}))
                  for i, e in enumerate(park.enterprises))
@@ -135,18 +171,35 @@ _SCALARS = ("reuse_rate", "substitution_rate", "leakage_rate", "reclaimed_shortf
 _FLAGS = ("converged", "any_enterprise_below_service", "reuse_target_met", "substitution_target_met")
 
 
-def _create(path: Path, park: Park, study: ParkStudy, draws: ParkDraws, nets: dict) -> None:
-    s, n_chunks = study.scenarios, math.ceil(study.scenarios / study.chunk_size)
+def _chunks(study: ParkStudy):
+    """(chunk number, first scenario, end) of every chunk."""
+    for c in range(math.ceil(study.scenarios / study.chunk_size)):
+        yield c, c * study.chunk_size, min((c + 1) * study.chunk_size, study.scenarios)
+
+
+def _network_sha256(nets: dict) -> str:
+    return json.dumps({n: net.source_sha256 for n, net in nets.items()}, sort_keys=True)
+
+
+def _create(path: Path, park: Park, study: ParkStudy, specs: dict, nets: dict) -> None:
+    s, n_chunks, e = study.scenarios, math.ceil(study.scenarios / study.chunk_size), len(park.enterprises)
     with h5py.File(path, "w") as f:
         f.attrs.update({"format": FORMAT, "park": park.name, "study": json.dumps(asdict(study)), "complete": False,
                         "n_scenarios": s, "min_pressure_m": study.min_pressure_m})
         f["chunk/done"] = np.zeros(n_chunks, bool)
         g = f.create_group("draws")
-        g["enterprise"] = np.array([e.name for e in park.enterprises], dtype=h5py.string_dtype())
-        g["demand_factor"], g["reclaimed_outage"], g["city_offer_factor"] = (
-            draws.demand_factor, draws.reclaimed_outage, draws.city_offer_factor)
-        for net_name, batch in draws.leaks.items():
-            batch.perturbations.write_h5(g.create_group(f"leaks/{net_name}"))
+        g["enterprise"] = np.array([x.name for x in park.enterprises], dtype=h5py.string_dtype())
+        # The draws are written a chunk at a time, as the scenarios are solved: never the whole study in memory.
+        demand = g.create_dataset("demand_factor", shape=(s, e), dtype="f8")
+        outage = g.create_dataset("reclaimed_outage", shape=(s,), dtype=bool)
+        offer = g.create_dataset("city_offer_factor", shape=(s,), dtype="f8")
+        for _, lo, hi in _chunks(study):
+            demand[lo:hi], outage[lo:hi], offer[lo:hi] = park_numbers(park, study, lo, hi)
+        for net_name, spec in specs.items():
+            SampledBatch.of(spec, nets[net_name], study.chunk_size).perturbations.write_h5(
+                g.create_group(f"leaks/{net_name}"))
+        # Last of the draws: open_to_resume (scenarios.store.created) refuses a file stopped before it.
+        f.attrs["network_sha256"] = _network_sha256(nets)
         r = f.create_group("scenario")
         for name in _SCALARS:
             r.create_dataset(name, shape=(s,), dtype="f8", fillvalue=np.nan)
@@ -174,29 +227,34 @@ def run_park_study(park: Park, study: ParkStudy, out_path, *, options: SolverOpt
     study.validate()
     out_path = Path(out_path)
     nets = {n: load_network(park.network_path(n)) for n in NETWORKS}
-    draws = draw(park, study)
+    specs = leak_specs(study, nets)
     if resume and out_path.exists():
         with open_to_resume(out_path) as f:
             if f.attrs.get("format") != FORMAT or json.loads(f.attrs["study"]) != json.loads(json.dumps(asdict(study))):
                 raise ValueError(f"{out_path.name}: cannot resume: the file holds another study or another format")
+            if f.attrs["network_sha256"] != _network_sha256(nets):
+                raise ValueError(f"{out_path.name}: cannot resume: the park's networks changed since it was written")
     else:
         if out_path.exists():
             raise FileExistsError(f"{out_path.name}: exists (give resume=True to finish it, or another name)")
-        _create(out_path, park, study, draws, nets)
+        _create(out_path, park, study, specs, nets)
+    sampled = dict(nets)        # the leaks are sampled on the networks as loaded, as draw() does
     if study.duration_s:
         nets = {n: _daily_network(park, n, net) for n, net in nets.items()}
     solvers = {n: HydraulicSolver(net, options) for n, net in nets.items()}
     buffers: dict = {}          # per network, the 24 h results of one chunk, reused chunk after chunk
     targets = indicator_targets(park)
     arrays = ParkArrays.of(park)
-    n_chunks = math.ceil(study.scenarios / study.chunk_size)
     with h5py.File(out_path, "r+") as f:
         done = f["chunk/done"][:]
-        for c in range(n_chunks):
+        for c, lo, hi in _chunks(study):
             if done[c]:
                 continue
-            rows = np.arange(c * study.chunk_size, min((c + 1) * study.chunk_size, study.scenarios))
-            _run_chunk(f, park, study, draws, nets, solvers, targets, rows, c, arrays, buffers)
+            rows = np.arange(lo, hi)
+            # This chunk's draws only, sampled now: the same numbers as the file's draws.
+            numbers = park_numbers(park, study, lo, hi)
+            leak_areas = {n: sample_inputs(spec, sampled[n], lo, hi).leak_area_m2 for n, spec in specs.items()}
+            _run_chunk(f, park, study, numbers, leak_areas, nets, solvers, targets, rows, c, arrays, buffers)
             f["chunk/done"][c] = True
             f.flush()
             if progress is not None:
@@ -229,17 +287,18 @@ def _junction_flows(park: Park, net_name: str, alloc: BatchAllocation) -> dict[s
     return out
 
 
-def _run_chunk(f, park, study, draws, nets, solvers, targets, rows, chunk: int, arrays: ParkArrays,
-               buffers: dict) -> None:
-    factor, outage, offer = draws.demand_factor[rows], draws.reclaimed_outage[rows], draws.city_offer_factor[rows]
+def _run_chunk(f, park, study, numbers, leak_areas: dict, nets, solvers, targets, rows, chunk: int,
+               arrays: ParkArrays, buffers: dict) -> None:
+    """Scenarios `rows` (consecutive) from their draws: `numbers` (park_numbers of the rows) and
+    `leak_areas` (network -> [len(rows), nodes] leak areas m², or None)."""
+    factor, outage, offer = numbers
     first = allocate_batch(arrays, factor, outage, offer)
     service = {}
     for net_name, net in nets.items():
         inputs = demand_inputs(net, _junction_flows(park, net_name, first), daily=bool(study.duration_s))
         inputs = _with_park_changes(inputs, park, net_name, net, len(rows))
-        batch = draws.leaks.get(net_name)
-        if batch is not None and batch.inputs.leak_area_m2 is not None:
-            drawn = batch.inputs.leak_area_m2[rows]
+        drawn = leak_areas.get(net_name)
+        if drawn is not None:
             # Two orifices at one junction with one Cd are one orifice of the summed area (q is linear in A).
             inputs = replace(inputs, leak_area_m2=drawn if inputs.leak_area_m2 is None
                              else (sp.csr_matrix(inputs.leak_area_m2) + drawn).tocsr())

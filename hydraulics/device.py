@@ -22,7 +22,11 @@ from parktwin.hydraulics.network import HeadlossFormula, LinkKind
 # The state fields the kernels read or write; any other field (a feature added later) that carries
 # values makes the device solve refuse, naming it (NotImplementedError), rather than ignore it.
 _KERNEL_FIELDS = {"head", "flow", "status", "setting", "emitter_flow", "leak_flow", "demand_flow",
-                  "full_demand", "node_outflow", "resistance", "rel_roughness", "leak_ke", "tank_volume", "pcv_r"}
+                  "full_demand", "node_outflow", "resistance", "rel_roughness", "leak_ke", "tank_volume", "pcv_r",
+                  "favad_cfa", "favad_cva", "favad_qfa", "favad_qva"}
+# EPANET 2.3's pipe leakage (hydraulics.leakage): read, and its flows written, where the state carries it.
+_FAVAD_IN = ("favad_cfa", "favad_cva", "favad_qfa", "favad_qva")
+_FAVAD_OUT = ("favad_qfa", "favad_qva")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ def unsupported_state(state) -> str | None:
 
 
 class DeviceGradientSolver:
+    carries_pipe_leakage = True    # EPANET 2.3's [LEAKAGE] (HydraulicState.favad_*) is in the kernel (C_FAVAD)
+
     def __init__(self, sn: SolverNetwork, assembler, settings, options: DeviceOptions = DeviceOptions()):
         from parktwin.kernels import cuda_gga as kernels
         self.kernels = kernels
@@ -143,7 +149,7 @@ class DeviceGradientSolver:
         sn = self.sn
         nj, n_links, n_nodes = sn.n_junctions, sn.n_links, sn.n_nodes
         work = 2 * n_links + 3 * nj + max(self.n_edges, 1) + n_nodes + self.nslots
-        state = 4 * n_links + 2 * n_nodes + 4 * nj       # flow, setting, resistance, (status) ...
+        state = 4 * n_links + 2 * n_nodes + 8 * nj       # flow, setting, resistance, (status), pipe leakage ...
         return 8 * (work + state) + 8 * 5
 
     def max_batch(self) -> int:
@@ -162,14 +168,21 @@ class DeviceGradientSolver:
         xp = self.xp
         dev = {name: self._put(np.ascontiguousarray(_columns(getattr(st, name), cols))) for name in self._STATE_IN}
         batch = dev["flow"].shape[1]
+        favad = st.favad_cfa is not None
+        for name in _FAVAD_IN:
+            # [1, 1] stand-ins, never read, where nothing leaks along pipes (ctrl[C_FAVAD] = 0)
+            dev[name] = (self._put(np.ascontiguousarray(_columns(getattr(st, name), cols))) if favad
+                         else xp.zeros((1, 1)))
         lanes = dict(lane_state=xp.zeros(batch, np.int8), iters=xp.ones(batch, np.int64),
                      next_check=xp.full(batch, self.settings.check_frequency, np.int64),
                      relax=xp.ones(batch), relerr=xp.zeros(batch), converged=xp.zeros(batch, np.int8),
                      failed=xp.zeros(batch, np.int8))
         ctrl = self.ctrl
-        if accuracy is not None:
+        if accuracy is not None or favad:
             ctrl = ctrl.copy()
-            ctrl[self.kernels.C_ACCURACY] = float(accuracy)
+            if accuracy is not None:
+                ctrl[self.kernels.C_ACCURACY] = float(accuracy)
+            ctrl[self.kernels.C_FAVAD] = 1.0 if favad else 0.0
         n = self.net
         args = (self.sn.n_junctions, ctrl, n["link_i"], n["link_f"], n["elev"], n["ke"], n["pump_i"], n["pump_f"],
                 n["tank_of"], n["tank_f"], n["cx"], n["cy"], n["c_off"], n["visc_d"], n["dw"], n["ctl"],
@@ -216,7 +229,8 @@ class DeviceGradientSolver:
                 break
             if launches > limit:
                 raise RuntimeError(f"device solver: scenarios still running after {launches} launches")
-        for name in self._STATE_OUT:
+        favad = st.favad_cfa is not None
+        for name in self._STATE_OUT + (_FAVAD_OUT if favad else ()):
             target = getattr(st, name)
             if target is not dev[name]:
                 target[:, cols] = self._get(dev[name])

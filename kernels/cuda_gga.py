@@ -1,7 +1,8 @@
 """One whole gradient-algorithm iteration on the GPU: one thread per scenario (numba's CUDA target).
 
 Each thread walks its own scenario through hydsolve()'s iteration, in the order of the CPU fast path
-(kernels.gga_numba): coefficients, assembly (links, emitters, leaks, demands, PRV/PSV/FCV), the numeric
+(kernels.gga_numba): coefficients, assembly (links, emitters, leaks, EPANET 2.3's pipe leakage, demands,
+PRV/PSV/FCV), the numeric
 LDL^T over the network's shared symbolic plan and both substitutions, the flow update with relaxation,
 the convergence test, the status checks (PRV/PSV, check valves, pumps, FCVs, full/empty tanks) and
 EPANET's badvalve() rescue when a pivot fails. Every array is [slot, B] with the scenario index fastest,
@@ -17,13 +18,15 @@ import math
 from numba import cuda
 
 from parktwin.kernels.ldl_xp import PIVOT_ROUNDOFF
-from parktwin.kernels.cuda_laws import emitter_law, link_law, pump_status, tank_block, valve_law
+from parktwin.kernels.cuda_laws import emitter_law, link_law, pump_status, safe_pow, tank_block, valve_law
 from parktwin.kernels.gga_laws import (ACTIVE, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                        QTOL, TEMPCLOSED, XFCV, XHEAD, XPRESSURE)
 
 # Indices into the kernel's `ctrl` vector (float64): one small array instead of ten scalar parameters.
-C_HEXP, C_ACCURACY, C_MAX_TRIALS, C_CHECK_FREQ, C_MAX_CHECK, C_MAX_TOTAL, C_DAMP, C_QEXP, C_BACKFLOW = range(9)
-N_CTRL = 9
+# C_FAVAD: 1 when the state carries EPANET 2.3's pipe leakage (the fav_* arrays are [Nj, B]; else [1, 1] unread).
+C_HEXP, C_ACCURACY, C_MAX_TRIALS, C_CHECK_FREQ, C_MAX_CHECK, C_MAX_TOTAL, C_DAMP, C_QEXP, C_BACKFLOW, C_FAVAD = range(10)
+N_CTRL = 10
+FAVAD_QTOL = 0.0001     # leakage.c leakagehasconverged(), cfs (kernels.gga_numba.FAVAD_QTOL)
 # Rows of the packed per-link int table `link_i` and float table `link_f`, per-pump and per-tank tables.
 LI_START, LI_END, LI_KIND, LI_EDGE, LI_PUMP = range(5)
 LF_KM, LF_DIAM4 = range(2)
@@ -32,10 +35,34 @@ PF_H0, PF_R, PF_N, PF_HMAX = range(4)
 TF_HMIN, TF_HMAX, TF_AREA, TF_OVERFLOW = range(4)
 
 
+@cuda.jit(device=True, inline=True)
+def _favad(q, c, n_inv, q_pow):
+    """leakage.c eval_leak_headloss() with its lower barrier (kernels.gga_numba._favad); 0, 0 where the
+    junction has no such leak. q_pow = |q|^(1/n - 1)."""
+    if c == 0.0:
+        return 0.0, 0.0
+    grad = n_inv * c * q_pow
+    loss = grad * q / n_inv
+    a = 1.0e9 * q
+    bb = math.sqrt(a * a + 1.0e-6)
+    return loss + (a - bb) / 2.0, grad + (1.0e9 / 2.0) * (1.0 - a / bb)
+
+
+@cuda.jit(device=True, inline=True)
+def _favad_pair(j, b, fav_cfa, fav_cva, fav_qfa, fav_qva):
+    """(hfa, gfa, hva, gva) of junction j's fixed- and variable-area pipe leaks, as gga_numba takes them:
+    the variable-area power |qva|^(2/3 - 1) from the flow at the iteration's start."""
+    qa, qv, cv = fav_qfa[j, b], fav_qva[j, b], fav_cva[j, b]
+    vpow = safe_pow(abs(qv), 2.0 / 3.0 - 1.0) if cv != 0.0 else 0.0
+    hfa, gfa = _favad(qa, fav_cfa[j, b], 2.0, abs(qa))
+    hva, gva = _favad(qv, cv, 2.0 / 3.0, vpow)
+    return hfa, gfa, hva, gva
+
+
 @cuda.jit(device=True)
 def _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, visc_d, dw, ctl, hexp, qexp,
               backflow, flow, head, status, setting, resist, r_step, rel_rough, e_step, emitter_flow, leak_flow,
-              leak_ke, demand_flow, p, y, aii, aij, f, xflow):
+              leak_ke, demand_flow, p, y, aii, aij, f, xflow, favad, fav_cfa, fav_cva, fav_qfa, fav_qva):
     """headlosscoeffs() and matrixcoeffs() for scenario b."""
     n_links = link_i.shape[1]
     for j in range(nj):
@@ -85,6 +112,19 @@ def _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, vi
             aii[j, b] += 1.0 / hg
             f[j, b] += (hl + elev[j]) / hg
             xflow[j, b] += -q
+    if favad:
+        # Pipe leakage (leakage.c leakagecoeffs()), junction ascending as in gga_numba's per-scenario list.
+        for j in range(nj):
+            if fav_cfa[j, b] == 0.0 and fav_cva[j, b] == 0.0:
+                continue
+            hfa, gfa, hva, gva = _favad_pair(j, b, fav_cfa, fav_cva, fav_qfa, fav_qva)
+            if gfa > 0.0:
+                aii[j, b] += 1.0 / gfa
+                f[j, b] += (hfa + elev[j]) / gfa
+            if gva > 0.0:
+                aii[j, b] += 1.0 / gva
+                f[j, b] += (hva + elev[j]) / gva
+            xflow[j, b] -= fav_qfa[j, b] + fav_qva[j, b]
     for j in range(nj):
         xflow[j, b] -= demand_flow[j, b]
         f[j, b] += xflow[j, b]
@@ -202,8 +242,9 @@ def _factor_solve(b, nj, perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, o
 
 @cuda.jit(device=True)
 def _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, rb, flow, head, status,
-               emitter_flow, leak_flow, leak_ke, node_outflow, p, y):
-    """newflows(): link, emitter and leak flow updates; returns the relative flow change."""
+               emitter_flow, leak_flow, leak_ke, node_outflow, p, y, favad, fav_cfa, fav_cva, fav_qfa, fav_qva):
+    """newflows(): link, emitter, leak and pipe-leakage flow updates; returns the relative flow change and
+    whether the pipe leakage has converged (leakagehasconverged(); True without pipe leakage)."""
     for n in range(nj, node_outflow.shape[0]):
         node_outflow[n, b] = 0.0
     qsum = 0.0
@@ -244,7 +285,31 @@ def _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, rb, fl
             leak_flow[j, b] = q - dl
             qs += abs(q - dl)
             dqs += abs(dl)
-    return dqs / qs if qs > accuracy else dqs
+    ok = True
+    if favad:
+        # leakageflowchange() per junction, then leakagehasconverged() at the new heads
+        for j in range(nj):
+            if fav_cfa[j, b] == 0.0 and fav_cva[j, b] == 0.0:
+                continue
+            pj = head[j, b] - elev[j]
+            hfa, gfa, hva, gva = _favad_pair(j, b, fav_cfa, fav_cva, fav_qfa, fav_qva)
+            dqfa = (hfa - pj) / gfa * rb if gfa > 0.0 else 0.0
+            dqva = (hva - pj) / gva * rb if gva > 0.0 else 0.0
+            fav_qfa[j, b] -= dqfa
+            fav_qva[j, b] -= dqva
+            dq = dqfa + dqva
+            if dq != 0.0:
+                qs += abs(fav_qfa[j, b] + fav_qva[j, b])
+                dqs += abs(dq)
+            qref = 0.0
+            if pj > 0.0:
+                if fav_cfa[j, b] > 0.0:
+                    qref = math.sqrt(pj / fav_cfa[j, b])
+                if fav_cva[j, b] > 0.0:
+                    qref += math.pow(pj / fav_cva[j, b], 1.5)
+            if abs(qref - (fav_qfa[j, b] + fav_qva[j, b])) > FAVAD_QTOL:
+                ok = False
+    return (dqs / qs if qs > accuracy else dqs), ok
 
 
 @cuda.jit(device=True)
@@ -366,7 +431,7 @@ def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f,
             ctl, status_links, prv_psv, valve_rows,
             perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot,
             flow, head, status, setting, resist, rel_rough, emitter_flow, leak_flow, leak_ke, demand_flow,
-            node_outflow,
+            node_outflow, fav_cfa, fav_cva, fav_qfa, fav_qva,
             lane_state, iters, next_check, relax, relerr, converged, failed,
             p, y, aii, aij, f, xflow, values, work):
     """One hydsolve() iteration of every running scenario (thread b = scenario b)."""
@@ -379,11 +444,12 @@ def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f,
         return
     hexp, accuracy, qexp = ctrl[C_HEXP], ctrl[C_ACCURACY], ctrl[C_QEXP]
     backflow = ctrl[C_BACKFLOW] > 0.5
+    favad = ctrl[C_FAVAD] > 0.5
     r_step = 1 if resist.shape[1] > 1 else 0     # [L, 1]: shared by every scenario
     e_step = 1 if rel_rough.shape[1] > 1 else 0
     _assemble(b, nj, link_i, link_f, elev, ke, pump_i, pump_f, cx, cy, c_off, visc_d, dw, ctl, hexp, qexp,
               backflow, flow, head, status, setting, resist, r_step, rel_rough, e_step, emitter_flow, leak_flow,
-              leak_ke, demand_flow, p, y, aii, aij, f, xflow)
+              leak_ke, demand_flow, p, y, aii, aij, f, xflow, favad, fav_cfa, fav_cva, fav_qfa, fav_qva)
     first = _factor_solve(b, nj, perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot,
                           aii, aij, f, values, work)
     if first < nj:
@@ -394,8 +460,9 @@ def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f,
         return
     for j in range(nj):
         head[perm[j], b] = work[j, b]
-    err = _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, relax[b], flow, head, status,
-                     emitter_flow, leak_flow, leak_ke, node_outflow, p, y)
+    err, fav_ok = _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, relax[b], flow, head,
+                             status, emitter_flow, leak_flow, leak_ke, node_outflow, p, y, favad, fav_cfa, fav_cva,
+                             fav_qfa, fav_qva)
     relerr[b] = err
     relax[b] = 1.0
     damp_limit = ctrl[C_DAMP]
@@ -407,7 +474,7 @@ def iterate(nj, ctrl, link_i, link_f, elev, ke, pump_i, pump_f, tank_of, tank_f,
     vchanged = False
     if check:
         vchanged = _valve_status(b, link_i, link_f, elev, prv_psv, flow, head, status, setting)
-    conv = err <= accuracy
+    conv = err <= accuracy and fav_ok
     it = iters[b]
     check = conv and not (it > max_trials)
     lchanged = False

@@ -82,6 +82,42 @@ def pda_network(folder: Path) -> Path:
     return path
 
 
+def pipe_leakage_network(folder: Path) -> Path:
+    """NET1 with EPANET 2.3's pipe leakage ([LEAKAGE], FAVAD) on every other pipe, fixed and variable area,
+    and ACCURACY 0.05."""
+    text = (TESTS / "network_one" / "NET1.inp").read_text()
+    pipes = re.search(r"(?s)\[PIPES\][^\n]*\n(.*?)\n\s*\n?\[", text).group(1)
+    ids = [ln.split()[0] for ln in pipes.splitlines() if ln.split() and not ln.lstrip().startswith(";")]
+    assert len(ids) > 4
+    rows = [f" {p}  {1.0 + 0.5 * i:.2f}  {0.1 * (i % 3):.2f}" for i, p in enumerate(ids) if i % 2 == 0]
+    text, count = re.subn(r"(?im)^\[END\]", "[LEAKAGE]\n" + "\n".join(rows) + "\n\n[END]", text)
+    assert count == 1
+    # A loose ACCURACY: the flows settle before the leakage does, so leakagehasconverged() decides.
+    text, count = re.subn(r"(?im)^\s*accuracy\s+.*$", " Accuracy  0.05", text)
+    assert count == 1
+    path = folder / "NET1-leakage.inp"
+    path.write_text(text)
+    return path
+
+
+def favad_perturbations(net, inputs, seed: int):
+    """leak_favad_area_m2 / leak_favad_expansion on two random pipes of every scenario but the first
+    (which keeps the file's pipe leakage, or none)."""
+    from dataclasses import replace
+
+    from parktwin.hydraulics.network import LinkKind
+    rng = np.random.default_rng(seed + 2)
+    n, nl = inputs.batch_size, net.n_links
+    pipes = np.flatnonzero(net.link_kind == LinkKind.PIPE)
+    area = np.full((n, nl), np.nan)
+    expansion = np.full((n, nl), np.nan)
+    for b in range(1, n):
+        chosen = rng.choice(pipes, 2, replace=False)
+        area[b, chosen] = rng.uniform(1e-6, 2e-5, 2)      # m² per 100 m of pipe
+        expansion[b, chosen[0]] = rng.uniform(1e-7, 1e-6)   # m² per m of head per 100 m
+    return replace(inputs, leak_favad_area_m2=area, leak_favad_expansion=expansion)
+
+
 def scenarios(net, n: int, seed: int):
     """Leaks, demand changes, closures, roughness, tank levels, pump speeds, valve settings."""
     from test_equivalence import _mixed_scenarios
@@ -104,10 +140,11 @@ def scenarios(net, n: int, seed: int):
 
 
 def solve(path, backend: str, n: int, seed: int, duration_s: int, max_trials: int | None = None,
-          device_batch: int | None = None, singular_first: bool = False):
+          device_batch: int | None = None, singular_first: bool = False, favad: bool = False):
     """The results of `n` mixed scenarios; `device_batch`: scenarios on the (simulated) device at once;
     `singular_first`: the first scenario's pipes get roughness 0 (infinite resistance, zero conductance), so
-    its matrix cannot be factorised and it fails as EPANET's error 110 while the others solve."""
+    its matrix cannot be factorised and it fails as EPANET's error 110 while the others solve; `favad`: pipe
+    leakage perturbations (favad_perturbations)."""
     from dataclasses import replace
 
     from parktwin.hydraulics.compile import load_network
@@ -119,6 +156,8 @@ def solve(path, backend: str, n: int, seed: int, duration_s: int, max_trials: in
         rough = np.full((n, net.n_links), np.nan) if inputs.roughness is None else inputs.roughness.copy()
         rough[0, net.link_kind == LinkKind.PIPE] = 0.0
         inputs = replace(inputs, roughness=rough)
+    if favad:
+        inputs = favad_perturbations(net, inputs, seed)
     solver = HydraulicSolver(net, SolverOptions(backend=backend, max_trials=max_trials))
     if device_batch is not None:
         from parktwin.hydraulics.device import DeviceGradientSolver, DeviceOptions
@@ -168,7 +207,7 @@ def main(cases_json: str, out_dir: str) -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = solve(case["path"], "cupy", case["n"], case["seed"], case["duration_s"], case["max_trials"],
-                        case["device_batch"], case["singular_first"])
+                        case["device_batch"], case["singular_first"], case.get("favad", False))
         said = [str(w.message) for w in caught if "cupy backend" in str(w.message)]
         np.savez(Path(out_dir) / f"{case['id']}.npz", warnings=np.array("\n".join(said)), **arrays(res))
 

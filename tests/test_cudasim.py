@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from cudasim_compare import (QUANTITIES, TESTS, arrays, dead_end_prv_network, laminar_network, libm_powers,
-                             pda_network, psv_tcv_network, pump_network, solve)
+                             pda_network, pipe_leakage_network, psv_tcv_network, pump_network, solve)
 
 pytestmark = [pytest.mark.cudasim,
               pytest.mark.skipif(not TESTS.exists(), reason="../shared/networks is not beside the repository")]
@@ -110,6 +110,53 @@ def test_device_kernels_match_the_cpu_backend(simulated, case):
         assert expected in said and "reference path" in said, said
     else:
         assert said == "", f"{name}: the device kernels should carry this network, but: {said}"
+
+
+# EPANET 2.3's pipe leakage ([LEAKAGE] in the file, or leak_favad_* perturbations): id, network, scenarios, seed,
+# duration (s), favad perturbations. Solved in a child process of their own, so that `-k leakage` stays short.
+LEAKAGE_CASES = [
+    ("leakage-section-snapshot", "leakage", 3, 61, 0, False),
+    ("leakage-section-and-perturbations-6h", "leakage", 3, 67, 6 * 3600, True),
+    ("leak-favad-perturbations", TESTS / "network_one" / "NET1.inp", 3, 71, 0, True),
+]
+
+
+def _simulate(folder, cases) -> dict:
+    """`cases` (dicts of cudasim_compare.main) solved with --backend cupy under the simulator: {id: arrays}."""
+    for case in cases:
+        case.setdefault("max_trials", None)
+        case.setdefault("device_batch", None)
+        case.setdefault("singular_first", False)
+    (folder / "cases.json").write_text(json.dumps(cases))
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONWARNINGS="ignore::DeprecationWarning")
+    done = subprocess.run([sys.executable, str(HERE / "cudasim_compare.py"), str(folder / "cases.json"), str(folder)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return {c["id"]: dict(np.load(folder / f"{c['id']}.npz")) for c in cases}
+
+
+def test_pipe_leakage_on_the_cupy_backend(tmp_path):
+    """Pipe leakage (FAVAD) on the cupy backend gives the numba backend's answer to 1e-9 relative, heads,
+    flows, demands and leakage (pipe leakage included), statuses, convergence and trial counts alike: never a
+    silently different answer. The device kernels carry it: no warning of a fallback."""
+    path = pipe_leakage_network(tmp_path)
+    cases = [dict(id=i, path=str(path if p == "leakage" else p), n=n, seed=s, duration_s=d, favad=fav)
+             for i, p, n, s, d, fav in LEAKAGE_CASES]
+    device = _simulate(tmp_path, cases)
+    for case in cases:
+        name = case["id"]
+        got = device[name]
+        cpu = arrays(solve(case["path"], "numba", case["n"], case["seed"], case["duration_s"], favad=case["favad"]))
+        assert cpu["converged"].all(), name
+        # pipe leakage adds leakage at junctions beyond the one orifice leak of each mixed scenario
+        assert ((cpu["leak_m3s"] > 0).reshape(case["n"], -1).sum(axis=1) > 1).any(), name
+        for key in QUANTITIES:
+            scale = float(np.nanmax(np.abs(cpu[key]), initial=0.0))
+            np.testing.assert_allclose(got[key], cpu[key], rtol=RTOL, atol=RTOL * scale, err_msg=f"{name}: {key}")
+        for key in ("status", "converged", "iterations", "failed"):
+            np.testing.assert_array_equal(got[key], cpu[key], err_msg=f"{name}: {key}")
+        said = str(got["warnings"])
+        assert said == "", f"{name}: the device kernels should carry pipe leakage, but: {said}"
 
 
 def _nvvm_missing() -> str | None:
@@ -247,11 +294,12 @@ def test_parktwin_park_mc_with_backend_cupy(tmp_path):
 
 
 def test_a_state_the_kernels_do_not_know_is_refused_by_name(monkeypatch):
-    """A state field the device kernels do not read (here pipe leakage's) that carries values is never
-    ignored: the device solve refuses it, naming the field."""
-    from dataclasses import replace
+    """A state field the device kernels do not read (here a made-up newer leak law) that carries values is
+    never ignored: the device solve refuses it, naming the field."""
+    from dataclasses import field, make_dataclass
 
     from parktwin.hydraulics import device
+    from parktwin.hydraulics.state import HydraulicState
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.inputs import BatchInputs
     from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
@@ -260,6 +308,7 @@ def test_a_state_the_kernels_do_not_know_is_refused_by_name(monkeypatch):
     driver = device.DeviceGradientSolver(solver.sn, solver.gga.assembler, solver.gga.settings)
     state = solver._initial(BatchInputs.base(2))
     assert device.unsupported_state(state) is None
-    leaky = replace(state, favad_qfa=np.ones((solver.net.n_junctions, 2)))
-    with pytest.raises(NotImplementedError, match="favad_qfa"):
+    newer = make_dataclass("NewerState", [("burst_ke", np.ndarray, field(default=None))], bases=(HydraulicState,))
+    leaky = newer(**vars(state), burst_ke=np.ones((solver.net.n_junctions, 2)))
+    with pytest.raises(NotImplementedError, match="burst_ke"):
         driver.solve(leaky)

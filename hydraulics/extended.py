@@ -12,6 +12,7 @@ from parktwin.hydraulics.epanet_units import QZERO, tank_grade
 from parktwin.hydraulics.inputs import BatchInputs
 from parktwin.hydraulics.leakage import node_leakage
 from parktwin.hydraulics.results import QUANTITIES, ResultSet
+from parktwin.hydraulics.state import StepOutcome
 
 SECONDS_PER_DAY = 86400
 
@@ -208,7 +209,6 @@ def _rule_engine(solver):
 
 
 def _subset_outcome(outcome, sel):
-    from parktwin.hydraulics.gga import StepOutcome
     return StepOutcome(outcome.converged[sel], outcome.iterations[sel], outcome.relative_error[sel], outcome.failed[sel])
 
 

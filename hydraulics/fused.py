@@ -11,6 +11,7 @@ import numpy as np
 from parktwin.hydraulics.coefficients import CLOSED
 from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
+from parktwin.hydraulics.state import StepOutcome
 
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
 _NO_FAVAD = tuple(np.zeros((1, 1)) for _ in range(5))   # no pipe leakage: empty per-scenario lists
@@ -121,7 +122,6 @@ class FusedGradientSolver:
                 q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
     def solve(self, st, bad_valve, accuracy: float | None = None):
-        from parktwin.hydraulics.gga import StepOutcome
         s = self.settings
         ctrl = self.ctrl if accuracy is None else (float(accuracy), *self.ctrl[1:])
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)

@@ -15,15 +15,8 @@ from parktwin.hydraulics.assemble import Assembler
 from parktwin.hydraulics.coefficients import ACTIVE, XFCV, XPRESSURE
 from parktwin.hydraulics.epanet_units import SolverNetwork
 from parktwin.hydraulics.network import LinkKind
+from parktwin.hydraulics.state import StepOutcome
 from parktwin.hydraulics.status import link_status, pressure_switch, valve_status
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    converged: np.ndarray      # [B] bool
-    iterations: np.ndarray     # [B] int
-    relative_error: np.ndarray # [B]
-    failed: np.ndarray         # [B] bool: matrix could not be solved (EPANET error 110)
 
 
 @dataclass(frozen=True)

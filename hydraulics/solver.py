@@ -16,7 +16,7 @@ from parktwin.hydraulics.gga import GgaSettings, GradientSolver
 from parktwin.hydraulics.inputs import GRAVITY_MS2, LEAK_DISCHARGE_COEFF, BatchInputs
 from parktwin.hydraulics.network import STATUS_ACTIVE, STATUS_CLOSED, STATUS_OPEN, HeadlossFormula, LinkKind, NetworkArrays
 from parktwin.hydraulics.results import ResultSet, recorded_quantities
-from parktwin.hydraulics.state import HydraulicState, initial_state
+from parktwin.hydraulics.state import HydraulicState, StepOutcome, initial_state
 
 # Snapshot answers are solved one decade past ACCURACY. EPANET's stopping rule (relative flow change below
 # ACCURACY) leaves an answer as far from the solution as its last step: close after a quadratic finish, up
@@ -337,7 +337,7 @@ class HydraulicSolver:
     @staticmethod
     def _merge(st: HydraulicState, outcome, rows: np.ndarray, sub: HydraulicState, sub_outcome):
         """Put the columns of `sub` and their outcome in place of `rows` of the batch."""
-        from parktwin.hydraulics.gga import StepOutcome, put_columns
+        from parktwin.hydraulics.gga import put_columns
         put_columns(st, sub, rows)
         merged = {}
         for f in fields(outcome):

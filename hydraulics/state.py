@@ -14,6 +14,15 @@ from parktwin.hydraulics.epanet_units import QZERO, SolverNetwork
 from parktwin.hydraulics.network import LinkKind, STATUS_ACTIVE, STATUS_CLOSED
 
 
+@dataclass(frozen=True)
+class StepOutcome:
+    """One time step's solve, per scenario (what hydsolve() returns, batched)."""
+    converged: np.ndarray      # [B] bool
+    iterations: np.ndarray     # [B] int
+    relative_error: np.ndarray # [B]
+    failed: np.ndarray         # [B] bool: matrix could not be solved (EPANET error 110)
+
+
 @dataclass
 class HydraulicState:
     head: np.ndarray            # [N, B] ft

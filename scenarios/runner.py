@@ -158,7 +158,7 @@ def run_batch(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions, 
     options = replace(options, result_dtype=np.dtype(float_dtype).name)
     solver = HydraulicSolver(net, options)
     time_s = report_times_s(net, duration_s)
-    chunk = max(int(options.chunk_size), 1)
+    chunk = chunk_rows(net, options, time_s)
     if resume and out_path.exists():
         quality = records_quality(options.record) and bool(quality_attrs(net, duration_s))
         store = ResultStore.open_for_resume(out_path, net.source_sha256, batch.ids, time_s,
@@ -183,7 +183,7 @@ def run_chunks(net: NetworkArrays, batch: ScenarioBatch, options: SolverOptions,
     """Solve the store's pending scenarios chunk by chunk into `store` (anything with pending_rows(),
     write(rows, results) and close(complete)); returns (scenarios solved, whether the store is complete)."""
     time_s = report_times_s(net, duration_s)
-    chunk = max(int(options.chunk_size), 1)
+    chunk = chunk_rows(net, options, time_s)
     finished = False
     n_solved = 0
     # One chunk is written in the background while the next is solved (the solver's compiled kernel
@@ -223,6 +223,26 @@ def _finish(in_flight, progress, n_done: int, total: int, reuse: HydraulicSolver
     if progress is not None:
         progress(n_done + n_rows, total)
     return n_rows
+
+
+# The most one chunk's results may take in memory. A run holds two (one being written, one being filled),
+# so this bounds a run's memory whatever its length: a day of L-Town at 5-minute reports is 4.9 MB per
+# scenario in float32, and 512 scenarios would be 2.5 GB a chunk.
+CHUNK_RESULT_BYTES = 1 << 30
+
+
+def chunk_rows(net: NetworkArrays, options: SolverOptions, time_s: np.ndarray) -> int:
+    """Scenarios per chunk: options.chunk_size, fewer where one chunk's results would pass
+    CHUNK_RESULT_BYTES."""
+    from parktwin.hydraulics.quality import quality_model
+    from parktwin.hydraulics.results import records_quality, recorded_quantities
+    one = ResultSet.allocate(net.node_ids, net.link_ids, time_s, 1, dtype=options.result_dtype, prefill=False,
+                             quantities=recorded_quantities(options.record))
+    per_scenario = sum(getattr(one, f.name).nbytes for f in dataclasses.fields(ResultSet)
+                       if isinstance(getattr(one, f.name), np.ndarray) and f.name not in ("time_s",))
+    if len(time_s) > 1 and records_quality(options.record) and quality_model(net) is not None:
+        per_scenario += len(time_s) * (net.n_nodes + net.n_links) * np.dtype(options.result_dtype).itemsize
+    return max(1, min(int(options.chunk_size), CHUNK_RESULT_BYTES // max(per_scenario, 1)))
 
 
 def _divisor_at_most(n: int, limit: int) -> int | None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from parktwin.hydraulics.epanet_units import SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind
+from parktwin.hydraulics.state import StepOutcome
 
 # The state fields the kernels read or write; any other field (a feature added later) that carries
 # values makes the device solve refuse, naming it (NotImplementedError), rather than ignore it.
@@ -194,7 +195,6 @@ class DeviceGradientSolver:
     def solve(self, st, bad_valve=None, accuracy: float | None = None):
         """One time step for every scenario of `st` (host arrays, updated in place). `bad_valve` is not
         used: the kernel does EPANET's badvalve() rescue itself. `accuracy` overrides the settings'."""
-        from parktwin.hydraulics.gga import StepOutcome
         problem = unsupported_state(st)
         if problem is not None:
             raise NotImplementedError(f"cupy backend: {problem} is not in the device kernels")

@@ -6,15 +6,19 @@ does not carry fall back to the reference path, which supports everything.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from parktwin.hydraulics.coefficients import CLOSED
 from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 from parktwin.hydraulics.state import StepOutcome
+from parktwin.kernels.gga_structs import (BatchArrays, FactorPlan, FusedNetwork, IterationControl, LaneArrays,
+                                          LeakLists, PipeLeakage)
 
 BLOCK = 32   # scenarios per work item: the block's work arrays stay in cache
-_NO_FAVAD = tuple(np.zeros((1, 1)) for _ in range(5))   # no pipe leakage: empty per-scenario lists
+
 
 
 def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | None:
@@ -47,28 +51,33 @@ class FusedGradientSolver:
         kind = sn.kind.astype(np.int64)
         tank_of = np.full(sn.n_nodes, -1, np.int64)
         tank_of[sn.tank_node] = np.arange(len(sn.tank_node))
-        self.net_i = (
-            sn.start.astype(np.int64), sn.end.astype(np.int64), kind, sn.pump_of_link.astype(np.int64),
-            sn.pump_type.astype(np.int64), sn.pump_curve.astype(np.int64), assembler.edge_of_link,
-            assembler.ctl_valves.astype(np.int64), tank_of, self._status_links(sn, tank_of),
-            np.flatnonzero((kind == LinkKind.PRV) | (kind == LinkKind.PSV)),
-        )
-        self.net_f = (
-            sn.minor_ft_per_cfs2.astype(float), assembler.diameter4, np.array([sn.flow_exponent]),
-            sn.pump_h0, sn.pump_r, sn.pump_n, sn.pump_hmax, sn.elevation_ft, sn.emitter_ke.astype(float),
-            sn.tank_hmin_ft, sn.tank_hmax_ft, sn.tank_area_ft2, sn.tank_can_overflow.astype(float),
-        )
+        f64 = partial(np.ascontiguousarray, dtype=np.float64)
+        i64 = partial(np.ascontiguousarray, dtype=np.int64)
+        self.net = FusedNetwork(
+            n_junctions=int(sn.n_junctions), start=i64(sn.start), end=i64(sn.end), kind=kind,
+            pump_of=i64(sn.pump_of_link), pump_type=i64(sn.pump_type), pump_curve=i64(sn.pump_curve),
+            edge_of=i64(assembler.edge_of_link), ctl_valves=i64(assembler.ctl_valves), tank_of=tank_of,
+            status_links=self._status_links(sn, tank_of),
+            prv_psv=i64(np.flatnonzero((kind == LinkKind.PRV) | (kind == LinkKind.PSV))),
+            minor_loss=f64(sn.minor_ft_per_cfs2), diameter4=f64(assembler.diameter4),
+            flow_exponent=float(sn.flow_exponent), pump_h0=f64(sn.pump_h0), pump_r=f64(sn.pump_r),
+            pump_n=f64(sn.pump_n), pump_hmax=f64(sn.pump_hmax), elevation=f64(sn.elevation_ft),
+            emitter_ke=f64(sn.emitter_ke), tank_hmin=f64(sn.tank_hmin_ft), tank_hmax=f64(sn.tank_hmax_ft),
+            tank_area=f64(sn.tank_area_ft2), tank_overflow=f64(sn.tank_can_overflow),
+            curve_x=f64(sn.curve_x), curve_y=f64(sn.curve_y), curve_offset=i64(sn.curve_offset))
         plan = assembler.plan
-        self.plan_i = (plan.perm, plan.edge_slot, plan.col_ptr, plan.row_idx, plan.op_ptr, plan.op_target,
-                       plan.op_a, plan.op_b, plan.op_pivot)
+        self.plan = FactorPlan(perm=plan.perm, edge_slot=plan.edge_slot, col_ptr=plan.col_ptr, row_idx=plan.row_idx,
+                               op_ptr=plan.op_ptr, op_target=plan.op_target, op_a=plan.op_a, op_b=plan.op_b,
+                               op_pivot=plan.op_pivot, nslots=int(plan.nslots))
         self.nslots = int(plan.nslots)
-        self.curves = (sn.curve_x, sn.curve_y, sn.curve_offset.astype(np.int64))
         self.power_pumps = [(k, p, 1.0 if abs(sn.pump_n[p] - 1.0) < TINY else sn.pump_n[p])
                             for p, k in enumerate(sn.pump_link) if sn.pump_type[p] in (PumpCurveKind.POWER_FUNC,
                                                                                       PumpCurveKind.CONST_HP)]
-        self.ctrl = (settings.accuracy, float(settings.max_trials), float(settings.check_frequency),
-                     float(settings.max_check), settings.damp_limit, sn.emitter_qexp,
-                     1.0 if sn.emitter_backflow else 0.0)
+        self.ctrl = IterationControl(
+            accuracy=float(settings.accuracy), max_trials=float(settings.max_trials),
+            check_frequency=float(settings.check_frequency), max_check=float(settings.max_check),
+            damp_limit=float(settings.damp_limit), emitter_exponent=float(sn.emitter_qexp),
+            emitter_backflow=1.0 if sn.emitter_backflow else 0.0)
         self.rescue = assembler  # only for its valve list via the reference badvalve()
 
     @staticmethod
@@ -123,7 +132,7 @@ class FusedGradientSolver:
 
     def solve(self, st, bad_valve, accuracy: float | None = None):
         s = self.settings
-        ctrl = self.ctrl if accuracy is None else (float(accuracy), *self.ctrl[1:])
+        ctrl = self.ctrl if accuracy is None else self.ctrl._replace(accuracy=float(accuracy))
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
         lanes = _Lanes(st.batch_size, s.check_frequency)
         lanes.state[lanes.iters > max_total] = 1
@@ -154,7 +163,8 @@ class FusedGradientSolver:
             lanes.powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
         q_pow, speed_pow = lanes.powers
         if st.favad_cfa is None:
-            fav, fav_ptr, fav_node = _NO_FAVAD, np.zeros(batch + 1, np.int64), np.zeros(0, np.int64)
+            none = np.zeros((1, 1))     # no pipe leakage: empty per-scenario lists
+            favad = PipeLeakage(none, none, none, none, none, np.zeros(batch + 1, np.int64), np.zeros(0, np.int64))
         else:
             if lanes.favad is None or lanes.favad[0] is not st.favad_cfa:
                 # the junctions that leak, per scenario (junction ascending), as for the orifice leaks
@@ -164,16 +174,19 @@ class FusedGradientSolver:
             _, fav_ptr, fav_node, variable, v_pow = lanes.favad
             # the variable-area power by numpy, as the reference path takes it (hydraulics.leakage)
             v_pow[variable] = np.power(np.abs(st.favad_qva[variable]), 2.0 / 3.0 - 1.0)
-            fav = (st.favad_cfa, st.favad_cva, st.favad_qfa, st.favad_qva, v_pow)
+            favad = PipeLeakage(st.favad_cfa, st.favad_cva, st.favad_qfa, st.favad_qva, v_pow, fav_ptr, fav_node)
         live_cols = np.flatnonzero(lanes.state == 0).astype(np.int64)
         self._powers(st, q_pow, speed_pow, live_cols)
         n_workers = max(1, min(-(-len(live_cols) // BLOCK), numba.get_num_threads()))
-        self.kernel(self.sn.n_junctions, self.net_i, self.net_f, *self.curves, self.plan_i, self.nslots,
-                    ctrl, BLOCK, n_workers, st.flow, q_pow, speed_pow, st.head, st.status, st.setting,
-                    np.ascontiguousarray(st.resistance), st.emitter_flow, st.leak_flow, st.leak_ke,
-                    st.demand_flow, st.node_outflow, lanes.state, lanes.iters, lanes.next_check, lanes.relax,
-                    lanes.relerr, lanes.converged, lanes.bad, lanes.leaks[1], lanes.leaks[2], live_cols,
-                    fav, fav_ptr, fav_node, self._workspace(n_workers))
+        batch_arrays = BatchArrays(
+            flow=st.flow, q_pow=q_pow, speed_pow=speed_pow, head=st.head, status=st.status, setting=st.setting,
+            resistance=np.ascontiguousarray(st.resistance), emitter_flow=st.emitter_flow, leak_flow=st.leak_flow,
+            leak_ke=st.leak_ke, demand_flow=st.demand_flow, node_outflow=st.node_outflow)
+        lane_arrays = LaneArrays(state=lanes.state, iters=lanes.iters, next_check=lanes.next_check,
+                                 relax=lanes.relax, relerr=lanes.relerr, converged=lanes.converged,
+                                 bad_node=lanes.bad)
+        self.kernel(self.net, self.plan, ctrl, batch_arrays, lane_arrays, LeakLists(lanes.leaks[1], lanes.leaks[2]),
+                    favad, live_cols, BLOCK, n_workers, self._workspace(n_workers))
 
 
 class _Lanes:

@@ -104,15 +104,15 @@ def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo,
 
 
 @nb.njit(cache=True)
-def _coefficients(net_i, net_f, cx, cy, c_off, flow, q_pow, speed_pow, status, setting, resist, r_cols,
-                  cols, w, p, y):
+def _coefficients(net, flow, q_pow, speed_pow, status, setting, resist, r_cols, cols, w, p, y):
     """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w].
 
     flow and status are the block's own copies [L, w] (lane-indexed); q_pow, speed_pow, setting and
     resist are the batch's arrays, indexed by the scenario column cols[lane]."""
-    start, kind, pump_of, pump_type, pump_curve = net_i[0], net_i[2], net_i[3], net_i[4], net_i[5]
-    km, diam4, hexp = net_f[0], net_f[1], net_f[2][0]
-    pump_h0, pump_r, pump_n = net_f[3], net_f[4], net_f[5]
+    start, kind, pump_of, pump_type, pump_curve = net.start, net.kind, net.pump_of, net.pump_type, net.pump_curve
+    km, diam4, hexp = net.minor_loss, net.diameter4, net.flow_exponent
+    pump_h0, pump_r, pump_n = net.pump_h0, net.pump_r, net.pump_n
+    cx, cy, c_off = net.curve_x, net.curve_y, net.curve_offset
     n_links = start.shape[0]
     for k in range(n_links):
         kk = kind[k]

@@ -36,15 +36,15 @@ def _favad(q, c, n_inv, q_pow):
 
 
 @nb.njit(cache=True)
-def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
-              qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node, fav, fav_ptr, fav_node):
+def _assemble(net, flow, head, status, setting, emitter_flow, leak_flow, leak_ke, demand_flow,
+              qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node, favad):
     """matrixcoeffs() for the block: links, emitters, leaks, demands, then PRV/PSV/FCV in valve order.
 
     flow, head and status are the block's copies (lane-indexed); the rest are the batch's arrays, indexed
     by the scenario column cols[lane]."""
-    start, end, edge_of, ctl = net_i[0], net_i[1], net_i[6], net_i[7]
-    kind = net_i[2]
-    km, el, ke = net_f[0], net_f[7], net_f[8]
+    nj = net.n_junctions
+    start, end, edge_of, ctl, kind = net.start, net.end, net.edge_of, net.ctl_valves, net.kind
+    km, el, ke = net.minor_loss, net.elevation, net.emitter_ke
     aii[:, :w] = 0.0
     aij[:, :w] = 0.0
     f[:, :w] = 0.0
@@ -94,8 +94,9 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
             aii[j, lane] += 1.0 / hg
             f[j, lane] += (hl + el[j]) / hg
             xflow[j, lane] += -q
-    # Pipe leakage (leakage.c leakagecoeffs()): fav = (cfa, cva, qfa, qva) [Nj, B], listed per scenario.
-    fca, fcv, fqa, fqv, fpow = fav
+    # Pipe leakage (leakage.c leakagecoeffs()), its junctions listed per scenario.
+    fca, fcv, fqa, fqv, fpow = favad.cfa, favad.cva, favad.qfa, favad.qva, favad.va_pow
+    fav_ptr, fav_node = favad.ptr, favad.node
     for lane in range(w):
         b = cols[lane]
         for i in range(fav_ptr[b], fav_ptr[b + 1]):
@@ -175,16 +176,18 @@ def _assemble(nj, net_i, net_f, flow, head, status, setting, emitter_flow, leak_
 
 
 @nb.njit(cache=True)
-def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
+def _new_flows(net, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, backflow,
                relax, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum, leak_ptr, leak_node,
-               fav, fav_ptr, fav_node, fav_ok):
+               favad, fav_ok):
     """newflows() for the live lanes: link, emitter and leak flow updates; err = relative change.
     flow, head and status are the block's copies (lane-indexed), as in _assemble.
 
     Links outermost and lanes innermost (contiguous memory); the per-lane sums still add link by link,
     in the reference path's order."""
-    start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
-    el, ke = net_f[7], net_f[8]
+    nj = net.n_junctions
+    start, end, kind, pump_of, pump_type = net.start, net.end, net.kind, net.pump_of, net.pump_type
+    el, ke = net.elevation, net.emitter_ke
+    fav_ptr, fav_node = favad.ptr, favad.node
     n_nodes = node_outflow.shape[0]
     for lane in range(w):
         qsum[lane] = 0.0
@@ -242,7 +245,7 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
             qs += abs(q - dl)
             dqs += abs(dl)
         # pipe leakage: leakageflowchange() per junction, then leakagehasconverged() at the new heads
-        fca, fcv, fqa, fqv, fpow = fav
+        fca, fcv, fqa, fqv, fpow = favad.cfa, favad.cva, favad.qfa, favad.qva, favad.va_pow
         ok = True
         for i in range(fav_ptr[b], fav_ptr[b + 1]):
             j = fav_node[i]
@@ -270,10 +273,10 @@ def _new_flows(nj, net_i, net_f, flow, head, status, emitter_flow, leak_flow, le
 
 
 @nb.njit(cache=True)
-def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
+def _valve_status(net, flow, head, status, setting, cols, w, only, changed):
     """valvestatus(): PRVs and PSVs with a setting (flow, head, status: the block's copies)."""
-    start, end, kind, prv_psv = net_i[0], net_i[1], net_i[2], net_i[10]
-    km, el = net_f[0], net_f[7]
+    start, end, kind, prv_psv = net.start, net.end, net.kind, net.prv_psv
+    km, el = net.minor_loss, net.elevation
     if not only[:w].any():
         return
     for i in range(prv_psv.shape[0]):
@@ -326,13 +329,13 @@ def _valve_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, 
 
 
 @nb.njit(cache=True)
-def _link_status(nj, net_i, net_f, flow, head, status, setting, cols, w, only, changed):
+def _link_status(net, flow, head, status, setting, cols, w, only, changed):
     """linkstatus(): check valves, pumps, FCVs, links into full or empty tanks (flow, head, status: the
     block's copies)."""
-    start, end, kind, pump_of, pump_type = net_i[0], net_i[1], net_i[2], net_i[3], net_i[4]
-    tank_of, status_links = net_i[8], net_i[9]
-    km, pump_hmax = net_f[0], net_f[6]
-    tank_hmin, tank_hmax, tank_area, tank_over = net_f[9], net_f[10], net_f[11], net_f[12]
+    start, end, kind, pump_of, pump_type = net.start, net.end, net.kind, net.pump_of, net.pump_type
+    tank_of, status_links = net.tank_of, net.status_links
+    km, pump_hmax = net.minor_loss, net.pump_hmax
+    tank_hmin, tank_hmax, tank_area, tank_over = net.tank_hmin, net.tank_hmax, net.tank_area, net.tank_overflow
     if not only[:w].any():
         return
     # Only check valves, pumps, FCVs and links to tanks can change here; the caller lists them.
@@ -414,21 +417,28 @@ def _scatter(block_rows, cols, w, stop_row, batch_rows):
 
 
 @nb.njit(cache=True, parallel=True, nogil=True)
-def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_workers,
-            flow, q_pow, speed_pow, head, status, setting, resist, emitter_flow, leak_flow, leak_ke,
-            demand_flow, node_outflow, lane_state, iters, next_check, relax, relerr, converged, bad_node_out,
-            leak_ptr, leak_node, live_cols, fav, fav_ptr, fav_node, workspace):
-    """One hydsolve() iteration for every running lane (lane_state 0); finished lanes get state 1.
-
-    ctrl = (accuracy, max_trials, check_frequency, max_check, damp_limit, qexp, backflow).
-    Lanes whose matrix fails get bad_node_out >= 0 and are left for the caller's badvalve() rescue.
-    fav = (cfa, cva, qfa, qva, |qva|^(-1/3)) [Nj, B] of EPANET 2.3's pipe leakage, its junctions listed per
-    scenario in fav_ptr / fav_node (empty lists where nothing leaks that way).
+def iterate(net, plan, ctrl, batch, lanes, leaks, favad, live_cols, block, n_workers, workspace):
+    """One hydsolve() iteration for every running lane (lanes.state 0, in live_cols); finished lanes get
+    state 1. The arguments are the NamedTuples of kernels.gga_structs: the network (FusedNetwork), the
+    factorisation plan (FactorPlan), EPANET's options (IterationControl), the batch's state (BatchArrays),
+    the per-scenario counters (LaneArrays), the orifice leaks (LeakLists) and the pipe leakage
+    (PipeLeakage, empty lists where nothing leaks that way).
+    Lanes whose matrix fails get lanes.bad_node >= 0 and are left for the caller's badvalve() rescue.
     workspace: [>= n_workers, workspace_size(...)] float64, reused from call to call.
     """
-    perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b, op_pivot = plan_i
-    accuracy, max_trials, check_freq, max_check, damp_limit, qexp, backflow_f = ctrl
-    backflow = backflow_f > 0.5
+    nj = net.n_junctions
+    perm, edge_slot, col_ptr, row_idx = plan.perm, plan.edge_slot, plan.col_ptr, plan.row_idx
+    op_ptr, op_target, op_a, op_b, op_pivot, nslots = (plan.op_ptr, plan.op_target, plan.op_a, plan.op_b,
+                                                       plan.op_pivot, plan.nslots)
+    accuracy, max_trials, check_freq = ctrl.accuracy, ctrl.max_trials, ctrl.check_frequency
+    max_check, damp_limit, qexp = ctrl.max_check, ctrl.damp_limit, ctrl.emitter_exponent
+    backflow = ctrl.emitter_backflow > 0.5
+    flow, q_pow, speed_pow, head, status = batch.flow, batch.q_pow, batch.speed_pow, batch.head, batch.status
+    setting, resist, emitter_flow, leak_flow = batch.setting, batch.resistance, batch.emitter_flow, batch.leak_flow
+    leak_ke, demand_flow, node_outflow = batch.leak_ke, batch.demand_flow, batch.node_outflow
+    lane_state, iters, next_check, relax = lanes.state, lanes.iters, lanes.next_check, lanes.relax
+    relerr, converged, bad_node_out = lanes.relerr, lanes.converged, lanes.bad_node
+    leak_ptr, leak_node = leaks.ptr, leaks.node
     n_links = flow.shape[0]
     n_nodes = head.shape[0]
     n_edges = edge_slot.shape[0]
@@ -487,11 +497,9 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
             # Junction heads are not read before the solve writes them: only the fixed grades come in.
             _gather(head, cols, w, nj, head_b)
             _gather(status, cols, w, 0, status_b)
-            _coefficients(net_i, net_f, cx, cy, c_off, flow_b, q_pow, speed_pow, status_b, setting, resist,
-                          r_cols, cols, w, p, y)
-            _assemble(nj, net_i, net_f, flow_b, head_b, status_b, setting, emitter_flow, leak_flow, leak_ke,
-                      demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node,
-                      fav, fav_ptr, fav_node)
+            _coefficients(net, flow_b, q_pow, speed_pow, status_b, setting, resist, r_cols, cols, w, p, y)
+            _assemble(net, flow_b, head_b, status_b, setting, emitter_flow, leak_flow, leak_ke,
+                      demand_flow, qexp, backflow, cols, w, p, y, aii, aij, f, xflow, leak_ptr, leak_node, favad)
             values = values_buf[:nslots * w].reshape((nslots, w))
             work = work_buf[:nj * w].reshape((nj, w))
             first = first_buf[:w]
@@ -517,9 +525,9 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                     row[lane] = work[j, lane] if live[lane] else head[perm[j], cols[lane]]
             for lane in range(w):
                 rnow[lane] = relax[cols[lane]] if live[lane] else 0.0
-            _new_flows(nj, net_i, net_f, flow_b, head_b, status_b, emitter_flow, leak_flow, leak_ke, qexp,
+            _new_flows(net, flow_b, head_b, status_b, emitter_flow, leak_flow, leak_ke, qexp,
                        backflow, rnow, cols, w, p, y, live, node_outflow, accuracy, err, qsum, dqsum,
-                       leak_ptr, leak_node, fav, fav_ptr, fav_node, fav_ok)
+                       leak_ptr, leak_node, favad, fav_ok)
             for lane in range(w):
                 b = cols[lane]
                 vchanged[lane] = False
@@ -532,12 +540,12 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                         chk[lane] = err[lane] <= damp_limit
                         if chk[lane]:
                             relax[b] = 0.6
-            _valve_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, vchanged)
+            _valve_status(net, flow_b, head_b, status_b, setting, cols, w, chk, vchanged)
             for lane in range(w):
                 b = cols[lane]
                 conv = live[lane] and err[lane] <= accuracy and fav_ok[lane]
                 chk[lane] = conv and not (iters[b] > max_trials)
-            _link_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
+            _link_status(net, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
             for lane in range(w):
                 b = cols[lane]
                 if not live[lane]:
@@ -558,7 +566,7 @@ def iterate(nj, net_i, net_f, cx, cy, c_off, plan_i, nslots, ctrl, block, n_work
                     lane_state[b] = 1
             for lane in range(w):
                 lchanged[lane] = False
-            _link_status(nj, net_i, net_f, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
+            _link_status(net, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
             for lane in range(w):
                 b = cols[lane]
                 if chk[lane]:

@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved runs of each side")
     ap.add_argument("--check-scenarios", type=int, default=5, help="scenarios compared before timing (0: none)")
     ap.add_argument("--tolerance-m", type=float, default=1e-3, help="largest head difference the check accepts")
+    ap.add_argument("--record", default=None,
+                    help="passed to the timed `parktwin run`s (e.g. head,flow: what the EPANET loop reads); default all")
     args = ap.parse_args(argv)
     if min(args.scenarios, args.repeats) < 1 or args.duration < 0:
         ap.error("--scenarios and --repeats must be >= 1, --duration >= 0")
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
         # Interleaved, so that neither side gets a quieter or a warmer machine: ParkTwin, EPANET, ParkTwin,
         # EPANET; each side's rate is the mean of its runs.
         for _ in range(args.repeats):
-            pt_runs.append(run_parktwin(table, out))
+            pt_runs.append(run_parktwin(table, out, () if args.record is None else ("--record", args.record)))
             size_gib = out.stat().st_size / 1024 ** 3
             pt_converged = converged_count(out)
             out.unlink()
@@ -158,7 +160,7 @@ def main(argv=None) -> int:
           f" unconverged {toolkit['unbalanced']} of {n_tk})")
     print(f"parktwin run    backend {args.backend}, chunk {args.chunk_size}, {os.cpu_count()} cores: {args.scenarios}"
           f" scenarios in {seconds:.2f} s (mean of {', '.join(f'{x:.2f}' for x in pt_runs)}; whole process,"
-          f" HDF5 {size_gib:.2f} GiB) = {_r(pt_rate)} scenarios/s; unconverged {args.scenarios - pt_converged}"
+          f" HDF5 {size_gib:.2f} GiB, recording {args.record or 'everything'}) = {_r(pt_rate)} scenarios/s; unconverged {args.scenarios - pt_converged}"
           f" of {args.scenarios}; peak memory {peak_gib:.2f} GiB")
     print(f"ratio           {ratio:.2f}x the toolkit loop")
     checked = "" if check is None else f"; heads within {check['head_m']:.1e} m of EPANET on {check['compared']}"

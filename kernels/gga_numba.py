@@ -416,6 +416,16 @@ def _scatter(block_rows, cols, w, stop_row, batch_rows):
             target[cols[lane]] = source[lane]
 
 
+@nb.njit(cache=True, inline="always")
+def _scatter_lanes(block_rows, cols, w, stop_row, batch_rows, lanes):
+    """_scatter() of the lanes where `lanes` is true."""
+    for i in range(stop_row):
+        source, target = block_rows[i], batch_rows[i]
+        for lane in range(w):
+            if lanes[lane]:
+                target[cols[lane]] = source[lane]
+
+
 @nb.njit(cache=True, parallel=True, nogil=True)
 def iterate(net, plan, ctrl, batch, lanes, leaks, favad, live_cols, block, n_workers, workspace):
     """One hydsolve() iteration for every running lane (lanes.state 0, in live_cols); finished lanes get
@@ -564,17 +574,26 @@ def iterate(net, plan, ctrl, batch, lanes, leaks, favad, live_cols, block, n_wor
                     iters[b] += 1
                 else:
                     lane_state[b] = 1
+            status_moved = False
             for lane in range(w):
+                status_moved = status_moved or vchanged[lane] or lchanged[lane]
                 lchanged[lane] = False
             _link_status(net, flow_b, head_b, status_b, setting, cols, w, chk, lchanged)
             for lane in range(w):
                 b = cols[lane]
+                status_moved = status_moved or lchanged[lane]
                 if chk[lane]:
                     next_check[b] += check_freq
-            # Back to the batch: junction heads (fixed-grade heads are inputs), flows and statuses.
+            # Back to the batch: flows; statuses where one changed. Junction heads only of the scenarios
+            # that stop here or run past TRIALS (where the caller may stop them): a running scenario's next
+            # trial solves its heads afresh before reading them. Fixed-grade heads are inputs.
             _scatter(flow_b, cols, w, 0, flow)
-            _scatter(head_b, cols, w, nj, head)
-            _scatter(status_b, cols, w, 0, status)
+            for lane in range(w):
+                b = cols[lane]
+                vchanged[lane] = lane_state[b] == 1 or iters[b] > max_trials
+            _scatter_lanes(head_b, cols, w, nj, head, vchanged)
+            if status_moved:
+                _scatter(status_b, cols, w, 0, status)
 
 
 def workspace_size(n_links: int, n_nodes: int, n_junctions: int, n_edges: int, nslots: int, block: int) -> int:

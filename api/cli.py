@@ -102,7 +102,8 @@ def _record(record: str | None):
 
 
 CPU_CHUNK, DEVICE_CHUNK = 512, 65536
-CHUNK_HELP = f"scenarios solved together (default {CPU_CHUNK}; {DEVICE_CHUNK:,} on cupy, whose device takes them in slices that fit its memory)"
+CHUNK_HELP = (f"scenarios solved together (default {CPU_CHUNK}; {DEVICE_CHUNK:,} on cupy, whose device takes them in "
+              f"slices that fit its memory); fewer where one chunk's results would pass 1 GiB")
 
 
 def _chunk(chunk_size: int | None, backend: "Backend") -> int:

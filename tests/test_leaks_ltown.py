@@ -62,3 +62,30 @@ def test_ltown_leak_scenarios_match_epanet(tmp_path):
     p = res.pressure_m[np.arange(N_SCENARIOS), 0, ni[np.flatnonzero(np.isin(node_ids, junction_ids))][junction]]
     expected = 0.75 * area * np.sqrt(2 * 9.81 * np.maximum(p, 0.0))
     np.testing.assert_allclose(leak, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_warm_leaks_start_at_their_orifice_flow_and_end_at_the_cold_answer():
+    """A warm-started leak starts at sqrt(p / Ke) at the base case's pressure (not inithyd()'s 1 cfs):
+    fewer trials, the same answer as a cold solve."""
+    from parktwin.hydraulics.compile import load_network
+    from parktwin.hydraulics.inputs import BatchInputs
+    from parktwin.hydraulics.solver import HydraulicSolver, SolverOptions
+    net = load_network(LTOWN)
+    rng = np.random.default_rng(11)
+    n, nj = 64, net.n_junctions
+    leak = np.zeros((n, nj))
+    leak[np.arange(n), rng.integers(0, nj, n)] = rng.uniform(2e-5, 5e-4, n)
+    inputs = BatchInputs(batch_size=n, leak_area_m2=leak)
+    solver = HydraulicSolver(net, SolverOptions(backend="numba", accuracy=1e-5))
+    assert solver.base_flows() is not None, "L-Town warm-starts"
+    st = solver._initial(inputs, np.repeat(solver.base_flows(), n, axis=1))
+    j, b = np.nonzero(st.leak_ke)
+    np.testing.assert_allclose(st.leak_flow[j, b], np.sqrt(np.maximum(solver._base_pressure_ft[j, 0], 0) / st.leak_ke[j, b]))
+    warm = solver.snapshot(inputs)
+    warm_trials = solver.last_outcome.iterations.copy()
+    cold = solver.snapshot(inputs, warm=False)
+    cold_trials = solver.last_outcome.iterations.copy()
+    assert warm.converged.all() and cold.converged.all()
+    np.testing.assert_allclose(warm.head_m, cold.head_m, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(warm.leak_m3s, cold.leak_m3s, rtol=1e-4, atol=1e-8)
+    assert warm_trials.mean() < 0.5 * cold_trials.mean(), (warm_trials.mean(), cold_trials.mean())

@@ -18,10 +18,10 @@ import numpy as np
 
 from parktwin.hydraulics.network import LinkKind
 from parktwin.hydraulics.units_tables import M_PER_FT
+from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
 
 C_ORIFICE = 4.8149766e-6    # 0.6 sqrt(2 g) in ft^0.5/s, times m² per mm² (leakage.c)
 Q_START_CFS = 0.001         # init_node_leakage(): the solver needs a nonzero starting flow
-QTOL_CFS = 0.0001           # leakagehasconverged()
 MM2_PER_M2 = 1e6
 
 
@@ -155,7 +155,7 @@ def converged(st, pj) -> np.ndarray:
     qref[at] += (h[at] / cva[at]) ** 1.5
     qref = np.where(pj > 0.0, qref, 0.0)
     leaks = (cfa != 0.0) | (cva != 0.0)
-    bad = leaks & (np.abs(qref - (st.favad_qfa + st.favad_qva)) > QTOL_CFS)
+    bad = leaks & (np.abs(qref - (st.favad_qfa + st.favad_qva)) > LEAKAGE_QTOL)
     return ~bad.any(axis=0)
 
 

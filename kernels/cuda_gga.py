@@ -17,8 +17,10 @@ import math
 
 from numba import cuda
 
+from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
 from parktwin.kernels.ldl_xp import PIVOT_ROUNDOFF
-from parktwin.kernels.cuda_laws import emitter_law, link_law, pump_status, safe_pow, tank_block, valve_law
+from parktwin.kernels.cuda_laws import (emitter_law, link_law, pipe_leak_law, pump_status, safe_pow, tank_block,
+                                        valve_law)
 from parktwin.kernels.gga_laws import (ACTIVE, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                        QTOL, TEMPCLOSED, XFCV, XHEAD, XPRESSURE)
 
@@ -26,7 +28,6 @@ from parktwin.kernels.gga_laws import (ACTIVE, CBIG, CLOSED, CONST_HP, CVPIPE, F
 # C_FAVAD: 1 when the state carries EPANET 2.3's pipe leakage (the fav_* arrays are [Nj, B]; else [1, 1] unread).
 C_HEXP, C_ACCURACY, C_MAX_TRIALS, C_CHECK_FREQ, C_MAX_CHECK, C_MAX_TOTAL, C_DAMP, C_QEXP, C_BACKFLOW, C_FAVAD = range(10)
 N_CTRL = 10
-FAVAD_QTOL = 0.0001     # leakage.c leakagehasconverged(), cfs (kernels.gga_numba.FAVAD_QTOL)
 # Rows of the packed per-link int table `link_i` and float table `link_f`, per-pump and per-tank tables.
 LI_START, LI_END, LI_KIND, LI_EDGE, LI_PUMP = range(5)
 LF_KM, LF_DIAM4 = range(2)
@@ -36,26 +37,13 @@ TF_HMIN, TF_HMAX, TF_AREA, TF_OVERFLOW = range(4)
 
 
 @cuda.jit(device=True, inline=True)
-def _favad(q, c, n_inv, q_pow):
-    """leakage.c eval_leak_headloss() with its lower barrier (kernels.gga_numba._favad); 0, 0 where the
-    junction has no such leak. q_pow = |q|^(1/n - 1)."""
-    if c == 0.0:
-        return 0.0, 0.0
-    grad = n_inv * c * q_pow
-    loss = grad * q / n_inv
-    a = 1.0e9 * q
-    bb = math.sqrt(a * a + 1.0e-6)
-    return loss + (a - bb) / 2.0, grad + (1.0e9 / 2.0) * (1.0 - a / bb)
-
-
-@cuda.jit(device=True, inline=True)
 def _favad_pair(j, b, fav_cfa, fav_cva, fav_qfa, fav_qva):
     """(hfa, gfa, hva, gva) of junction j's fixed- and variable-area pipe leaks, as gga_numba takes them:
     the variable-area power |qva|^(2/3 - 1) from the flow at the iteration's start."""
     qa, qv, cv = fav_qfa[j, b], fav_qva[j, b], fav_cva[j, b]
     vpow = safe_pow(abs(qv), 2.0 / 3.0 - 1.0) if cv != 0.0 else 0.0
-    hfa, gfa = _favad(qa, fav_cfa[j, b], 2.0, abs(qa))
-    hva, gva = _favad(qv, cv, 2.0 / 3.0, vpow)
+    hfa, gfa = pipe_leak_law(qa, fav_cfa[j, b], 2.0, abs(qa))
+    hva, gva = pipe_leak_law(qv, cv, 2.0 / 3.0, vpow)
     return hfa, gfa, hva, gva
 
 
@@ -307,7 +295,7 @@ def _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, rb, fl
                     qref = math.sqrt(pj / fav_cfa[j, b])
                 if fav_cva[j, b] > 0.0:
                     qref += math.pow(pj / fav_cva[j, b], 1.5)
-            if abs(qref - (fav_qfa[j, b] + fav_qva[j, b])) > FAVAD_QTOL:
+            if abs(qref - (fav_qfa[j, b] + fav_qva[j, b])) > LEAKAGE_QTOL:
                 ok = False
     return (dqs / qs if qs > accuracy else dqs), ok
 

@@ -12,43 +12,16 @@ import math
 
 from numba import cuda
 
+from parktwin.kernels import scalar_laws
+
 from parktwin.kernels.gga_laws import (BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUSTOM, HTOL, NOCURVE, OPEN, PBV,
                                        PIPE, PUMP, RQTOL, TCV, TEMPCLOSED, TINY, XHEAD)
 
 
-@cuda.jit(device=True, inline=True)
-def valve_law(q, status, km):
-    """valvecoeff(): (P, Y) of an open or closed valve with minor-loss coefficient km."""
-    if status <= CLOSED:
-        return 1.0 / CBIG, q
-    if km > 0.0:
-        hgrad = 2.0 * km * abs(q)
-        if hgrad < RQTOL:
-            hgrad = RQTOL / 2.0
-            hloss = q * hgrad
-        else:
-            hloss = q * hgrad / 2.0
-        return 1.0 / hgrad, hloss / hgrad
-    return 1.0 / CSMALL, q
-
-
-@cuda.jit(device=True, inline=True)
-def emitter_law(ke, qexp, q, backflow):
-    """emitterheadloss() with exponent 2 (q = C p^0.5): (head loss, gradient)."""
-    ke = max(CSMALL, ke)
-    hgrad = qexp * ke * abs(q)
-    if hgrad < RQTOL:
-        hgrad = RQTOL / qexp
-        hloss = hgrad * q
-    else:
-        hloss = hgrad * q / qexp
-    if not backflow:
-        # EMITTER BACKFLOW NO: a smooth barrier that stops flow into the network.
-        a = 1.0e9 * q
-        b = math.sqrt(a * a + 1.0e-6)
-        hloss = hloss + (a - b) / 2.0
-        hgrad = hgrad + (1.0e9 / 2.0) * (1.0 - a / b)
-    return hloss, hgrad
+# Written once in kernels.scalar_laws, compiled here for the device and in kernels.gga_laws for the CPU.
+valve_law = cuda.jit(device=True, inline=True)(scalar_laws.valve)
+emitter_law = cuda.jit(device=True, inline=True)(scalar_laws.emitter)
+pipe_leak_law = cuda.jit(device=True, inline=True)(scalar_laws.pipe_leak)
 
 
 @cuda.jit(device=True, inline=True)
@@ -235,5 +208,5 @@ def pump_status(s, gain, q, sv, pump_type, hmax):
     return XHEAD if gain > sv * sv * hmax + HTOL else OPEN
 
 
-__all__ = ["valve_law", "emitter_law", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
+__all__ = ["valve_law", "emitter_law", "pipe_leak_law", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
            "tank_block", "pump_status", "safe_pow"]

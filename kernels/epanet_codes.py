@@ -15,6 +15,9 @@ HTOL = 0.0005        # head tolerance of the status checks (ft)
 QTOL = 0.0001        # flow tolerance of the status checks (cfs)
 RQTOL = 1.0e-7       # smallest head-loss gradient (low-flow linearisation)
 
+# leakage.c
+LEAKAGE_QTOL = 0.0001   # leakagehasconverged(): a junction's pipe leakage within this of its law (cfs)
+
 # StatusType
 XHEAD, TEMPCLOSED, CLOSED, OPEN, ACTIVE, XFLOW, XFCV, XPRESSURE = range(8)
 

@@ -8,42 +8,18 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from parktwin.kernels import scalar_laws
+
 from parktwin.kernels.epanet_codes import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUSTOM,  # noqa: F401
                                            CVPIPE, FCV, GPV, HTOL, NOCURVE, OPEN, PBV, PCV, PIPE, POWER_FUNC,
                                            PRV, PSV, PUMP, QTOL, QZERO, RQTOL, TCV, TEMPCLOSED, TINY, XFCV,
                                            XFLOW, XHEAD, XPRESSURE)
 
 
-@nb.njit(cache=True, inline="always")
-def _valve(q, status, km):
-    if status <= CLOSED:
-        return 1.0 / CBIG, q
-    if km > 0.0:
-        hgrad = 2.0 * km * abs(q)
-        if hgrad < RQTOL:
-            hgrad = RQTOL / 2.0
-            hloss = q * hgrad
-        else:
-            hloss = q * hgrad / 2.0
-        return 1.0 / hgrad, hloss / hgrad
-    return 1.0 / CSMALL, q
-
-
-@nb.njit(cache=True, inline="always")
-def _emitter(ke, qexp, q, backflow):
-    ke = max(CSMALL, ke)
-    hgrad = qexp * ke * abs(q)   # qexp is 2 on the fast path: |q|^(qexp-1) = |q|
-    if hgrad < RQTOL:
-        hgrad = RQTOL / qexp
-        hloss = hgrad * q
-    else:
-        hloss = hgrad * q / qexp
-    if not backflow:
-        a = 1.0e9 * q
-        b = np.sqrt(a * a + 1.0e-6)
-        hloss = hloss + (a - b) / 2.0
-        hgrad = hgrad + (1.0e9 / 2.0) * (1.0 - a / b)
-    return hloss, hgrad
+# Written once in kernels.scalar_laws, compiled here for the CPU and in kernels.cuda_laws for the device.
+_valve = nb.njit(cache=True, inline="always")(scalar_laws.valve)
+_emitter = nb.njit(cache=True, inline="always")(scalar_laws.emitter)
+_pipe_leak = nb.njit(cache=True, inline="always")(scalar_laws.pipe_leak)
 
 
 @nb.njit(cache=True, inline="always")

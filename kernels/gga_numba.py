@@ -13,26 +13,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
 from parktwin.kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                QTOL, TEMPCLOSED, TINY, XFCV, XHEAD, XPRESSURE, _coefficients, _emitter,
-                               _valve)
+                               _pipe_leak, _valve)
 from parktwin.kernels.ldl_numba import _factor_block, _substitute_block
-
-FAVAD_QTOL = 0.0001     # leakage.c leakagehasconverged(), cfs
-
-
-@nb.njit(cache=True, inline="always")
-def _favad(q, c, n_inv, q_pow):
-    """leakage.c eval_leak_headloss() with its lower barrier; 0, 0 where the junction has no such leak.
-    q_pow = |q|^(1/n - 1), by numpy as in the reference path (the variable-area exponent is not an integer)."""
-    if c == 0.0:
-        return 0.0, 0.0
-    grad = n_inv * c * q_pow
-    loss = grad * q / n_inv
-    a = 1.0e9 * q
-    b = np.sqrt(a * a + 1.0e-6)
-    return loss + (a - b) / 2.0, grad + (1.0e9 / 2.0) * (1.0 - a / b)
-
 
 
 @nb.njit(cache=True)
@@ -101,8 +86,8 @@ def _assemble(net, flow, head, status, setting, emitter_flow, leak_flow, leak_ke
         b = cols[lane]
         for i in range(fav_ptr[b], fav_ptr[b + 1]):
             j = fav_node[i]
-            hfa, gfa = _favad(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
-            hva, gva = _favad(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
+            hfa, gfa = _pipe_leak(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
+            hva, gva = _pipe_leak(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
             if gfa > 0.0:
                 aii[j, lane] += 1.0 / gfa
                 f[j, lane] += (hfa + el[j]) / gfa
@@ -250,8 +235,8 @@ def _new_flows(net, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, 
         for i in range(fav_ptr[b], fav_ptr[b + 1]):
             j = fav_node[i]
             pj = head[j, lane] - el[j]
-            hfa, gfa = _favad(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
-            hva, gva = _favad(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
+            hfa, gfa = _pipe_leak(fqa[j, b], fca[j, b], 2.0, abs(fqa[j, b]))
+            hva, gva = _pipe_leak(fqv[j, b], fcv[j, b], 2.0 / 3.0, fpow[j, b])
             dqfa = (hfa - pj) / gfa * rb if gfa > 0.0 else 0.0
             dqva = (hva - pj) / gva * rb if gva > 0.0 else 0.0
             fqa[j, b] -= dqfa
@@ -266,7 +251,7 @@ def _new_flows(net, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, 
                     qref = np.sqrt(pj / fca[j, b])
                 if fcv[j, b] > 0.0:
                     qref += (pj / fcv[j, b]) ** 1.5
-            if abs(qref - (fqa[j, b] + fqv[j, b])) > FAVAD_QTOL:
+            if abs(qref - (fqa[j, b] + fqv[j, b])) > LEAKAGE_QTOL:
                 ok = False
         fav_ok[lane] = ok
         err[lane] = dqs / qs if qs > accuracy else dqs

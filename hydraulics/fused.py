@@ -152,16 +152,22 @@ class FusedGradientSolver:
     def _run_kernel(self, st, lanes, ctrl):
         import numba
         batch = st.batch_size
-        if lanes.leaks is None or lanes.leaks[0] is not st.leak_ke:
+        cached = getattr(self, "_leak_lists", None)
+        if cached is None or cached[0] is not st.leak_ke:
             # Leaks as a per-scenario list (junction ascending, the reference path's order): a scenario
-            # has few, and scanning every junction for them cost more than the leaks themselves.
+            # has few, and scanning every junction for them cost more than the leaks themselves. Kept
+            # while the state keeps its leak array: an extended run's every step (a state's leaks are
+            # set when it is made and never changed in place while it is solved).
             leak_lane, leak_node = np.nonzero(st.leak_ke.T)
-            lanes.leaks = (st.leak_ke, np.searchsorted(leak_lane, np.arange(batch + 1)).astype(np.int64),
-                           leak_node.astype(np.int64))
-        if lanes.powers is None or lanes.powers[0].shape != st.flow.shape:
-            # Reused across iterations: a fresh array page-faults on first touch every time.
-            lanes.powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
-        q_pow, speed_pow = lanes.powers
+            self._leak_lists = cached = (st.leak_ke, np.searchsorted(leak_lane, np.arange(batch + 1)).astype(np.int64),
+                                         leak_node.astype(np.int64))
+        lanes.leaks = cached
+        powers = getattr(self, "_power_buffers", None)
+        if powers is None or powers[0].shape != st.flow.shape:
+            # Reused across iterations and solves: a fresh array page-faults on first touch every time.
+            # Only power-function pumps' rows of speed_pow are ever written; the others stay 1.
+            self._power_buffers = powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
+        q_pow, speed_pow = powers
         if st.favad_cfa is None:
             none = np.zeros((1, 1))     # no pipe leakage: empty per-scenario lists
             favad = PipeLeakage(none, none, none, none, none, np.zeros(batch + 1, np.int64), np.zeros(0, np.int64))
@@ -203,4 +209,3 @@ class _Lanes:
         self.bad = np.full(batch, -1, np.int64)
         self.leaks = None
         self.favad = None
-        self.powers = None

@@ -17,18 +17,9 @@ def status_codes(internal_status: np.ndarray, is_valve: np.ndarray) -> np.ndarra
     return np.where(is_valve & (internal_status > OPEN), 2, code).astype(np.int8)
 
 
-def _transposer(solver):
-    """into(dst [B, N] view, src [N, B], scale): dst = src.T * scale; tiled and compiled on numba."""
-    if getattr(solver.backend, "name", "") == "numba":
-        from parktwin.kernels.hydraulic_numba import transpose_scaled
-
-        def fast(dst, src, scale):
-            transpose_scaled(np.ascontiguousarray(src), float(scale), dst)
-        return fast
-
-    def plain(dst, src, scale):
-        dst[...] = src.T * scale
-    return plain
+def _into(dst, src, scale):
+    """dst [B, N] view = src [N, B].T * scale."""
+    dst[...] = src.T * scale
 
 
 def state_to_si(solver, res, t_index: int, st, outcome, cols=None, state_cols=None):
@@ -56,7 +47,7 @@ def _elements(solver, res, t_index: int, st, cols):
     sn, net = solver.sn, solver.net
     nj = net.n_junctions
     cfs = sn.m3s_per_cfs
-    into = _transposer(solver)
+    into = _into
     if cols is None:
         def view(arr):
             return arr[:, t_index]

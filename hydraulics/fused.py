@@ -69,7 +69,6 @@ class FusedGradientSolver:
         self.plan = FactorPlan(perm=plan.perm, edge_slot=plan.edge_slot, col_ptr=plan.col_ptr, row_idx=plan.row_idx,
                                op_ptr=plan.op_ptr, op_target=plan.op_target, op_a=plan.op_a, op_b=plan.op_b,
                                op_pivot=plan.op_pivot, nslots=int(plan.nslots))
-        self.nslots = int(plan.nslots)
         self.power_pumps = [(k, p, 1.0 if abs(sn.pump_n[p] - 1.0) < TINY else sn.pump_n[p])
                             for p, k in enumerate(sn.pump_link) if sn.pump_type[p] in (PumpCurveKind.POWER_FUNC,
                                                                                       PumpCurveKind.CONST_HP)]
@@ -94,8 +93,8 @@ class FusedGradientSolver:
     def _workspace(self, n_workers: int) -> np.ndarray:
         """The kernel's per-worker work arrays, kept for the solver's life (grown when threads are added)."""
         from parktwin.kernels.gga_numba import workspace_size
-        sn, plan = self.sn, self.rescue.plan
-        size = workspace_size(sn.n_links, sn.n_nodes, sn.n_junctions, len(plan.edge_slot), self.nslots, BLOCK)
+        sn, plan = self.sn, self.plan
+        size = workspace_size(sn.n_links, sn.n_nodes, sn.n_junctions, len(plan.edge_slot), plan.nslots, BLOCK)
         ws = getattr(self, "_ws", None)
         if ws is None or ws.shape[0] < n_workers or ws.shape[1] != size:
             self._ws = ws = np.empty((n_workers, size))

@@ -19,8 +19,8 @@ from numba import cuda
 
 from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
 from parktwin.kernels.ldl_xp import PIVOT_ROUNDOFF
-from parktwin.kernels.cuda_laws import (emitter_law, link_law, pipe_leak_law, pump_status, safe_pow, tank_block,
-                                        valve_law)
+from parktwin.kernels.cuda_laws import (emitter_law, link_law, pipe_leak_law, pipe_leak_target, pump_status,
+                                        safe_pow, tank_block, valve_law)
 from parktwin.kernels.gga_laws import (ACTIVE, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                        QTOL, TEMPCLOSED, XFCV, XHEAD, XPRESSURE)
 
@@ -289,12 +289,7 @@ def _new_flows(b, nj, link_i, pump_i, elev, ke, qexp, backflow, accuracy, rb, fl
             if dq != 0.0:
                 qs += abs(fav_qfa[j, b] + fav_qva[j, b])
                 dqs += abs(dq)
-            qref = 0.0
-            if pj > 0.0:
-                if fav_cfa[j, b] > 0.0:
-                    qref = math.sqrt(pj / fav_cfa[j, b])
-                if fav_cva[j, b] > 0.0:
-                    qref += math.pow(pj / fav_cva[j, b], 1.5)
+            qref = pipe_leak_target(pj, fav_cfa[j, b], fav_cva[j, b])
             if abs(qref - (fav_qfa[j, b] + fav_qva[j, b])) > LEAKAGE_QTOL:
                 ok = False
     return (dqs / qs if qs > accuracy else dqs), ok

@@ -22,6 +22,7 @@ from parktwin.kernels.gga_laws import (BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUST
 valve_law = cuda.jit(device=True, inline=True)(scalar_laws.valve)
 emitter_law = cuda.jit(device=True, inline=True)(scalar_laws.emitter)
 pipe_leak_law = cuda.jit(device=True, inline=True)(scalar_laws.pipe_leak)
+pipe_leak_target = cuda.jit(device=True, inline=True)(scalar_laws.pipe_leak_target)
 
 
 @cuda.jit(device=True, inline=True)
@@ -208,5 +209,5 @@ def pump_status(s, gain, q, sv, pump_type, hmax):
     return XHEAD if gain > sv * sv * hmax + HTOL else OPEN
 
 
-__all__ = ["valve_law", "emitter_law", "pipe_leak_law", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
+__all__ = ["valve_law", "emitter_law", "pipe_leak_law", "pipe_leak_target", "pump_law", "pipe_law", "dw_pipe_law", "friction_factor", "link_law",
            "tank_block", "pump_status", "safe_pow"]

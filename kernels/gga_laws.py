@@ -20,6 +20,7 @@ from parktwin.kernels.epanet_codes import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, 
 _valve = nb.njit(cache=True, inline="always")(scalar_laws.valve)
 _emitter = nb.njit(cache=True, inline="always")(scalar_laws.emitter)
 _pipe_leak = nb.njit(cache=True, inline="always")(scalar_laws.pipe_leak)
+_pipe_leak_target = nb.njit(cache=True, inline="always")(scalar_laws.pipe_leak_target)
 
 
 @nb.njit(cache=True, inline="always")

@@ -16,7 +16,7 @@ import numpy as np
 from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
 from parktwin.kernels.gga_laws import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CVPIPE, FCV, HTOL, OPEN, PRV, PSV, PUMP,
                                QTOL, TEMPCLOSED, TINY, XFCV, XHEAD, XPRESSURE, _coefficients, _emitter,
-                               _pipe_leak, _valve)
+                               _pipe_leak, _pipe_leak_target, _valve)
 from parktwin.kernels.ldl_numba import _factor_block, _substitute_block
 
 
@@ -245,12 +245,7 @@ def _new_flows(net, flow, head, status, emitter_flow, leak_flow, leak_ke, qexp, 
             if dq != 0.0:
                 qs += abs(fqa[j, b] + fqv[j, b])
                 dqs += abs(dq)
-            qref = 0.0
-            if pj > 0.0:
-                if fca[j, b] > 0.0:
-                    qref = np.sqrt(pj / fca[j, b])
-                if fcv[j, b] > 0.0:
-                    qref += (pj / fcv[j, b]) ** 1.5
+            qref = _pipe_leak_target(pj, fca[j, b], fcv[j, b])
             if abs(qref - (fqa[j, b] + fqv[j, b])) > LEAKAGE_QTOL:
                 ok = False
         fav_ok[lane] = ok

@@ -127,23 +127,6 @@ def update_link_flows(start, end, const_hp, q, p, y, head, relax, status, n_junc
 
 
 @nb.njit(cache=True, parallel=True)
-def transpose_scaled(src, scale, dst):
-    """dst[b, n] = src[n, b] * scale, in cache-sized tiles (the solver's [N, B] to the results' [B, N])."""
-    n_rows, batch = src.shape
-    tile = 32
-    n_tiles = (batch + tile - 1) // tile
-    for t in nb.prange(n_tiles):
-        b0 = t * tile
-        b1 = min(batch, b0 + tile)
-        for n0 in range(0, n_rows, tile):
-            n1 = min(n_rows, n0 + tile)
-            for b in range(b0, b1):
-                out = dst[b]
-                for n in range(n0, n1):
-                    out[n] = src[n, b] * scale
-
-
-@nb.njit(cache=True, parallel=True)
 def scatter_transposed(src, src_cols, scale, offset, dst, rows, t, col0):
     """dst[rows[b], t, col0 + n] = src[n, src_cols[b]] * scale - offset[n], in float64 and rounded once
     to dst's dtype: the solver's [N, B] state straight into the results' [B, T, N] at report time t."""

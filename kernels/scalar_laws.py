@@ -43,6 +43,18 @@ def emitter(ke, qexp, q, backflow):
     return hloss, hgrad
 
 
+def pipe_leak_target(p, cfa, cva):
+    """leakagehasconverged()'s reference: the pipe-leakage flow (cfs) the junction's pressure p (ft)
+    calls for, from the inverted fixed- and variable-area coefficients; 0 at no pressure."""
+    q = 0.0
+    if p > 0.0:
+        if cfa > 0.0:
+            q = math.sqrt(p / cfa)
+        if cva > 0.0:
+            q += math.pow(p / cva, 1.5)
+    return q
+
+
 def pipe_leak(q, c, n_inv, q_pow):
     """leakage.c eval_leak_headloss() with its lower barrier: (head loss, gradient) of a junction's
     fixed-area (n_inv 2) or variable-area (n_inv 2/3) pipe leakage; 0, 0 where it has none.

@@ -91,9 +91,7 @@ class Assembler:
         rows = g["pipe"]
         if len(rows) and self.fast is not None and sn.headloss != HeadlossFormula.DW:
             r = st.resistance
-            q_pow = self._buffer("q_pow", q.shape)
-            np.abs(q, out=q_pow)
-            np.power(q_pow, sn.flow_exponent - 1.0, out=q_pow)
+            q_pow = co.power(np, np.abs(q), sn.flow_exponent - 1.0)
             self.fast.pipe_coeffs_power_law(rows, q, q_pow, status, r, r.shape[1] != 1, sn.minor_ft_per_cfs2,
                                             sn.flow_exponent, p, y)
         elif len(rows):

@@ -5,6 +5,8 @@ Written against the array namespace `xp` so that numpy and cupy run the same cod
 """
 from __future__ import annotations
 
+import numpy as np
+
 from parktwin.hydraulics.epanet_units import CBIG, CSMALL, RQTOL, TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 
@@ -97,6 +99,15 @@ def set_pcv_loss(sn: SolverNetwork, state, k: int, setting, mask, cols=slice(Non
     state.pcv_r[row, cols] = np.where(mask, r, state.pcv_r[row, cols])
 
 
+def power(xp, x, a: float):
+    """x**a (x >= 0) for the head-loss and pump laws: on the host kernels.powers' arithmetic, which the
+    fused numba kernel takes inside its loops, so that both paths agree to the last bit."""
+    if xp is np:
+        from parktwin.kernels.powers import pow_nonneg_array
+        return pow_nonneg_array(x, a)
+    return x ** a
+
+
 def pipe_coeffs(xp, sn: SolverNetwork, q, status, r, km, rel_rough=None, visc_d=None):
     """pipecoeff() / DWpipecoeff(); r may be [L,1] or [L,B] (roughness perturbed per scenario)."""
     qa = xp.abs(q)
@@ -110,7 +121,7 @@ def pipe_coeffs(xp, sn: SolverNetwork, q, status, r, km, rel_rough=None, visc_d=
         hgrad = xp.where(laminar, r_lam + 2.0 * km * qa, 2.0 * r1 * qa + dfdq * r * qa * qa)
     else:
         hexp = sn.flow_exponent
-        hgrad = hexp * r * qa ** (hexp - 1.0)
+        hgrad = hexp * r * power(xp, qa, hexp - 1.0)
         small = hgrad < RQTOL
         hgrad = xp.where(small, RQTOL / hexp, hgrad)
         hloss = xp.where(small, hgrad * qa, hgrad * qa / hexp)
@@ -184,7 +195,7 @@ def pump_coeffs(xp, sn: SolverNetwork, p_index: int, q, status, setting):
         n = sn.pump_n[p_index]
         if abs(n - 1.0) < TINY:
             n = 1.0
-        r = sn.pump_r[p_index] * speed ** (2.0 - n)
+        r = sn.pump_r[p_index] * power(xp, speed, 2.0 - n)
         if ptype == PumpCurveKind.CONST_HP:
             qs = xp.where(qa == 0.0, TINY, qa)
             hgrad = -r / qs / qs
@@ -192,7 +203,7 @@ def pump_coeffs(xp, sn: SolverNetwork, p_index: int, q, status, setting):
             p = xp.where(hgrad > CBIG, 1.0 / CBIG, xp.where(hgrad < CSMALL, 1.0 / CSMALL, 1.0 / hgrad))
             y = xp.where((hgrad > CBIG) | (hgrad < CSMALL), q, hloss / hgrad)
         elif n != 1.0:
-            hgrad = n * r * qa ** (n - 1.0)
+            hgrad = n * r * power(xp, qa, n - 1.0)
             small = hgrad < RQTOL
             hgrad = xp.where(small, RQTOL, hgrad)
             hloss = xp.where(small, h0 + hgrad * q, h0 + hgrad * q / n)

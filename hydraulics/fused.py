@@ -1,8 +1,10 @@
-"""The numba backend's fast path: hydsolve() with each iteration fused into one compiled call.
+"""The numba backend's fast path: hydsolve() with every trial of a block of scenarios in one compiled call
+(kernels.gga_block).
 
-It runs the reference algorithm (hydraulics.gga) with the same arithmetic in the same order, so both
-paths agree to the last bit (tests/test_equivalence.py); networks that use a feature the fused kernel
-does not carry fall back to the reference path, which supports everything.
+It runs the reference algorithm (hydraulics.gga) with the same arithmetic in the same order; only the
+non-integer powers differ (kernels.powers, within 2 units in the last place of numpy's), so the two paths
+agree to 1e-9 (tests/test_equivalence.py). Networks that use a feature the fused kernel does not carry
+fall back to the reference path, which supports everything.
 """
 from __future__ import annotations
 
@@ -42,10 +44,13 @@ def unsupported_reason(sn: SolverNetwork, settings, junction_controls) -> str | 
 
 class FusedGradientSolver:
     carries_pipe_leakage = True    # EPANET 2.3's [LEAKAGE] (HydraulicState.favad_*) is in the kernel
+    # Powers by libm's pow (as the device kernels take them) instead of kernels.powers: slower (the loops
+    # that take them no longer vectorise); tests/test_cudasim.py sets it for its bit-for-bit comparison.
+    libm_powers = False
 
     def __init__(self, sn: SolverNetwork, assembler, settings):
-        from parktwin.kernels import gga_numba
-        self.kernel = gga_numba.iterate
+        from parktwin.kernels import gga_block
+        self.kernel = gga_block.solve_blocks
         self.sn = sn
         self.settings = settings
         kind = sn.kind.astype(np.int64)
@@ -58,6 +63,8 @@ class FusedGradientSolver:
             pump_of=i64(sn.pump_of_link), pump_type=i64(sn.pump_type), pump_curve=i64(sn.pump_curve),
             edge_of=i64(assembler.edge_of_link), ctl_valves=i64(assembler.ctl_valves), tank_of=tank_of,
             status_links=self._status_links(sn, tank_of),
+            power_pumps=i64([k for p, k in enumerate(sn.pump_link)
+                             if sn.pump_type[p] in (PumpCurveKind.POWER_FUNC, PumpCurveKind.CONST_HP)]),
             prv_psv=i64(np.flatnonzero((kind == LinkKind.PRV) | (kind == LinkKind.PSV))),
             minor_loss=f64(sn.minor_ft_per_cfs2), diameter4=f64(assembler.diameter4),
             flow_exponent=float(sn.flow_exponent), pump_h0=f64(sn.pump_h0), pump_r=f64(sn.pump_r),
@@ -69,9 +76,6 @@ class FusedGradientSolver:
         self.plan = FactorPlan(perm=plan.perm, edge_slot=plan.edge_slot, col_ptr=plan.col_ptr, row_idx=plan.row_idx,
                                op_ptr=plan.op_ptr, op_target=plan.op_target, op_a=plan.op_a, op_b=plan.op_b,
                                op_pivot=plan.op_pivot, nslots=int(plan.nslots))
-        self.power_pumps = [(k, p, 1.0 if abs(sn.pump_n[p] - 1.0) < TINY else sn.pump_n[p])
-                            for p, k in enumerate(sn.pump_link) if sn.pump_type[p] in (PumpCurveKind.POWER_FUNC,
-                                                                                      PumpCurveKind.CONST_HP)]
         self.ctrl = IterationControl(
             accuracy=float(settings.accuracy), max_trials=float(settings.max_trials),
             check_frequency=float(settings.check_frequency), max_check=float(settings.max_check),
@@ -92,42 +96,14 @@ class FusedGradientSolver:
 
     def _workspace(self, n_workers: int) -> np.ndarray:
         """The kernel's per-worker work arrays, kept for the solver's life (grown when threads are added)."""
-        from parktwin.kernels.gga_numba import workspace_size
+        from parktwin.kernels.gga_block import workspace_size
         sn, plan = self.sn, self.plan
-        size = workspace_size(sn.n_links, sn.n_nodes, sn.n_junctions, len(plan.edge_slot), plan.nslots, BLOCK)
+        size = workspace_size(sn.n_links, sn.n_nodes, sn.n_junctions, len(plan.edge_slot), plan.nslots,
+                              len(sn.pump_link), BLOCK)
         ws = getattr(self, "_ws", None)
         if ws is None or ws.shape[0] < n_workers or ws.shape[1] != size:
             self._ws = ws = np.empty((n_workers, size))
         return ws
-
-    def _pool(self):
-        if getattr(self, "_threads", None) is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="parktwin-pow")
-        return self._threads
-
-    def _power_rows(self, flow, q_pow, rows):
-        np.abs(flow[rows], out=q_pow[rows])
-        np.power(q_pow[rows], self.sn.flow_exponent - 1.0, out=q_pow[rows])
-
-    def _powers(self, st, q_pow, speed_pow, cols):
-        """The non-integer powers of the running scenarios, by numpy exactly as the reference path does."""
-        # A gather of the running columns costs more than the power itself until few are left.
-        every = len(cols) * 4 >= st.batch_size
-        if every:
-            # numpy releases the GIL in ufuncs: halves of the array on two threads use both cores.
-            half = st.flow.shape[0] // 2
-            parts = [slice(0, half), slice(half, None)]
-            list(self._pool().map(lambda sl: self._power_rows(st.flow, q_pow, sl), parts))
-        else:
-            q_pow[:, cols] = np.abs(st.flow[:, cols]) ** (self.sn.flow_exponent - 1.0)
-        for k, p, n in self.power_pumps:
-            setting = st.setting[k]
-            closed = (st.status[k] <= CLOSED) | (setting == 0.0)
-            speed = np.where(closed, 1.0, setting)
-            speed_pow[p] = speed ** (2.0 - n)
-            if n != 1.0:
-                q_pow[k] = np.abs(st.flow[k]) ** (n - 1.0)
 
     def solve(self, st, bad_valve, accuracy: float | None = None):
         s = self.settings
@@ -135,9 +111,9 @@ class FusedGradientSolver:
         max_total = s.max_trials + (s.extra_trials if s.extra_trials > 0 else 0)
         lanes = _Lanes(st.batch_size, s.check_frequency)
         lanes.state[lanes.iters > max_total] = 1
-        # The kernel visits only running scenarios: no compaction of the state is needed.
+        # The kernel runs every scenario to its end; only a failed factorisation brings one back here.
         while (lanes.state == 0).any():
-            self._run_kernel(st, lanes, ctrl)
+            self._run_kernel(st, lanes, ctrl, max_total)
             hit = np.flatnonzero((lanes.bad >= 0) & (lanes.state == 0))
             if len(hit):
                 rescued = bad_valve(st, hit, lanes.bad[hit])
@@ -148,7 +124,7 @@ class FusedGradientSolver:
         return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=lanes.iters.copy(),
                            relative_error=lanes.relerr, failed=lanes.failed)
 
-    def _run_kernel(self, st, lanes, ctrl):
+    def _run_kernel(self, st, lanes, ctrl, max_total):
         import numba
         batch = st.batch_size
         cached = getattr(self, "_leak_lists", None)
@@ -157,41 +133,40 @@ class FusedGradientSolver:
             # has few, and scanning every junction for them cost more than the leaks themselves. Kept
             # while the state keeps its leak array: an extended run's every step (a state's leaks are
             # set when it is made and never changed in place while it is solved).
-            leak_lane, leak_node = np.nonzero(st.leak_ke.T)
-            self._leak_lists = cached = (st.leak_ke, np.searchsorted(leak_lane, np.arange(batch + 1)).astype(np.int64),
-                                         leak_node.astype(np.int64))
+            ptr, node = _per_scenario_lists(st.leak_ke != 0.0)
+            self._leak_lists = cached = (st.leak_ke, ptr, node)
         lanes.leaks = cached
-        powers = getattr(self, "_power_buffers", None)
-        if powers is None or powers[0].shape != st.flow.shape:
-            # Reused across iterations and solves: a fresh array page-faults on first touch every time.
-            # Only power-function pumps' rows of speed_pow are ever written; the others stay 1.
-            self._power_buffers = powers = (np.empty_like(st.flow), np.ones((len(self.sn.pump_link), batch)))
-        q_pow, speed_pow = powers
         if st.favad_cfa is None:
             none = np.zeros((1, 1))     # no pipe leakage: empty per-scenario lists
             favad = PipeLeakage(none, none, none, none, none, np.zeros(batch + 1, np.int64), np.zeros(0, np.int64))
         else:
             if lanes.favad is None or lanes.favad[0] is not st.favad_cfa:
                 # the junctions that leak, per scenario (junction ascending), as for the orifice leaks
-                f_lane, f_node = np.nonzero(((st.favad_cfa != 0.0) | (st.favad_cva != 0.0)).T)
-                lanes.favad = (st.favad_cfa, np.searchsorted(f_lane, np.arange(batch + 1)).astype(np.int64),
-                               f_node.astype(np.int64), np.nonzero(st.favad_cva), np.zeros(st.favad_cva.shape))
-            _, fav_ptr, fav_node, variable, v_pow = lanes.favad
-            # the variable-area power by numpy, as the reference path takes it (hydraulics.leakage)
-            v_pow[variable] = np.power(np.abs(st.favad_qva[variable]), 2.0 / 3.0 - 1.0)
+                ptr, node = _per_scenario_lists((st.favad_cfa != 0.0) | (st.favad_cva != 0.0))
+                lanes.favad = (st.favad_cfa, ptr, node, np.zeros(st.favad_cva.shape))
+            _, fav_ptr, fav_node, v_pow = lanes.favad
             favad = PipeLeakage(st.favad_cfa, st.favad_cva, st.favad_qfa, st.favad_qva, v_pow, fav_ptr, fav_node)
         live_cols = np.flatnonzero(lanes.state == 0).astype(np.int64)
-        self._powers(st, q_pow, speed_pow, live_cols)
         n_workers = max(1, min(-(-len(live_cols) // BLOCK), numba.get_num_threads()))
         batch_arrays = BatchArrays(
-            flow=st.flow, q_pow=q_pow, speed_pow=speed_pow, head=st.head, status=st.status, setting=st.setting,
+            flow=st.flow, head=st.head, status=st.status, setting=st.setting,
             resistance=np.ascontiguousarray(st.resistance), emitter_flow=st.emitter_flow, leak_flow=st.leak_flow,
             leak_ke=st.leak_ke, demand_flow=st.demand_flow, node_outflow=st.node_outflow)
         lane_arrays = LaneArrays(state=lanes.state, iters=lanes.iters, next_check=lanes.next_check,
                                  relax=lanes.relax, relerr=lanes.relerr, converged=lanes.converged,
                                  bad_node=lanes.bad)
         self.kernel(self.net, self.plan, ctrl, batch_arrays, lane_arrays, LeakLists(lanes.leaks[1], lanes.leaks[2]),
-                    favad, live_cols, BLOCK, n_workers, self._workspace(n_workers))
+                    favad, live_cols, BLOCK, n_workers, self._workspace(n_workers), int(max_total),
+                    bool(self.libm_powers))
+
+
+def _per_scenario_lists(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lists of a [node, B] mask by scenario: the nodes of scenario b are node[ptr[b]:ptr[b + 1]],
+    ascending. (np.nonzero of the transposed mask gives the same order at ten times the cost.)"""
+    node, lane = np.nonzero(mask)
+    order = np.argsort(lane, kind="stable")
+    ptr = np.searchsorted(lane[order], np.arange(mask.shape[1] + 1)).astype(np.int64)
+    return ptr, node[order].astype(np.int64)
 
 
 class _Lanes:

@@ -19,6 +19,7 @@ import numpy as np
 from parktwin.hydraulics.network import LinkKind
 from parktwin.hydraulics.units_tables import M_PER_FT
 from parktwin.kernels.epanet_codes import LEAKAGE_QTOL
+from parktwin.kernels.powers import pow_nonneg_array
 
 C_ORIFICE = 4.8149766e-6    # 0.6 sqrt(2 g) in ft^0.5/s, times m² per mm² (leakage.c)
 Q_START_CFS = 0.001         # init_node_leakage(): the solver needs a nonzero starting flow
@@ -96,7 +97,7 @@ def active(st) -> bool:
 
 def _headloss(q, c, n_inv):
     """eval_leak_headloss(): hloss = c q^(1/n) and its gradient, with the barrier that keeps q >= 0."""
-    grad = n_inv * c * np.power(np.abs(q), n_inv - 1.0)
+    grad = n_inv * c * pow_nonneg_array(np.abs(q), n_inv - 1.0)     # as the fused kernel takes it
     loss = grad * q / n_inv
     a = 1e9 * q
     b = np.sqrt(a * a + 1e-6)

@@ -1,14 +1,15 @@
 """EPANET's head-loss laws as scalar numba functions for the fused iteration (kernels.gga_numba).
 
-Each mirrors its numpy twin in hydraulics.coefficients operation for operation: the two backends must
-agree to the last bit.
+Each mirrors its numpy twin in hydraulics.coefficients operation for operation; the powers they are
+given come from kernels.powers (within 2 units in the last place of numpy's), so the two backends agree
+to 1e-9, and to the last bit where both take the same powers.
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
 
-from parktwin.kernels import scalar_laws
+from parktwin.kernels import powers, scalar_laws
 
 from parktwin.kernels.epanet_codes import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, CSMALL, CUSTOM,  # noqa: F401
                                            CVPIPE, FCV, GPV, HTOL, NOCURVE, OPEN, PBV, PCV, PIPE, POWER_FUNC,
@@ -17,13 +18,15 @@ from parktwin.kernels.epanet_codes import (ACTIVE, BIG, CBIG, CLOSED, CONST_HP, 
 
 
 # Written once in kernels.scalar_laws, compiled here for the CPU and in kernels.cuda_laws for the device.
-_valve = nb.njit(cache=True, inline="always")(scalar_laws.valve)
-_emitter = nb.njit(cache=True, inline="always")(scalar_laws.emitter)
-_pipe_leak = nb.njit(cache=True, inline="always")(scalar_laws.pipe_leak)
-_pipe_leak_target = nb.njit(cache=True, inline="always")(scalar_laws.pipe_leak_target)
+_valve = nb.njit(cache=True, inline="always", error_model="numpy")(scalar_laws.valve)
+_emitter = nb.njit(cache=True, inline="always", error_model="numpy")(scalar_laws.emitter)
+_pipe_leak = nb.njit(cache=True, inline="always", error_model="numpy")(scalar_laws.pipe_leak)
+_pipe_leak_target = nb.njit(cache=True, inline="always", error_model="numpy")(scalar_laws.pipe_leak_target)
+# x**a in plain arithmetic, so that the loops that take it vectorise (CPU only; the device keeps CUDA's pow).
+_pow = nb.njit(cache=True, inline="always", error_model="numpy")(powers.pow_nonneg)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo, c_hi):
     closed = (status <= CLOSED) or (setting == 0.0)
     speed = 1.0 if closed else setting
@@ -80,12 +83,12 @@ def _pump(pt, k_pump, q, qpow, spow, status, setting, h0c, rc, nc, cx, cy, c_lo,
     return p, y
 
 
-@nb.njit(cache=True)
-def _coefficients(net, flow, q_pow, speed_pow, status, setting, resist, r_cols, cols, w, p, y):
-    """headlosscoeffs() for the scenario columns cols[:w] into p, y [L, w].
+@nb.njit(cache=True, error_model="numpy")
+def _coefficients(net, flow, q_pow, speed_pow, status, setting, resist, cols, w, p, y):
+    """headlosscoeffs() for the block's lanes [0, w) into p, y [L, lanes].
 
-    flow and status are the block's own copies [L, w] (lane-indexed); q_pow, speed_pow, setting and
-    resist are the batch's arrays, indexed by the scenario column cols[lane]."""
+    flow, q_pow, speed_pow, status and resist are the block's own [row, lane] arrays; setting is the
+    batch's, indexed by the scenario column cols[lane]."""
     start, kind, pump_of, pump_type, pump_curve = net.start, net.kind, net.pump_of, net.pump_type, net.pump_curve
     km, diam4, hexp = net.minor_loss, net.diameter4, net.flow_exponent
     pump_h0, pump_r, pump_n = net.pump_h0, net.pump_r, net.pump_n
@@ -94,19 +97,14 @@ def _coefficients(net, flow, q_pow, speed_pow, status, setting, resist, r_cols, 
     for k in range(n_links):
         kk = kind[k]
         if kk <= PIPE:
-            q_row, s_row, qp_row, p_row, y_row = flow[k], status[k], q_pow[k], p[k], y[k]
-            r_row = resist[k]
+            q_row, s_row, qp_row, p_row, y_row, r_row = flow[k], status[k], q_pow[k], p[k], y[k], resist[k]
             kmk = km[k]
-            # Branch-free (selects) so that LLVM vectorises the lane loop; same values as the reference.
-            r_step = 1 if r_cols > 1 else 0
-            c0 = cols[0]
-            contiguous = cols[w - 1] - c0 == w - 1
+            # Branch-free (selects) over contiguous rows so that LLVM vectorises the lane loop; same
+            # values as the reference.
             for lane in range(w):
-                b = c0 + lane if contiguous else cols[lane]
                 q = q_row[lane]
-                rk = r_row[b * r_step]
                 qa = abs(q)
-                hgrad = hexp * rk * qp_row[b]
+                hgrad = hexp * r_row[lane] * qp_row[lane]
                 small = hgrad < RQTOL
                 hgrad = RQTOL / hexp if small else hgrad
                 hloss = hgrad * qa if small else hgrad * qa / hexp
@@ -126,7 +124,7 @@ def _coefficients(net, flow, q_pow, speed_pow, status, setting, resist, r_cols, 
                 c = pump_curve[pn]
                 lo = c_off[c] if c >= 0 else 0
                 hi = c_off[c + 1] if c >= 0 else 0
-                p[k, lane], y[k, lane] = _pump(pump_type[pn], pn, q, q_pow[k, b], speed_pow[pn, b], s,
+                p[k, lane], y[k, lane] = _pump(pump_type[pn], pn, q, q_pow[k, lane], speed_pow[pn, lane], s,
                                                setting[k, b], pump_h0[pn], pump_r[pn], pump_n[pn], cx, cy, lo, hi)
             elif kk == PBV:
                 pv, yv = _valve(q, s, km[k])

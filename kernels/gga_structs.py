@@ -1,4 +1,4 @@
-"""The named structures the fused numba iteration (kernels.gga_numba.iterate) takes, in place of a long
+"""The named structures the fused numba solve (kernels.gga_block.solve_blocks) takes, in place of a long
 positional argument list. They are NamedTuples, which numba passes to compiled code as typed tuples
 (attribute access compiles to a field load), so naming costs nothing at run time.
 
@@ -25,6 +25,7 @@ class FusedNetwork(NamedTuple):
     ctl_valves: np.ndarray     # int64 PRV/PSV/FCV links in EPANET's valve order
     tank_of: np.ndarray        # [N] int64 tank index of a node, -1 otherwise
     status_links: np.ndarray   # int64 links whose status linkstatus() can change
+    power_pumps: np.ndarray    # int64 links of the power-function and constant-power pumps
     prv_psv: np.ndarray        # int64 PRVs and PSVs
     minor_loss: np.ndarray     # [L] minor-loss coefficient, ft per cfs^2
     diameter4: np.ndarray      # [L] diameter^4, ft^4 (TCV loss)
@@ -72,8 +73,6 @@ class IterationControl(NamedTuple):
 class BatchArrays(NamedTuple):
     """The batch's state and per-scenario inputs [element, B] (hydraulics.state.HydraulicState)."""
     flow: np.ndarray
-    q_pow: np.ndarray          # |q|^(n-1), by numpy before the call
-    speed_pow: np.ndarray      # [P, B] pump speed^(2-n)
     head: np.ndarray
     status: np.ndarray
     setting: np.ndarray
@@ -108,6 +107,6 @@ class PipeLeakage(NamedTuple):
     cva: np.ndarray            # variable-area inverted emitter coefficient
     qfa: np.ndarray            # fixed-area leak flow, cfs
     qva: np.ndarray            # variable-area leak flow, cfs
-    va_pow: np.ndarray         # |qva|^(-1/3), by numpy before the call
+    va_pow: np.ndarray         # |qva|^(-1/3), taken in the kernel at each trial
     ptr: np.ndarray
     node: np.ndarray

@@ -17,8 +17,8 @@ _BLOCK = 64
 
 @nb.njit(cache=True, parallel=True, fastmath=False)
 def pipe_coeffs_power_law(rows, q, q_pow, status, r, r_per_scenario, km, hexp, p_out, y_out):
-    """Hazen-Williams / Chezy-Manning pipes (EPANET's pipecoeff); q_pow = |q|^(hexp-1), computed by numpy
-    beforehand because numpy's SIMD power is several times faster than a scalar pow in a loop."""
+    """Hazen-Williams / Chezy-Manning pipes (EPANET's pipecoeff); q_pow = |q|^(hexp-1), taken beforehand
+    (hydraulics.coefficients.power, the fused kernel's arithmetic)."""
     batch = q.shape[1]
     n_blocks = (batch + _BLOCK - 1) // _BLOCK
     for blk in nb.prange(n_blocks):

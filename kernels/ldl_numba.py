@@ -26,7 +26,7 @@ DEFAULT_BLOCK = 64
 # values[t, lane]: with 2-D indexing LLVM does not vectorise the lane loop
 # (measured 5x slower on the block load alone).
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False, inline="always", error_model="numpy")
 def _load_block(perm, edge_slot, diag, offdiag, rhs, s0, values, work):
     n = work.shape[0]
     width = work.shape[1]
@@ -51,7 +51,7 @@ def _load_block(perm, edge_slot, diag, offdiag, rhs, s0, values, work):
             row[lane] += source[lane]
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False, inline="always", error_model="numpy")
 def _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, first):
     """Left-looking LDL^T in place; first[lane] = first bad pivot position (n if none); pivots within
     PIVOT_ROUNDOFF of their diagonal are cancellation residues and taken as that fraction (ldl_xp)."""
@@ -86,7 +86,7 @@ def _factor_block(col_ptr, op_ptr, op_target, op_a, op_b, op_pivot, values, firs
                 row[lane] /= pivot[lane]
 
 
-@njit(cache=True, fastmath=False, inline="always")
+@njit(cache=True, fastmath=False, inline="always", error_model="numpy")
 def _substitute_block(col_ptr, row_idx, values, work):
     n = work.shape[0]
     width = work.shape[1]
@@ -111,7 +111,7 @@ def _substitute_block(col_ptr, row_idx, values, work):
                 x_j[lane] -= l_rj[lane] * x_r[lane]
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, fastmath=False, error_model="numpy")
 def _factor_solve_kernel(perm, edge_slot, col_ptr, row_idx, op_ptr, op_target, op_a, op_b,
                          op_pivot, nslots, diag, offdiag, rhs, block, n_workers, solution, first_bad):
     n = diag.shape[0]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import sys
 import warnings
@@ -175,29 +174,15 @@ def arrays(res) -> dict:
 
 @contextlib.contextmanager
 def libm_powers():
-    """The numba backend with its non-integer powers taken by libm (as the device code takes them) instead
-    of numpy's vectorised pow, which differs in the last bit for about 5 % of arguments. With it the
-    device kernels must reproduce the CPU fast path bit for bit."""
-    from parktwin.hydraulics.coefficients import CLOSED
+    """The numba backend with its non-integer powers taken by libm's pow (as the device code takes them)
+    instead of kernels.powers, which differs from libm in the last bit or two for about 16 % of arguments.
+    With it the device kernels must reproduce the CPU fast path bit for bit."""
     from parktwin.hydraulics.fused import FusedGradientSolver
-    pw = np.vectorize(math.pow, otypes=[float])
-
-    def powers(self, st, q_pow, speed_pow, cols):
-        q_pow[:, cols] = pw(np.abs(st.flow[:, cols]), self.sn.flow_exponent - 1.0)
-        for k, p, n in self.power_pumps:
-            setting = st.setting[k]
-            closed = (st.status[k] <= CLOSED) | (setting == 0.0)
-            speed = np.where(closed, 1.0, setting)
-            speed_pow[p] = pw(speed, 2.0 - n)
-            if n != 1.0:
-                q_pow[k] = pw(np.abs(st.flow[k]), n - 1.0)
-
-    original = FusedGradientSolver._powers
-    FusedGradientSolver._powers = powers
+    FusedGradientSolver.libm_powers = True
     try:
         yield
     finally:
-        FusedGradientSolver._powers = original
+        FusedGradientSolver.libm_powers = False
 
 
 def main(cases_json: str, out_dir: str) -> None:

@@ -4,8 +4,9 @@ The simulator executes the very @cuda.jit kernels the GPU runs (kernels/cuda_gga
 Python thread per scenario, in a child process started with NUMBA_ENABLE_CUDASIM=1. Its answers are
 compared with the numba CPU backend: bit for bit when both take their powers from libm (the kernels are
 a line-by-line transcription of the CPU fast path), and to 1e-9 relative (of each value, or of the
-quantity's largest value near zero) with the CPU backend as it ships, where numpy's pow differs from
-libm's in the last bit for about 5 % of arguments and the CBIG penalties of valves amplify that.
+quantity's largest value near zero) with the CPU backend as it ships, whose powers (kernels.powers)
+differ from libm's in the last bit or two for about 16 % of arguments, which the CBIG penalties of valves
+amplify.
 """
 from __future__ import annotations
 

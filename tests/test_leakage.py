@@ -112,7 +112,7 @@ def test_cold_solve_takes_epanets_iterations(src, tmp_path):
 
 def test_backends_agree_with_leakage(tmp_path, monkeypatch):
     """numba's fused kernel carries pipe leakage and gives the numpy reference's answer bit for bit
-    (the variable-area power comes from numpy on both paths), the file's leakage over 6 h and a batch of
+    (the variable-area power comes from kernels.powers on both paths), the file's leakage over 6 h and a batch of
     leak_favad_* perturbations on L-Town."""
     from parktwin.hydraulics.compile import load_network
     from parktwin.hydraulics.fused import FusedGradientSolver

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from cudasim_compare import QUANTITIES, arrays, solve
+from cudasim_compare import QUANTITIES, arrays, libm_powers, solve
 from oracle_compare import all_networks, network_id
 
 RTOL = 1e-9
@@ -35,12 +35,15 @@ pytestmark = [pytest.mark.gpu,
 @pytest.mark.parametrize("path", _networks(), ids=network_id)
 def test_device_equals_cpu_backend(path):
     """32 mixed scenarios (leaks, demands, closures, roughness, tank levels, pump speeds, valve settings),
-    snapshot: the device's answers equal the numba backend's to 1e-9 relative."""
+    snapshot: the device's answers equal the numba backend's to 1e-9 relative, the CPU taking its powers
+    from libm as the device does (kernels.powers differs from libm in the last bit or two for 16 % of
+    arguments, which the penalties of closed links amplify past 1e-9 on small flows)."""
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         device = arrays(solve(path, "cupy", SCENARIOS, 101, 0))
-    cpu = arrays(solve(path, "numba", SCENARIOS, 101, 0))
+    with libm_powers():
+        cpu = arrays(solve(path, "numba", SCENARIOS, 101, 0))
     fallback = [str(w.message) for w in caught if "cupy backend" in str(w.message)]
     for key in QUANTITIES:
         scale = float(np.nanmax(np.abs(cpu[key]), initial=0.0))

@@ -12,8 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from parktwin.hydraulics.coefficients import CLOSED
-from parktwin.hydraulics.epanet_units import TINY, SolverNetwork
+from parktwin.hydraulics.epanet_units import SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
 from parktwin.hydraulics.state import StepOutcome
 from parktwin.kernels.gga_structs import (BatchArrays, FactorPlan, FusedNetwork, IterationControl, LaneArrays,

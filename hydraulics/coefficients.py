@@ -9,6 +9,7 @@ import numpy as np
 
 from parktwin.hydraulics.epanet_units import CBIG, CSMALL, RQTOL, TINY, SolverNetwork
 from parktwin.hydraulics.network import HeadlossFormula, LinkKind, PumpCurveKind
+from parktwin.kernels.powers import pow_nonneg_array
 
 from parktwin.kernels.epanet_codes import (ACTIVE, CLOSED, OPEN, TEMPCLOSED, XFCV, XFLOW,  # noqa: F401
                                            XHEAD, XPRESSURE)
@@ -103,7 +104,6 @@ def power(xp, x, a: float):
     """x**a (x >= 0) for the head-loss and pump laws: on the host kernels.powers' arithmetic, which the
     fused numba kernel takes inside its loops, so that both paths agree to the last bit."""
     if xp is np:
-        from parktwin.kernels.powers import pow_nonneg_array
         return pow_nonneg_array(x, a)
     return x ** a
 

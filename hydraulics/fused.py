@@ -119,7 +119,6 @@ class FusedGradientSolver:
                 lost = hit[~rescued]
                 lanes.failed[lost] = True
                 lanes.state[lost] = 1
-            lanes.state[(lanes.state == 0) & (lanes.iters > max_total)] = 1
         return StepOutcome(converged=lanes.converged & ~lanes.failed, iterations=lanes.iters.copy(),
                            relative_error=lanes.relerr, failed=lanes.failed)
 

@@ -106,8 +106,9 @@ def _elements_numba(solver, res, t_index: int, st, cols, state_cols):
     put("head_m", st.head, M_PER_FT)
     # head and pressure in float64 (head_ft * M_PER_FT - elevation), rounded once: a reservoir stays at 0
     put("pressure_m", st.head, M_PER_FT, net.elevation_m)
-    put("demand_m3s", st.demand_flow + st.emitter_flow, cfs)
-    put("demand_m3s", st.node_outflow[nj:], cfs, col0=nj)
+    if res.demand_m3s.shape[-1] > 0:    # the sum is a [Nj, B] pass of its own: only when recorded
+        put("demand_m3s", st.demand_flow + st.emitter_flow, cfs)
+        put("demand_m3s", st.node_outflow[nj:], cfs, col0=nj)
     if res.leak_m3s.shape[-1] > 0:
         # a junction's leak: its orifice (leak_area_m2) plus the pipe leakage EPANET assigns it ([LEAKAGE])
         pipe_leak = node_leakage(st)

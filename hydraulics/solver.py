@@ -237,7 +237,9 @@ class HydraulicSolver:
             # Scenarios share base demands: evaluate each distinct pattern period once, then broadcast.
             uniq, inverse = np.unique(period, return_inverse=True)
             per_cat = net.demand_base_m3s[:, None] * self._pattern_factors(net.demand_pattern, uniq) * scale
-            full = np.asarray(self.demand_matrix @ per_cat)[:, inverse]
+            # Straight into the state: an extended run does this every step, and [Nj, B] temporaries cost
+            # more than the product.
+            full = np.take(np.asarray(self.demand_matrix @ per_cat), inverse, axis=1, out=st.full_demand)
         else:
             base = np.repeat(net.demand_base_m3s[:, None], st.batch_size, axis=1)
             override = inputs.base_demand_m3s.T                                # [Nj, B]
@@ -245,10 +247,11 @@ class HydraulicSolver:
             rows = self.first_category[jn]
             base[rows] = np.where(np.isnan(override[jn]), base[rows], override[jn])
             full = self.demand_matrix @ (base * self._pattern_factors(net.demand_pattern, period) * scale)
+        if full is not st.full_demand:
+            st.full_demand[:] = full
         if inputs.demand_multiplier is not None:
-            full = full * inputs.demand_multiplier.T
-        st.full_demand[:] = full
-        st.demand_flow[:] = full
+            st.full_demand *= inputs.demand_multiplier.T
+        st.demand_flow[:] = st.full_demand
         if len(net.reservoir_node) and (net.reservoir_pattern >= 0).any():
             f = self._pattern_factors(net.reservoir_pattern, period)
             st.head[net.reservoir_node] = self._reservoir_base_ft * f

@@ -36,3 +36,17 @@ def test_long_runs_get_smaller_chunks_within_the_bound():
     assert chunk_rows(net, dataclasses.replace(single, result_dtype="float64"), day) < rows
     assert chunk_rows(net, SolverOptions(chunk_size=512, result_dtype="float32", record=("pressure",)), day) > rows
 
+
+
+def test_even_chunks_split_a_run_into_nearly_equal_parts_within_the_limit():
+    from parktwin.scenarios.runner import even_chunk
+    np.testing.assert_array_equal([even_chunk(1000, 464), even_chunk(50000, 512), even_chunk(100, 512),
+                                   even_chunk(1000, 10), even_chunk(7, 3), even_chunk(0, 512)],
+                                  [336, 512, 112, 10, 3, 1])
+    for n, limit in [(1000, 464), (50000, 512), (999, 500), (17, 16), (5, 1)]:
+        rows = even_chunk(n, limit)
+        sizes = np.diff(np.append(np.arange(0, n, rows), n))
+        assert rows <= limit and len(sizes) == -(-n // limit), (n, limit, sizes)
+        # the last chunk is short only by the rounding to 16 rows of the others
+        assert sizes.min() > 0 and sizes[:-1].min() == rows and rows - sizes[-1] < 16 * len(sizes), \
+            (n, limit, sizes)
